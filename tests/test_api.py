@@ -1,0 +1,251 @@
+"""The pdfocr client against a real sandbox on 127.0.0.1: results, cuts, refusals, bad links."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from watcher.api import (
+    PdfOcrClient,
+    RemoteJob,
+    failure_from,
+    parse_available_pages,
+    parse_reply,
+    remote_name,
+    retry_after_seconds,
+)
+from watcher.config import parse_config
+from watcher.contract import OUTFORMATS, REMOTE_NAME_RE
+from watcher.errors import (
+    AccountError,
+    BadDownload,
+    ConversionCut,
+    CreditError,
+    FileRejected,
+    TransientError,
+    UnknownRemoteName,
+)
+from watcher.sandbox import Sandbox
+
+
+def client_for(box: Sandbox, *, key: str | None = None, **api: object) -> PdfOcrClient:
+    settings = parse_config("", None, env={}).api
+    api = {"endpoint": box.url, "key": key or box.key, **api}
+    return PdfOcrClient(replace(settings, **api))
+
+
+def job(name: str = "scan-abc123.pdf", outformat: str = "txt", lang: str = "English") -> RemoteJob:
+    return RemoteJob(name, outformat, lang, True)
+
+
+@pytest.mark.parametrize("outformat", OUTFORMATS)
+def test_upload_and_download_each_format(
+    sandbox: Sandbox, make_pdf_file, tmp_path: Path, outformat: str
+) -> None:
+    source = make_pdf_file("in.pdf", pages=["Quarterly report", "Page two"])
+    client = client_for(sandbox)
+    result = client.upload(source, job(outformat=outformat))
+    assert result.available_pages == 1000 - 2
+    dest = tmp_path / f"out.{outformat}"
+    written = client.download(result.link, dest, outformat)
+    assert dest.stat().st_size == written > 0
+    if outformat == "txt":
+        assert "Quarterly report" in dest.read_text()
+    if outformat == "pdf":
+        assert dest.read_bytes() == source.read_bytes()
+    assert [c.pages for c in sandbox.ledger()] == [2]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+
+
+def test_a_cut_upload_is_polled_to_its_result_with_one_charge(
+    make_sandbox, make_pdf_file, tmp_path: Path
+) -> None:
+    box = make_sandbox(seconds_per_page=0.6, cut_after=0.2)
+    client = client_for(box, poll_interval=0.1)
+    with pytest.raises(ConversionCut):
+        client.upload(make_pdf_file(), job())
+    assert client.poll(job()) is None  # still converting: "not ready", not an error
+    deadline = time.monotonic() + 10
+    result = None
+    while result is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+        result = client.poll(job())
+    assert result is not None
+    client.download(result.link, tmp_path / "out.txt", "txt")
+    assert "Hello" in (tmp_path / "out.txt").read_text()
+    assert len(box.ledger()) == 1
+
+
+def test_a_reset_after_the_upload_is_a_cut_not_a_retry(sandbox: Sandbox, make_pdf_file) -> None:
+    sandbox.inject("reset_after_upload")
+    with pytest.raises(ConversionCut):
+        client_for(sandbox).upload(make_pdf_file(), job())
+    assert len(sandbox.ledger()) == 1
+
+
+def test_polling_a_name_never_sent_says_so(sandbox: Sandbox) -> None:
+    with pytest.raises(UnknownRemoteName):
+        client_for(sandbox).poll(job("never-sent-1.pdf"))
+
+
+def test_bad_key_is_an_account_error_with_the_service_message(
+    sandbox: Sandbox, make_pdf_file
+) -> None:
+    client = client_for(sandbox, key="wrong-key")
+    with pytest.raises(AccountError) as caught:
+        client.upload(make_pdf_file(), job())
+    assert "API key does not exist" in caught.value.message
+    with pytest.raises(AccountError):
+        client.poll(job())
+    assert sandbox.ledger() == []
+
+
+def test_no_credit_is_a_credit_error(make_sandbox, make_pdf_file) -> None:
+    box = make_sandbox(credits=1)
+    with pytest.raises(CreditError) as caught:
+        client_for(box).upload(make_pdf_file(pages=["1", "2", "3"]), job())
+    assert "Not enough available pages" in caught.value.message
+    assert box.ledger() == []
+
+
+def test_bad_language_is_refused_with_the_service_message(sandbox: Sandbox, make_pdf_file) -> None:
+    with pytest.raises(FileRejected) as caught:
+        client_for(sandbox).upload(make_pdf_file(), job(lang="Klingon"))
+    assert "language" in caught.value.message.lower()
+    assert sandbox.ledger() == []
+
+
+def test_rate_limit_and_unreachable_are_transient(sandbox: Sandbox, make_pdf_file) -> None:
+    sandbox.inject("http429")
+    with pytest.raises(TransientError) as caught:
+        client_for(sandbox).upload(make_pdf_file(), job())
+    assert caught.value.retry_after == 1.0
+    dead = PdfOcrClient(
+        client_for(sandbox)._settings.__class__(
+            **{**client_for(sandbox)._settings.__dict__, "endpoint": "http://127.0.0.1:9/x"}
+        )
+    )
+    with pytest.raises(TransientError) as unreachable:
+        dead.upload(make_pdf_file(), job())
+    assert not isinstance(unreachable.value, ConversionCut)
+    assert "refused" in unreachable.value.message
+    assert sandbox.ledger() == []
+
+
+def test_a_truncated_download_is_detected_and_leaves_nothing(
+    sandbox: Sandbox, make_pdf_file, tmp_path: Path
+) -> None:
+    client = client_for(sandbox)
+    result = client.upload(make_pdf_file(), job(outformat="docx"))
+    sandbox.inject("truncate_download")
+    dest = tmp_path / "out" / "r.docx"
+    dest.parent.mkdir()
+    with pytest.raises(BadDownload):
+        client.download(result.link, dest, "docx")
+    assert list(dest.parent.iterdir()) == []
+    client.download(result.link, dest, "docx")  # the next try gets it whole
+    assert dest.stat().st_size > 0
+
+
+def test_a_link_to_another_host_is_not_followed(
+    sandbox: Sandbox, make_pdf_file, tmp_path: Path
+) -> None:
+    sandbox.inject("foreign_link")
+    client = client_for(sandbox)
+    result = client.upload(make_pdf_file(), job())
+    with pytest.raises(FileRejected) as caught:
+        client.download(result.link, tmp_path / "x.txt", "txt")
+    assert "unexpected place" in caught.value.message
+    assert not (tmp_path / "x.txt").exists()
+
+
+def test_link_trust_rules(sandbox: Sandbox) -> None:
+    client = client_for(sandbox, download_hosts=("files.pdfocr.org",))
+    port = sandbox.url.split(":")[2].split("/")[0]
+    assert client.is_trusted_link(f"http://127.0.0.1:{port}/doc/a.docx")
+    assert client.is_trusted_link("https://files.pdfocr.org/doc/a.docx")
+    assert not client.is_trusted_link("http://127.0.0.1:1/doc/a.docx")  # another port
+    assert not client.is_trusted_link("file:///etc/passwd")
+    assert not client.is_trusted_link("http://user:pw@127.0.0.1/doc")
+    assert not client.is_trusted_link("http://evil.example/doc")
+    assert not client.is_trusted_link("http://[::1")
+
+
+def test_success_without_link_or_html_reply_is_a_cut(sandbox: Sandbox, make_pdf_file) -> None:
+    client = client_for(sandbox)
+    for fault in ("missing_link", "html_reply"):
+        sandbox.inject(fault)
+        with pytest.raises(ConversionCut):
+            client.upload(make_pdf_file(), job(f"scan-{fault.replace('_', '')}.pdf"))
+
+
+def test_key_is_not_in_repr_or_errors(sandbox: Sandbox) -> None:
+    client = client_for(sandbox, key="sk-very-secret-123")
+    assert "sk-very-secret" not in repr(client)
+    dead = client_for(sandbox, key="sk-very-secret-123", endpoint="http://127.0.0.1:9/x")
+    with pytest.raises(TransientError) as caught:
+        dead.poll(job())
+    assert "sk-very-secret" not in str(caught.value)
+
+
+# -- pure functions --------------------------------------------------------------------------
+
+
+def test_reply_parsing_is_tolerant() -> None:
+    reply = parse_reply(
+        200, b'{"retcode":200,"msg":"ok","data":{"link":"x","available pages":"1,960"}}'
+    )
+    assert reply.succeeded and parse_available_pages(reply.data["available pages"]) == 1960
+    assert parse_reply(524, b"<html>timeout</html>").retcode is None
+    assert parse_reply(200, b"[1,2]").retcode is None
+    assert parse_reply(200, b'{"retcode": true}').retcode is None
+
+
+def test_failure_classification_reads_the_message() -> None:
+    def kind(msg: str) -> type:
+        return type(failure_from(parse_reply(200, f'{{"retcode":"404","msg":"{msg}"}}'.encode())))
+
+    assert kind("API key does not exist, please sign up.") is AccountError
+    assert kind("Not enough available pages") is CreditError
+    assert kind("File not found") is UnknownRemoteName
+    assert kind("Unsupported language") is FileRejected
+
+
+def test_retry_after_accepts_seconds_and_dates() -> None:
+    assert retry_after_seconds("7") == 7.0
+    assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+    assert retry_after_seconds("soon") is None
+
+
+def test_remote_names_keep_the_user_name_recognisable() -> None:
+    assert remote_name("Mon reçu (1).PDF", "ab12") == "Mon-recu-1-ab12.pdf"
+    assert remote_name("....", "ab12") == "file-ab12.pdf"
+    assert remote_name("📄 نص.jpeg", "x9") == "file-x9.jpeg"
+
+
+@given(st.text(max_size=300), st.text(alphabet="abcdef0123456789", min_size=1, max_size=12))
+def test_remote_names_are_always_safe(name: str, token: str) -> None:
+    assert REMOTE_NAME_RE.match(remote_name(name, token))
+
+
+@given(
+    st.text(max_size=80),
+    st.text(max_size=80),
+    st.text(alphabet="0123456789abcdef", min_size=10, max_size=10),
+    st.text(alphabet="0123456789abcdef", min_size=10, max_size=10),
+)
+def test_remote_names_are_unique_per_token(a: str, b: str, token_a: str, token_b: str) -> None:
+    if token_a != token_b:
+        assert remote_name(a, token_a) != remote_name(b, token_b)
+
+
+@given(st.binary(max_size=400), st.integers(min_value=100, max_value=599))
+def test_any_reply_body_is_classified_without_crashing(body: bytes, status: int) -> None:
+    reply = parse_reply(status, body)
+    if reply.retcode is not None and not reply.succeeded:
+        assert isinstance(failure_from(reply), Exception)

@@ -1,0 +1,122 @@
+"""Where files end up: results in the outbox, originals in the archive or the failed folder.
+
+Nothing here overwrites: a taken name gets " (2)", " (3)"… and names are claimed with a hard
+link (or an exclusive create where links are not supported), which fails instead of replacing
+a file that appeared a moment earlier. Results are staged under a hidden name first, so a user
+never opens half a document.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+STAGING_PREFIX = ".pdfocr-"
+ERROR_SUFFIX = ".error.txt"
+MAX_NAME_BYTES = 240  # below the common 255-byte limit, leaving room for " (99)"
+
+
+def staging_path(outbox: Path, job_id: int, outformat: str) -> Path:
+    return outbox / f"{STAGING_PREFIX}job{job_id}.{outformat}"
+
+
+def result_name(source_name: str, outformat: str) -> str:
+    """The original's name with the new extension: "Invoice 12.pdf" → "Invoice 12.docx"."""
+    stem = Path(source_name).stem or "document"
+    return _fit(stem, f".{outformat}")
+
+
+def _fit(stem: str, suffix: str) -> str:
+    while len((stem + suffix).encode("utf-8")) > MAX_NAME_BYTES and stem:
+        stem = stem[:-1]
+    return stem + suffix
+
+
+def candidate_names(folder: Path, name: str) -> Iterator[Path]:
+    """name, "stem (2).ext", "stem (3).ext"… in `folder`."""
+    path = Path(name)
+    stem, suffix = path.stem, path.suffix
+    yield folder / name
+    for number in range(2, 10_000):
+        yield folder / _fit(stem, f" ({number}){suffix}")
+
+
+def free_name(folder: Path, name: str) -> Path:
+    """The first candidate not taken now (a later claim may still lose the race)."""
+    for candidate in candidate_names(folder, name):
+        if not os.path.lexists(candidate):
+            return candidate
+    raise FileExistsError(errno.EEXIST, "no free name left", str(folder / name))
+
+
+def link_without_overwrite(source: Path, target: Path) -> None:
+    """Makes `target` the same file as `source`; FileExistsError if the name is taken."""
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK, errno.EACCES):
+            raise
+        # File systems without hard links (FAT, some shares): reserve the name exclusively,
+        # then copy over our own reservation.
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        os.close(fd)
+        shutil.copyfile(source, target)
+
+
+def move_without_overwrite(source: Path, folder: Path, name: str | None = None) -> Path:
+    """Moves a file into `folder` under a free name and returns where it went."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for candidate in candidate_names(folder, name or source.name):
+        try:
+            link_without_overwrite(source, candidate)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            return _copy_across_devices(source, folder, name or source.name)
+        source.unlink()
+        return candidate
+    raise FileExistsError(errno.EEXIST, "no free name left", str(folder))
+
+
+def _copy_across_devices(source: Path, folder: Path, name: str) -> Path:
+    for candidate in candidate_names(folder, name):
+        try:
+            fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        shutil.copy2(source, candidate)
+        source.unlink()
+        return candidate
+    raise FileExistsError(errno.EEXIST, "no free name left", str(folder))
+
+
+def write_reason(failed_copy: Path, *, source: Path, reason: str, advice: str) -> Path:
+    """Writes "NAME.error.txt" beside the failed original, in the user's words."""
+    reason_file = failed_copy.with_name(failed_copy.name + ERROR_SUFFIX)
+    text = (
+        f"File: {source.name}\n"
+        f"From: {source.parent}\n"
+        f"When: {time.strftime('%Y-%m-%d %H:%M:%S')}\n\n"
+        f"What happened: {reason}\n\n"
+        f"What to do: {advice}\n"
+    )
+    temp = reason_file.with_name(f".{reason_file.name}.part")
+    temp.write_text(text, encoding="utf-8")
+    os.replace(temp, reason_file)
+    return reason_file
+
+
+def remove_quietly(path: Path | None) -> None:
+    if path is not None:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()

@@ -1,0 +1,135 @@
+"""A job's life: its states, the moves allowed between them, and the record the journal keeps.
+
+    QUEUED ──► UPLOADING ──► DOWNLOADING ──► FILING ──► DONE
+      ▲  │         │    ▲          ▲
+      │  │         ▼    │          │
+      │  │   WAITING_FOR_RESULT ───┘        (any active state) ──► FAILED / HELD
+      │  └──────────────► FILING            (an identical earlier result is reused)
+      └── HELD, FAILED (the user resumes or retries)
+
+Every move is written to the journal before the side effect it guards (the journal refuses
+any move not listed here), so a process killed at any line resumes from a state that says
+exactly what may already have happened: a job found in UPLOADING may have reached the
+service and is polled by name before it is ever sent again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+
+class JobState(str, Enum):
+    QUEUED = "queued"
+    UPLOADING = "uploading"
+    WAITING_FOR_RESULT = "waiting_for_result"
+    DOWNLOADING = "downloading"
+    FILING = "filing"
+    DONE = "done"
+    FAILED = "failed"
+    HELD = "held"
+
+    @property
+    def is_active(self) -> bool:
+        return self in ACTIVE_STATES
+
+    @property
+    def is_finished(self) -> bool:
+        return self in (JobState.DONE, JobState.FAILED)
+
+
+ACTIVE_STATES = frozenset(
+    {
+        JobState.QUEUED,
+        JobState.UPLOADING,
+        JobState.WAITING_FOR_RESULT,
+        JobState.DOWNLOADING,
+        JobState.FILING,
+    }
+)
+
+_ALWAYS_POSSIBLE = {JobState.FAILED, JobState.HELD}
+
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.QUEUED: frozenset({JobState.UPLOADING, JobState.FILING} | _ALWAYS_POSSIBLE),
+    JobState.UPLOADING: frozenset(
+        {JobState.QUEUED, JobState.WAITING_FOR_RESULT, JobState.DOWNLOADING} | _ALWAYS_POSSIBLE
+    ),
+    JobState.WAITING_FOR_RESULT: frozenset(
+        {JobState.QUEUED, JobState.DOWNLOADING} | _ALWAYS_POSSIBLE
+    ),
+    JobState.DOWNLOADING: frozenset(
+        {JobState.WAITING_FOR_RESULT, JobState.FILING, JobState.FAILED}
+    ),
+    JobState.FILING: frozenset({JobState.DONE, JobState.FAILED}),
+    JobState.HELD: frozenset({JobState.QUEUED, JobState.WAITING_FOR_RESULT, JobState.FAILED}),
+    JobState.FAILED: frozenset({JobState.QUEUED, JobState.WAITING_FOR_RESULT}),
+    JobState.DONE: frozenset(),
+}
+
+
+ORIGINAL_DELETED = "(deleted)"
+
+
+class IllegalTransition(RuntimeError):
+    """A bug, not a user error: the code tried a move the state machine does not have."""
+
+
+def check_transition(current: JobState, target: JobState) -> None:
+    if target not in TRANSITIONS[current]:
+        raise IllegalTransition(f"a job cannot go from {current.value} to {target.value}")
+
+
+class SourceKind(str, Enum):
+    FILE = "file"  # uploaded with a multipart POST
+    URL = "url"  # an internet shortcut: the service fetches the address itself (GET)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What to do with a file, copied into the job so later rule edits do not change it."""
+
+    outformat: str
+    lang: str
+    ocr: bool
+    outbox: Path
+    archive: Path
+    failed: Path
+    after_success: str
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    source: Path
+    inbox: Path | None
+    kind: SourceKind
+    url: str | None
+    content_hash: str
+    size: int
+    mtime_ns: int
+    rule: Rule
+    state: JobState
+    remote_name: str
+    pages: int | None
+    sent_at: float | None  # set while the service may hold an upload of ours
+    link: str | None
+    staged: Path | None  # the downloaded result, waiting to be filed
+    output: Path | None
+    attempts: int
+    not_before: float
+    error: str | None
+    available_pages: int | None
+    original_at: str | None  # where the original went; None while it is in the inbox
+    created_at: float
+    updated_at: float
+
+    @property
+    def display_name(self) -> str:
+        return self.source.name
+
+    @property
+    def may_be_at_service(self) -> bool:
+        """An upload may have reached the service: poll before sending again."""
+        return self.sent_at is not None

@@ -1,0 +1,338 @@
+"""The durable journal: one SQLite file (WAL) that remembers every job and every move.
+
+Every write commits before it returns, with synchronous=FULL, because the caller's next line
+is a side effect (an upload, a rename) that the journal must already know about if the power
+goes. One connection serves all threads behind a lock: the daemon writes a few rows per file,
+far below what a single connection sustains, and a lock keeps claim-and-update atomic.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from watcher.jobs import ACTIVE_STATES, Job, JobState, Rule, SourceKind, check_transition
+
+JOURNAL_FILE_NAME = "journal.sqlite3"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY,
+    source TEXT NOT NULL,
+    inbox TEXT,
+    kind TEXT NOT NULL,
+    url TEXT,
+    content_hash TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    outformat TEXT NOT NULL,
+    lang TEXT NOT NULL,
+    ocr INTEGER NOT NULL,
+    outbox TEXT NOT NULL,
+    archive TEXT NOT NULL,
+    failed TEXT NOT NULL,
+    after_success TEXT NOT NULL,
+    state TEXT NOT NULL,
+    remote_name TEXT NOT NULL,
+    pages INTEGER,
+    sent_at REAL,
+    link TEXT,
+    staged TEXT,
+    output TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    not_before REAL NOT NULL DEFAULT 0,
+    error TEXT,
+    available_pages INTEGER,
+    original_at TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, not_before);
+CREATE INDEX IF NOT EXISTS jobs_source ON jobs (source);
+CREATE INDEX IF NOT EXISTS jobs_twin ON jobs (content_hash, outformat, lang, ocr);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+"""
+
+_ACTIVE = tuple(state.value for state in ACTIVE_STATES)
+_PLACEHOLDERS = ",".join("?" * len(_ACTIVE))
+# Fields a caller may change alongside a move; everything else is fixed at creation.
+_MUTABLE = frozenset(
+    {
+        "source",
+        "url",
+        "remote_name",
+        "pages",
+        "sent_at",
+        "link",
+        "staged",
+        "output",
+        "attempts",
+        "not_before",
+        "error",
+        "available_pages",
+        "original_at",
+    }
+)
+
+
+@dataclass(frozen=True)
+class NewJob:
+    source: Path
+    inbox: Path | None
+    kind: SourceKind
+    url: str | None
+    content_hash: str
+    size: int
+    mtime_ns: int
+    rule: Rule
+    remote_name: str
+
+
+class Journal:
+    def __init__(self, path: Path | str):
+        self.path = path
+        self._lock = threading.RLock()
+        self._claimed: set[int] = set()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(SCHEMA)
+
+    @classmethod
+    def in_folder(cls, state_dir: Path) -> Journal:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        return cls(state_dir / JOURNAL_FILE_NAME)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def add(self, new: NewJob) -> Job | None:
+        """Records a job, unless a job still owns this very file (same place, bytes and time):
+        events, rescans and restarts all see the same file again. Once a job has moved its
+        original away, the same file dropped in again is a new request."""
+        now = time.time()
+        with self._transaction() as db:
+            seen = db.execute(
+                "SELECT 1 FROM jobs WHERE source = ? AND size = ? AND mtime_ns = ? "
+                "AND content_hash = ? AND original_at IS NULL LIMIT 1",
+                (str(new.source), new.size, new.mtime_ns, new.content_hash),
+            ).fetchone()
+            if seen:
+                return None
+            rule = new.rule
+            cursor = db.execute(
+                "INSERT INTO jobs (source, inbox, kind, url, content_hash, size, mtime_ns, "
+                "outformat, lang, ocr, outbox, archive, failed, after_success, state, "
+                "remote_name, created_at, updated_at) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    str(new.source),
+                    str(new.inbox) if new.inbox else None,
+                    new.kind.value,
+                    new.url,
+                    new.content_hash,
+                    new.size,
+                    new.mtime_ns,
+                    rule.outformat,
+                    rule.lang,
+                    int(rule.ocr),
+                    str(rule.outbox),
+                    str(rule.archive),
+                    str(rule.failed),
+                    rule.after_success,
+                    JobState.QUEUED.value,
+                    new.remote_name,
+                    now,
+                    now,
+                ),
+            )
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (cursor.lastrowid,)).fetchone()
+        return _job_from_row(row)
+
+    def get(self, job_id: int) -> Job | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return _job_from_row(row) if row else None
+
+    def move(self, job: Job, target: JobState, **changes: Any) -> Job:
+        """Commits a state change (checked against the state machine) with its new facts."""
+        check_transition(job.state, target)
+        return self._write(job, target, changes)
+
+    def update(self, job: Job, **changes: Any) -> Job:
+        """Commits new facts about a job that stays in its state (a chosen output name…)."""
+        return self._write(job, job.state, changes)
+
+    def _write(self, job: Job, target: JobState, changes: dict[str, Any]) -> Job:
+        unknown = set(changes) - _MUTABLE
+        if unknown:
+            raise ValueError(f"journal fields that cannot change: {sorted(unknown)}")
+        now = time.time()
+        columns = {key: _to_column(value) for key, value in changes.items()}
+        columns.update(state=target.value, updated_at=now)
+        assignments = ", ".join(f"{key} = ?" for key in columns)
+        with self._transaction() as db:
+            updated = db.execute(
+                f"UPDATE jobs SET {assignments} WHERE id = ? AND state = ?",
+                (*columns.values(), job.id, job.state.value),
+            )
+            if updated.rowcount != 1:
+                raise RuntimeError(f"job {job.id} changed under us (expected {job.state.value})")
+        return replace(job, state=target, updated_at=now, **changes)
+
+    def claim(self, now: float | None = None) -> Job | None:
+        """The next job a worker should advance, reserved for the calling thread.
+
+        Jobs wait while an identical twin (same bytes, same settings) is in flight, so the
+        second copy can reuse the first one's result instead of paying for it again.
+        """
+        now = time.time() if now is None else now
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT * FROM jobs WHERE state IN ({_PLACEHOLDERS}) AND not_before <= ? "
+                "ORDER BY not_before, id LIMIT 64",
+                (*_ACTIVE, now),
+            ).fetchall()
+            for row in rows:
+                job = _job_from_row(row)
+                if job.id in self._claimed or self._twin_in_flight(job):
+                    continue
+                self._claimed.add(job.id)
+                return job
+        return None
+
+    def release(self, job: Job | int) -> None:
+        with self._lock:
+            self._claimed.discard(job if isinstance(job, int) else job.id)
+
+    def _twin_in_flight(self, job: Job) -> bool:
+        if job.state is not JobState.QUEUED:
+            return False
+        return any(
+            other.id != job.id and other.id < job.id and other.state.is_active
+            for other in self.twins(job)
+        )
+
+    def twins(self, job: Job) -> list[Job]:
+        """Other jobs for the same bytes with the same settings, newest first."""
+        rule = job.rule
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM jobs WHERE content_hash = ? AND outformat = ? AND lang = ? "
+                "AND ocr = ? AND id != ? ORDER BY id DESC",
+                (job.content_hash, rule.outformat, rule.lang, int(rule.ocr), job.id),
+            ).fetchall()
+        return [_job_from_row(row) for row in rows]
+
+    def next_due(self, after: float) -> float | None:
+        """When the next deferred job falls due, so idle workers can sleep until then."""
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT MIN(not_before) FROM jobs WHERE state IN ({_PLACEHOLDERS}) "
+                "AND not_before > ?",
+                (*_ACTIVE, after),
+            ).fetchone()
+        return row[0]
+
+    def jobs(self, *, states: tuple[JobState, ...] = (), limit: int | None = None) -> list[Job]:
+        query = "SELECT * FROM jobs"
+        params: list[Any] = []
+        if states:
+            query += f" WHERE state IN ({','.join('?' * len(states))})"
+            params.extend(state.value for state in states)
+        query += " ORDER BY updated_at DESC, id DESC"
+        if limit is not None:
+            query += " LIMIT ?"
+            params.append(limit)
+        with self._lock:
+            rows = self._db.execute(query, params).fetchall()
+        return [_job_from_row(row) for row in rows]
+
+    def counts(self) -> dict[JobState, int]:
+        with self._lock:
+            rows = self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
+        return {JobState(state): count for state, count in rows}
+
+    def active_source_paths(self) -> set[Path]:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT source FROM jobs WHERE state IN ({_PLACEHOLDERS}, ?)",
+                (*_ACTIVE, JobState.HELD.value),
+            ).fetchall()
+        return {Path(row[0]) for row in rows}
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        with self._transaction() as db:
+            if value is None:
+                db.execute("DELETE FROM meta WHERE key = ?", (key,))
+            else:
+                db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def get_meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+
+def _to_column(value: Any) -> Any:
+    return str(value) if isinstance(value, Path) else value
+
+
+def _optional_path(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
+def _job_from_row(row: sqlite3.Row) -> Job:
+    return Job(
+        id=row["id"],
+        source=Path(row["source"]),
+        inbox=_optional_path(row["inbox"]),
+        kind=SourceKind(row["kind"]),
+        url=row["url"],
+        content_hash=row["content_hash"],
+        size=row["size"],
+        mtime_ns=row["mtime_ns"],
+        rule=Rule(
+            outformat=row["outformat"],
+            lang=row["lang"],
+            ocr=bool(row["ocr"]),
+            outbox=Path(row["outbox"]),
+            archive=Path(row["archive"]),
+            failed=Path(row["failed"]),
+            after_success=row["after_success"],
+        ),
+        state=JobState(row["state"]),
+        remote_name=row["remote_name"],
+        pages=row["pages"],
+        sent_at=row["sent_at"],
+        link=row["link"],
+        staged=_optional_path(row["staged"]),
+        output=_optional_path(row["output"]),
+        attempts=row["attempts"],
+        not_before=row["not_before"],
+        error=row["error"],
+        available_pages=row["available_pages"],
+        original_at=row["original_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )

@@ -1,0 +1,74 @@
+"""Logging set-up: a rotating file in the state folder, stderr when there is one, and no secrets.
+
+Redaction happens in the formatter, after the message and any traceback are rendered, so a key
+that reaches a record by any road (a URL in a library's debug line, an exception's text) is
+replaced before it is written anywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import sys
+import threading
+from pathlib import Path
+
+LOG_FILE_NAME = "pdfocr-watcher.log"
+REDACTED = "[redacted]"
+FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+_secrets: set[str] = set()
+_secrets_lock = threading.Lock()
+
+
+def register_secret(value: str) -> None:
+    """Makes every later log line hide `value`. Short values are skipped: redacting "a"
+    everywhere would garble the log and protects nothing."""
+    if len(value) >= 4:
+        with _secrets_lock:
+            _secrets.add(value)
+
+
+def redact(text: str) -> str:
+    with _secrets_lock:
+        secrets = sorted(_secrets, key=len, reverse=True)
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+class RedactingFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+def log_path(state_dir: Path) -> Path:
+    return state_dir / LOG_FILE_NAME
+
+
+def setup_logging(state_dir: Path | None, *, verbose: bool = False) -> None:
+    """Configures the root logger once per process (later calls replace the handlers).
+
+    Under pythonw or a windowed build `sys.stderr` is None, so the stderr handler is optional.
+    """
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    formatter = RedactingFormatter(FORMAT)
+    if sys.stderr is not None:
+        stream = logging.StreamHandler(sys.stderr)
+        stream.setFormatter(formatter)
+        stream.setLevel(logging.DEBUG if verbose else logging.INFO)
+        root.addHandler(stream)
+    if state_dir is not None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        rotating = logging.handlers.RotatingFileHandler(
+            log_path(state_dir), maxBytes=2 * 1024 * 1024, backupCount=5, encoding="utf-8"
+        )
+        rotating.setFormatter(formatter)
+        rotating.setLevel(logging.DEBUG)
+        root.addHandler(rotating)
+    root.setLevel(logging.DEBUG)
+    for noisy in ("urllib3", "watchdog", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)

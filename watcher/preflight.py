@@ -1,0 +1,123 @@
+"""Checks a file locally before it costs anything.
+
+The service charges per page and fails locked or unreadable files after the upload, so every
+refusal we can make here is money and time the user keeps. Files are judged by their bytes,
+not their names: a JPEG called `.pdf` is an image, an HTML page called `.pdf` is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+from pypdf import PdfReader
+from pypdf.errors import PdfReadError
+
+from watcher.errors import FileRejected
+
+# pypdf warns on every slightly odd PDF; those are the service's problem, not the user's.
+logging.getLogger("pypdf").setLevel(logging.ERROR)
+
+PDF_MAGIC = b"%PDF-"
+PDF_END_MARKER = b"%%EOF"
+# Writers append whitespace, a linearisation trailer or incremental-update junk after %%EOF.
+EOF_SEARCH_BYTES = 2048
+
+
+class FileKind(Enum):
+    PDF = "pdf"
+    IMAGE = "image"
+
+
+@dataclass(frozen=True)
+class FileFacts:
+    kind: FileKind
+    pages: int
+    size: int
+
+
+def pdf_looks_complete(path: Path) -> bool:
+    """A cheap completeness test for a file that may still be being written.
+
+    Scanners and sync clients create the file first and fill it later; a PDF is only worth
+    submitting once it starts with its magic and ends with its end marker.
+    """
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(len(PDF_MAGIC))
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - EOF_SEARCH_BYTES))
+            tail = handle.read()
+    except OSError:
+        return False
+    return head == PDF_MAGIC and PDF_END_MARKER in tail
+
+
+def inspect_file(path: Path, *, outformat: str | None = None) -> FileFacts:
+    """What the file is and how many pages it will cost, or FileRejected saying what to do."""
+    name = path.name
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as handle:
+            head = handle.read(16)
+    except OSError as exc:
+        raise FileRejected(f"{name} could not be read ({exc.strerror}).") from None
+    if size == 0:
+        raise FileRejected(
+            f"{name} is empty (0 bytes). Check that the scan or download finished, "
+            "then drop the complete file in again."
+        )
+    if head.startswith(PDF_MAGIC):
+        return FileFacts(FileKind.PDF, _pdf_pages(path), size)
+    pages = _image_pages(path)
+    if pages is None:
+        raise FileRejected(
+            f"{name} is neither a PDF nor an image (it starts with {head[:8]!r}). "
+            "Only PDFs and images (JPEG, PNG, TIFF, …) can be converted; if it is a web page "
+            "saved under a .pdf name, download the real PDF instead."
+        )
+    if outformat == "pdf":
+        raise FileRejected(
+            f"{name} is an image, and the service cannot turn images into PDFs. "
+            "Move it to an inbox with another output format (docx, txt, …)."
+        )
+    return FileFacts(FileKind.IMAGE, pages, size)
+
+
+def _pdf_pages(path: Path) -> int:
+    name = path.name
+    try:
+        reader = PdfReader(path, strict=False)
+        if reader.is_encrypted:
+            raise FileRejected(
+                f"{name} is password- or permission-protected, and the service refuses locked "
+                "PDFs. Open it, remove the protection (or print it to a new PDF), and drop the "
+                "unlocked copy in again."
+            )
+        pages = len(reader.pages)
+    except FileRejected:
+        raise
+    except (PdfReadError, ValueError, KeyError, TypeError, OSError, RecursionError) as exc:
+        raise FileRejected(
+            f"{name} is a damaged or incomplete PDF ({type(exc).__name__}). "
+            "Open it in a PDF viewer; if it opens, save a fresh copy and drop that in."
+        ) from None
+    if pages == 0:
+        raise FileRejected(f"{name} is a PDF with no pages: there is nothing to convert.")
+    return pages
+
+
+def _image_pages(path: Path) -> int | None:
+    """Pages of an image (frames of a multi-page TIFF), or None if it is not an image."""
+    try:
+        with Image.open(path) as image:
+            frames = getattr(image, "n_frames", 1)
+            image.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return None
+    return frames if frames > 0 else None

@@ -1,0 +1,347 @@
+"""Advances one job through the state machine in `watcher.jobs`, talking to the service.
+
+This is the only place that decides what happens next to a job. Its rule: write the move to
+the journal, then do the thing. Money is the tie-breaker: when it is unclear whether the
+service has our upload, the job polls by name, and it is sent again only when the service
+says it never heard of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from watcher.api import ConversionResult, PdfOcrClient, RemoteJob
+from watcher.errors import (
+    AccountError,
+    BadDownload,
+    ConversionCut,
+    FileRejected,
+    TransientError,
+    UnknownRemoteName,
+)
+from watcher.filing import (
+    candidate_names,
+    link_without_overwrite,
+    move_without_overwrite,
+    result_name,
+    staging_path,
+    write_reason,
+)
+from watcher.jobs import ORIGINAL_DELETED, Job, JobState, SourceKind
+from watcher.journal import Journal
+from watcher.preflight import inspect_file
+from watcher.shortcuts import read_shortcut
+
+log = logging.getLogger(__name__)
+
+BACKOFF_BASE = 2.0
+BACKOFF_CAP = 300.0
+DOWNLOAD_ATTEMPTS = 5
+DISK_RETRY_SECONDS = 30.0
+
+JobListener = Callable[[Job], None]
+
+
+@dataclass(frozen=True)
+class Timing:
+    poll_interval: float
+    max_wait: float
+
+
+def backoff(attempts: int, retry_after: float | None = None) -> float:
+    """Exponential backoff with jitter, so many daemons behind one router do not retry in step;
+    a server's Retry-After, when given, is the floor."""
+    delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, attempts - 1))
+    delay *= random.uniform(0.75, 1.25)
+    return max(delay, retry_after or 0.0)
+
+
+class JobRunner:
+    def __init__(
+        self,
+        journal: Journal,
+        client: PdfOcrClient,
+        timing: Timing,
+        *,
+        stop: threading.Event | None = None,
+        on_change: JobListener | None = None,
+        on_service_state: Callable[[str | None], None] | None = None,
+        file_originals: bool = True,
+    ):
+        """`file_originals=False` (one-shot `convert`) leaves the user's files where they are;
+        the daemon moves them to the archive or the failed folder."""
+        self._file_originals = file_originals
+        self._journal = journal
+        self._client = client
+        self._timing = timing
+        self._stop = stop or threading.Event()
+        self._on_change = on_change or (lambda job: None)
+        self._on_service_state = on_service_state or (lambda problem: None)
+
+    def reconfigure(self, client: PdfOcrClient, timing: Timing) -> None:
+        """New key, endpoint or timings from an edited rules file, for the next request."""
+        self._client = client
+        self._timing = timing
+
+    def advance(self, job: Job) -> Job:
+        """Runs the job until it is finished, held, deferred to later, or the daemon stops.
+
+        AccountError propagates after the job was put back safely: the whole queue must wait.
+        """
+        steps = {
+            JobState.QUEUED: self._send,
+            JobState.UPLOADING: self._resume_interrupted_upload,
+            JobState.WAITING_FOR_RESULT: self._wait_for_result,
+            JobState.DOWNLOADING: self._download,
+            JobState.FILING: self._file,
+        }
+        while job.state in steps and not self._stop.is_set() and job.not_before <= time.time():
+            job = steps[job.state](job)
+            self._on_change(job)
+        return job
+
+    # -- QUEUED: check locally, then send -------------------------------------------------
+
+    def _send(self, job: Job) -> Job:
+        problem = self._source_problem(job)
+        if problem:
+            return self._journal.move(job, JobState.FAILED, error=problem)
+        reused = self._reuse_twin(job)
+        if reused:
+            return reused
+        pages = job.pages
+        try:
+            if job.kind is SourceKind.URL:
+                job = self._journal.update(job, url=read_shortcut(job.source))
+            else:
+                pages = inspect_file(job.source, outformat=job.rule.outformat).pages
+        except FileRejected as exc:
+            return self._fail(job, exc.message, advice=_FILE_ADVICE)
+        remote = self._remote(job)
+        job = self._journal.move(job, JobState.UPLOADING, sent_at=time.time(), pages=pages)
+        self._on_change(job)
+        log.info("%s: sending to the service as %s", job.display_name, job.remote_name)
+        try:
+            if job.kind is SourceKind.URL:
+                result = self._client.submit_url(job.url or "", remote)
+            else:
+                result = self._client.upload(job.source, remote)
+        except ConversionCut as exc:
+            log.info("%s: %s; asking for the result by name", job.display_name, exc.message)
+            return self._journal.move(job, JobState.WAITING_FOR_RESULT)
+        except TransientError as exc:
+            return self._retry_later(job, JobState.QUEUED, exc, sent_at=None)
+        except AccountError:
+            self._journal.move(job, JobState.QUEUED, sent_at=None)
+            raise
+        except FileRejected as exc:
+            return self._fail(job, f"the service refused it: {exc.message}", advice=_FILE_ADVICE,
+                              sent_at=None)
+        self._on_service_state(None)
+        return self._got_result(job, result)
+
+    def _source_problem(self, job: Job) -> str | None:
+        try:
+            stat = job.source.stat()
+        except FileNotFoundError:
+            return "it was removed from the inbox before it was sent; nothing was charged"
+        if stat.st_size != job.size or stat.st_mtime_ns != job.mtime_ns:
+            return "it changed after it was queued; the new version is converted instead"
+        return None
+
+    def _reuse_twin(self, job: Job) -> Job | None:
+        """The same bytes with the same settings were converted before: copy that result."""
+        for twin in self._journal.twins(job):
+            if twin.state is JobState.DONE and twin.output and twin.output.is_file():
+                staged = staging_path(job.rule.outbox, job.id, job.rule.outformat)
+                job.rule.outbox.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(twin.output, staged)
+                log.info("%s: same content as %s, reusing its result (no charge)",
+                         job.display_name, twin.display_name)
+                return self._journal.move(job, JobState.FILING, staged=staged, pages=0)
+        return None
+
+    def _resume_interrupted_upload(self, job: Job) -> Job:
+        log.info("%s: an upload was interrupted; asking the service before sending again",
+                 job.display_name)
+        return self._journal.move(job, JobState.WAITING_FOR_RESULT)
+
+    # -- WAITING_FOR_RESULT: poll by name ------------------------------------------------
+
+    def _wait_for_result(self, job: Job) -> Job:
+        remote = self._remote(job)
+        while not self._stop.is_set():
+            waited = time.time() - (job.sent_at or job.updated_at)
+            if waited > self._timing.max_wait:
+                return self._fail(
+                    job,
+                    f"the service gave no result within {_minutes(self._timing.max_wait)} "
+                    "of the upload",
+                    advice="Check your pdfocr.org account (conversions and balance) before "
+                    "retrying: if the conversion was charged, retrying with `pdfocr-watcher "
+                    "retry` asks for the result again first.",
+                )
+            try:
+                result = self._client.poll(remote)
+            except UnknownRemoteName:
+                log.info("%s: the service never received it; sending it again",
+                         job.display_name)
+                return self._journal.move(job, JobState.QUEUED, sent_at=None)
+            except AccountError:
+                raise
+            except TransientError as exc:
+                self._on_service_state(exc.message)
+                result = None
+            if result:
+                self._on_service_state(None)
+                return self._got_result(job, result)
+            self._stop.wait(self._timing.poll_interval)
+        return job
+
+    def _got_result(self, job: Job, result: ConversionResult) -> Job:
+        return self._journal.move(
+            job,
+            JobState.DOWNLOADING,
+            link=result.link,
+            available_pages=result.available_pages,
+            attempts=0,
+        )
+
+    # -- DOWNLOADING -----------------------------------------------------------------------
+
+    def _download(self, job: Job) -> Job:
+        staged = staging_path(job.rule.outbox, job.id, job.rule.outformat)
+        try:
+            job.rule.outbox.mkdir(parents=True, exist_ok=True)
+            self._client.download(job.link or "", staged, job.rule.outformat)
+        except BadDownload as exc:
+            if job.attempts + 1 >= DOWNLOAD_ATTEMPTS:
+                return self._fail(
+                    job,
+                    f"the converted file could not be downloaded ({exc.message})",
+                    advice="The conversion is paid. Run `pdfocr-watcher retry --failed` later: "
+                    "it asks the service for the result again without uploading.",
+                )
+            return self._retry_later(job, JobState.DOWNLOADING, exc)
+        except FileRejected as exc:
+            return self._fail(job, exc.message, advice=_SERVICE_ADVICE)
+        except OSError as exc:
+            return self._disk_trouble(job, job.rule.outbox, exc)
+        return self._journal.move(job, JobState.FILING, staged=staged)
+
+    # -- FILING: result into the outbox, original away -----------------------------------
+
+    def _file(self, job: Job) -> Job:
+        try:
+            job = self._place_result(job)
+            original_at = self._put_original_away(job)
+        except OSError as exc:
+            return self._disk_trouble(job, job.rule.outbox, exc)
+        job = self._journal.move(job, JobState.DONE, original_at=original_at, error=None)
+        log.info("%s: done → %s", job.display_name, job.output)
+        return job
+
+    def _place_result(self, job: Job) -> Job:
+        """Gives the staged result its final name. Idempotent: after a crash it finishes
+        whatever part was done (the chosen name is journaled before it is claimed)."""
+        staged = job.staged
+        if staged is None or not staged.exists():
+            if job.output and job.output.exists():
+                return job
+            raise FileNotFoundError(f"the staged result of job {job.id} is missing")
+        if job.output and job.output.exists() and job.output.samefile(staged):
+            staged.unlink()
+            return job
+        for candidate in candidate_names(job.rule.outbox, result_name(job.source.name,
+                                                                       job.rule.outformat)):
+            if candidate.exists():
+                continue
+            job = self._journal.update(job, output=candidate)
+            try:
+                link_without_overwrite(staged, candidate)
+            except FileExistsError:
+                continue
+            staged.unlink()
+            return job
+        raise FileExistsError(f"no free name for the result in {job.rule.outbox}")
+
+    def _put_original_away(self, job: Job) -> str | None:
+        if not (self._file_originals and self._still_ours(job)):
+            return job.original_at
+        after = job.rule.after_success
+        if after == "delete":
+            job.source.unlink()
+            return ORIGINAL_DELETED
+        if after == "archive":
+            return str(move_without_overwrite(job.source, job.rule.archive))
+        return None
+
+    def _still_ours(self, job: Job) -> bool:
+        """The original is still in its place, unchanged (not a new file under its name)."""
+        try:
+            stat = job.source.stat()
+        except FileNotFoundError:
+            return False
+        return stat.st_size == job.size and stat.st_mtime_ns == job.mtime_ns
+
+    # -- failures and waits ----------------------------------------------------------------
+
+    def _fail(self, job: Job, reason: str, *, advice: str, **changes: object) -> Job:
+        job = self._journal.move(job, JobState.FAILED, error=reason, **changes)
+        log.warning("%s: failed: %s", job.display_name, reason)
+        return self.file_failed_original(job, advice)
+
+    def file_failed_original(self, job: Job, advice: str = "") -> Job:
+        """Moves a failed job's original to the failed folder with a reason beside it.
+
+        Separate from the move to FAILED so that start-up can finish it after a crash."""
+        if not (self._file_originals and self._still_ours(job)):
+            return job
+        try:
+            moved = move_without_overwrite(job.source, job.rule.failed)
+            write_reason(moved, source=job.source, reason=job.error or "unknown",
+                         advice=advice or _FILE_ADVICE)
+        except OSError as exc:
+            log.error("%s: could not be moved to %s (%s); it stays where it is",
+                      job.display_name, job.rule.failed, exc.strerror)
+            return job
+        return self._journal.update(job, original_at=str(moved))
+
+    def _retry_later(self, job: Job, state: JobState, exc: TransientError, **changes: object
+                     ) -> Job:
+        attempts = job.attempts + 1
+        delay = backoff(attempts, exc.retry_after)
+        self._on_service_state(exc.message)
+        log.info("%s: %s; trying again in %.0f s", job.display_name, exc.message, delay)
+        return self._journal.move(job, state, attempts=attempts,
+                                  not_before=time.time() + delay, **changes)
+
+    def _disk_trouble(self, job: Job, folder: Path, exc: OSError) -> Job:
+        reason = f"{folder} cannot be written ({exc.strerror or exc})"
+        log.error("%s: %s; the original stays where it is, trying again in %.0f s",
+                  job.display_name, reason, DISK_RETRY_SECONDS)
+        return self._journal.update(job, error=reason, not_before=time.time() + DISK_RETRY_SECONDS)
+
+    def _remote(self, job: Job) -> RemoteJob:
+        return RemoteJob(job.remote_name, job.rule.outformat, job.rule.lang, job.rule.ocr)
+
+
+_FILE_ADVICE = (
+    "Fix the file as described above, then drop it into the inbox again. Nothing was charged "
+    "for it unless the service said otherwise."
+)
+_SERVICE_ADVICE = (
+    "This looks like a problem on the service's side. Try again later with "
+    "`pdfocr-watcher retry --failed`; if it persists, contact pdfocr.org support."
+)
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"

@@ -1,0 +1,129 @@
+"""A fixed number of worker threads, each taking the next due job from the journal.
+
+`concurrency` threads means at most that many conversions in flight at the service: a worker
+stays with its job while it polls for the result. Idle workers sleep on a condition until a
+job arrives or the earliest deferred job is due, so an idle daemon costs no CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from watcher.errors import AccountError
+from watcher.journal import Journal
+from watcher.runner import JobRunner
+
+log = logging.getLogger(__name__)
+
+# A bound on sleeping: `pdfocr-watcher retry`, run in another process, re-queues jobs in the
+# journal without a way to wake us.
+IDLE_CHECK_SECONDS = 30.0
+
+
+class WorkerPool:
+    def __init__(
+        self,
+        journal: Journal,
+        runner: JobRunner,
+        concurrency: int,
+        *,
+        stop: threading.Event,
+        on_hold: Callable[[AccountError], None],
+    ):
+        self._journal = journal
+        self._runner = runner
+        self._concurrency = concurrency
+        self._stop = stop
+        self._on_hold = on_hold
+        self._wakeup = threading.Condition()
+        self._held = False
+        self._paused = False
+        self._busy = 0
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        for number in range(1, self._concurrency + 1):
+            thread = threading.Thread(target=self._work, name=f"worker-{number}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def wake(self) -> None:
+        with self._wakeup:
+            self._wakeup.notify_all()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Asks workers to stop and waits a little: one in the middle of a long request is
+        left behind (the journal says where its job stands, and the next start resumes it)."""
+        self._stop.set()
+        self.wake()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    @property
+    def held(self) -> bool:
+        return self._held
+
+    @property
+    def busy(self) -> int:
+        return self._busy
+
+    def set_held(self, held: bool) -> None:
+        with self._wakeup:
+            self._held = held
+            self._wakeup.notify_all()
+
+    def set_paused(self, paused: bool) -> None:
+        with self._wakeup:
+            self._paused = paused
+            self._wakeup.notify_all()
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            job = None
+            with self._wakeup:
+                if not (self._held or self._paused):
+                    job = self._journal.claim()
+                if job is None:
+                    self._wakeup.wait(self._sleep_seconds())
+                    continue
+                self._busy += 1
+            try:
+                self._runner.advance(job)
+            except AccountError as exc:
+                self._held = True
+                self._on_hold(exc)
+            except Exception:
+                # A bug or an unforeseen OS error must not take the worker down: the job keeps
+                # its journaled state and is tried again later.
+                log.exception("%s: unexpected error; it will be tried again later",
+                              job.display_name)
+                self._defer_after_crash(job.id)
+            finally:
+                self._journal.release(job)
+                with self._wakeup:
+                    self._busy -= 1
+                    self._wakeup.notify_all()
+
+    def _sleep_seconds(self) -> float:
+        if self._held or self._paused:
+            return IDLE_CHECK_SECONDS
+        # Jobs due now but not claimable (claimed, or waiting for a twin) become claimable
+        # only when another job is released, which wakes us; so sleep until the next
+        # deferred job falls due.
+        now = time.time()
+        due = self._journal.next_due(after=now)
+        if due is None:
+            return IDLE_CHECK_SECONDS
+        return min(IDLE_CHECK_SECONDS, max(0.01, due - now))
+
+    def _defer_after_crash(self, job_id: int) -> None:
+        try:
+            job = self._journal.get(job_id)
+            if job is not None:
+                self._journal.update(job, not_before=time.time() + 60.0)
+        except Exception:
+            log.exception("could not defer job %s", job_id)
