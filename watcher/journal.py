@@ -8,6 +8,7 @@ far below what a single connection sustains, and a lock keeps claim-and-update a
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -20,6 +21,9 @@ from typing import Any
 from watcher.jobs import ACTIVE_STATES, Job, JobState, Rule, SourceKind, check_transition
 
 JOURNAL_FILE_NAME = "journal.sqlite3"
+# A test hook for the kill -9 tests: the process dies the instant a move to this state is
+# committed, before the side effect it guards, which is exactly the moment that must be safe.
+CRASH_AFTER_ENV = "PDFOCR_WATCHER_CRASH_AFTER"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -175,8 +179,10 @@ class Journal:
         return _job_from_row(row) if row else None
 
     def move(self, job: Job, target: JobState, **changes: Any) -> Job:
-        """Commits a state change (checked against the state machine) with its new facts."""
-        check_transition(job.state, target)
+        """Commits a state change (checked against the state machine) with its new facts;
+        staying in the same state (a retry later) is always allowed."""
+        if target is not job.state:
+            check_transition(job.state, target)
         return self._write(job, target, changes)
 
     def update(self, job: Job, **changes: Any) -> Job:
@@ -198,6 +204,8 @@ class Journal:
             )
             if updated.rowcount != 1:
                 raise RuntimeError(f"job {job.id} changed under us (expected {job.state.value})")
+        if target is not job.state and os.environ.get(CRASH_AFTER_ENV) == target.value:
+            os._exit(137)
         return replace(job, state=target, updated_at=now, **changes)
 
     def claim(self, now: float | None = None) -> Job | None:

@@ -16,6 +16,8 @@ from pathlib import Path
 LOG_FILE_NAME = "pdfocr-watcher.log"
 REDACTED = "[redacted]"
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+# Libraries whose debug output drowns ours unless --verbose asks for it.
+NOISY_LOGGERS = ("urllib3", "watchdog", "PIL")
 
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
@@ -42,25 +44,41 @@ class RedactingFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is when a record arrives: None under pythonw or a
+    windowed build (then nothing is written), replaced by test runners, restored later."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if sys.stderr is not None:
+            super().emit(record)
+
+
 def log_path(state_dir: Path) -> Path:
     return state_dir / LOG_FILE_NAME
 
 
 def setup_logging(state_dir: Path | None, *, verbose: bool = False) -> None:
-    """Configures the root logger once per process (later calls replace the handlers).
-
-    Under pythonw or a windowed build `sys.stderr` is None, so the stderr handler is optional.
-    """
+    """Configures the root logger (a later call replaces the handlers)."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
         handler.close()
     formatter = RedactingFormatter(FORMAT)
-    if sys.stderr is not None:
-        stream = logging.StreamHandler(sys.stderr)
-        stream.setFormatter(formatter)
-        stream.setLevel(logging.DEBUG if verbose else logging.INFO)
-        root.addHandler(stream)
+    stream = _StderrHandler()
+    stream.setFormatter(formatter)
+    stream.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.addHandler(stream)
     if state_dir is not None:
         state_dir.mkdir(parents=True, exist_ok=True)
         rotating = logging.handlers.RotatingFileHandler(
@@ -70,5 +88,5 @@ def setup_logging(state_dir: Path | None, *, verbose: bool = False) -> None:
         rotating.setLevel(logging.DEBUG)
         root.addHandler(rotating)
     root.setLevel(logging.DEBUG)
-    for noisy in ("urllib3", "watchdog", "PIL"):
+    for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)

@@ -142,8 +142,9 @@ class JobRunner:
             self._journal.move(job, JobState.QUEUED, sent_at=None)
             raise
         except FileRejected as exc:
-            return self._fail(job, f"the service refused it: {exc.message}", advice=_FILE_ADVICE,
-                              sent_at=None)
+            return self._fail(
+                job, f"the service refused it: {exc.message}", advice=_FILE_ADVICE, sent_at=None
+            )
         self._on_service_state(None)
         return self._got_result(job, result)
 
@@ -163,14 +164,19 @@ class JobRunner:
                 staged = staging_path(job.rule.outbox, job.id, job.rule.outformat)
                 job.rule.outbox.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(twin.output, staged)
-                log.info("%s: same content as %s, reusing its result (no charge)",
-                         job.display_name, twin.display_name)
+                log.info(
+                    "%s: same content as %s, reusing its result (no charge)",
+                    job.display_name,
+                    twin.display_name,
+                )
                 return self._journal.move(job, JobState.FILING, staged=staged, pages=0)
         return None
 
     def _resume_interrupted_upload(self, job: Job) -> Job:
-        log.info("%s: an upload was interrupted; asking the service before sending again",
-                 job.display_name)
+        log.info(
+            "%s: an upload was interrupted; asking the service before sending again",
+            job.display_name,
+        )
         return self._journal.move(job, JobState.WAITING_FOR_RESULT)
 
     # -- WAITING_FOR_RESULT: poll by name ------------------------------------------------
@@ -191,8 +197,7 @@ class JobRunner:
             try:
                 result = self._client.poll(remote)
             except UnknownRemoteName:
-                log.info("%s: the service never received it; sending it again",
-                         job.display_name)
+                log.info("%s: the service never received it; sending it again", job.display_name)
                 return self._journal.move(job, JobState.QUEUED, sent_at=None)
             except AccountError:
                 raise
@@ -259,8 +264,9 @@ class JobRunner:
         if job.output and job.output.exists() and job.output.samefile(staged):
             staged.unlink()
             return job
-        for candidate in candidate_names(job.rule.outbox, result_name(job.source.name,
-                                                                       job.rule.outformat)):
+        for candidate in candidate_names(
+            job.rule.outbox, result_name(job.source.name, job.rule.outformat)
+        ):
             if candidate.exists():
                 continue
             job = self._journal.update(job, output=candidate)
@@ -306,27 +312,41 @@ class JobRunner:
             return job
         try:
             moved = move_without_overwrite(job.source, job.rule.failed)
-            write_reason(moved, source=job.source, reason=job.error or "unknown",
-                         advice=advice or _FILE_ADVICE)
+            write_reason(
+                moved,
+                source=job.source,
+                reason=job.error or "unknown",
+                advice=advice or _FILE_ADVICE,
+            )
         except OSError as exc:
-            log.error("%s: could not be moved to %s (%s); it stays where it is",
-                      job.display_name, job.rule.failed, exc.strerror)
+            log.error(
+                "%s: could not be moved to %s (%s); it stays where it is",
+                job.display_name,
+                job.rule.failed,
+                exc.strerror,
+            )
             return job
         return self._journal.update(job, original_at=str(moved))
 
-    def _retry_later(self, job: Job, state: JobState, exc: TransientError, **changes: object
-                     ) -> Job:
+    def _retry_later(
+        self, job: Job, state: JobState, exc: TransientError, **changes: object
+    ) -> Job:
         attempts = job.attempts + 1
         delay = backoff(attempts, exc.retry_after)
         self._on_service_state(exc.message)
         log.info("%s: %s; trying again in %.0f s", job.display_name, exc.message, delay)
-        return self._journal.move(job, state, attempts=attempts,
-                                  not_before=time.time() + delay, **changes)
+        return self._journal.move(
+            job, state, attempts=attempts, not_before=time.time() + delay, **changes
+        )
 
     def _disk_trouble(self, job: Job, folder: Path, exc: OSError) -> Job:
         reason = f"{folder} cannot be written ({exc.strerror or exc})"
-        log.error("%s: %s; the original stays where it is, trying again in %.0f s",
-                  job.display_name, reason, DISK_RETRY_SECONDS)
+        log.error(
+            "%s: %s; the original stays where it is, trying again in %.0f s",
+            job.display_name,
+            reason,
+            DISK_RETRY_SECONDS,
+        )
         return self._journal.update(job, error=reason, not_before=time.time() + DISK_RETRY_SECONDS)
 
     def _remote(self, job: Job) -> RemoteJob:

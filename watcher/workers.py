@@ -99,8 +99,9 @@ class WorkerPool:
             except Exception:
                 # A bug or an unforeseen OS error must not take the worker down: the job keeps
                 # its journaled state and is tried again later.
-                log.exception("%s: unexpected error; it will be tried again later",
-                              job.display_name)
+                log.exception(
+                    "%s: unexpected error; it will be tried again later", job.display_name
+                )
                 self._defer_after_crash(job.id)
             finally:
                 self._journal.release(job)

@@ -1,0 +1,326 @@
+"""The daemon end to end: real inboxes, a real observer, a real journal, a real sandbox."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from watcher import samplepdf
+from watcher.config import load_config
+from watcher.daemon import Daemon
+from watcher.jobs import JobState
+from watcher.journal import JOURNAL_FILE_NAME
+from watcher.sandbox import Sandbox
+
+MakeDaemon = Callable[..., Daemon]
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 20.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what or condition}")
+
+
+def write_rules(root: Path, box: Sandbox, *, key: str | None = None, extra: str = "") -> Path:
+    """Two inboxes with different rules, all folders under `root`."""
+    path = root / "config.toml"
+    path.write_text(
+        f"""
+[api]
+key = "{key or box.key}"
+endpoint = "{box.url}"
+poll_interval = 0.1
+concurrency = 2
+
+[watch]
+settle_seconds = 0.3
+patterns = ["*.pdf", "*.png"]
+
+[files]
+outbox = "{root / "outbox"}"
+archive = "{root / "archive"}"
+failed = "{root / "failed"}"
+state_dir = "{root / "state"}"
+{extra}
+[[inbox]]
+path = "{root / "inbox" / "to-word"}"
+outformat = "docx"
+
+[[inbox]]
+path = "{root / "inbox" / "to-text"}"
+outformat = "txt"
+lang = "french"
+"""
+    )
+    for name in ("to-word", "to-text"):
+        (root / "inbox" / name).mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture
+def make_daemon(tmp_path: Path) -> Iterator[MakeDaemon]:
+    started: list[Daemon] = []
+
+    def make(rules: Path) -> Daemon:
+        daemon = Daemon(load_config(rules))
+        daemon.start()
+        started.append(daemon)
+        return daemon
+
+    yield make
+    for daemon in started:
+        daemon.stop()
+        daemon.close()
+
+
+def files_in(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_two_inboxes_with_different_rules(
+    sandbox: Sandbox, tmp_path: Path, make_daemon: MakeDaemon
+) -> None:
+    make_daemon(write_rules(tmp_path, sandbox))
+    samplepdf.write_pdf(tmp_path / "inbox" / "to-word" / "Report 2026.pdf", ["Annual report"])
+    samplepdf.write_pdf(tmp_path / "inbox" / "to-text" / "lettre.PDF", ["Bonjour"])
+    outbox = tmp_path / "outbox"
+    wait_for(
+        lambda: files_in(tmp_path / "archive") == ["Report 2026.pdf", "lettre.PDF"],
+        what="both originals archived",
+    )
+    assert files_in(outbox) == ["Report 2026.docx", "lettre.txt"]
+    assert (outbox / "lettre.txt").read_text() == "Bonjour"
+    charges = sorted((c.outformat, c.lang) for c in sandbox.ledger())
+    assert charges == [("docx", "English"), ("txt", "French")]
+    assert files_in(tmp_path / "inbox" / "to-word") == []
+
+
+def test_files_already_there_at_start_are_converted(
+    sandbox: Sandbox, tmp_path: Path, make_daemon: MakeDaemon
+) -> None:
+    rules = write_rules(tmp_path, sandbox)
+    samplepdf.write_pdf(tmp_path / "inbox" / "to-text" / "early.pdf", ["before start"])
+    make_daemon(rules)
+    wait_for(lambda: (tmp_path / "outbox" / "early.txt").exists(), what="early.txt")
+    assert len(sandbox.ledger()) == 1
+
+
+def test_a_file_written_in_chunks_is_sent_once_after_its_last_chunk(
+    sandbox: Sandbox, tmp_path: Path, make_daemon: MakeDaemon
+) -> None:
+    make_daemon(write_rules(tmp_path, sandbox))
+    data = samplepdf.make_pdf(["first page", "second page", "third page"])
+    target = tmp_path / "inbox" / "to-text" / "scan.pdf"
+    chunks = [data[i : i + len(data) // 4 + 1] for i in range(0, len(data), len(data) // 4 + 1)]
+    with target.open("wb") as out:
+        for chunk in chunks:
+            out.write(chunk)
+            out.flush()
+            time.sleep(0.5)  # longer than nothing, shorter than settle + checks
+    wait_for(lambda: (tmp_path / "outbox" / "scan.txt").exists(), what="scan.txt")
+    assert "third page" in (tmp_path / "outbox" / "scan.txt").read_text()
+    assert [c.pages for c in sandbox.ledger()] == [3]
+
+
+def test_a_slow_conversion_is_polled_and_charged_once(
+    make_sandbox, tmp_path: Path, make_daemon: MakeDaemon
+) -> None:
+    box = make_sandbox(seconds_per_page=0.5, cut_after=0.2)
+    daemon = make_daemon(write_rules(tmp_path, box))
+    samplepdf.write_pdf(tmp_path / "inbox" / "to-word" / "slow.pdf", ["a", "b"])
+    wait_for(lambda: (tmp_path / "outbox" / "slow.docx").exists(), what="slow.docx")
+    assert len(box.ledger()) == 1
+    assert daemon.snapshot().available_pages == 998
+
+
+def test_bad_files_land_in_failed_with_a_reason_and_cost_nothing(
+    sandbox: Sandbox, tmp_path: Path, make_daemon: MakeDaemon
+) -> None:
+    make_daemon(write_rules(tmp_path, sandbox))
+    inbox = tmp_path / "inbox" / "to-word"
+    (inbox / "page.pdf").write_text("<!doctype html><html>Sign in to download</html>")
+    (inbox / "empty.pdf").write_bytes(b"")
+    (inbox / "locked.pdf").write_bytes(samplepdf.make_encrypted_pdf(["x"]))
+    failed = tmp_path / "failed"
+    expected = [
+        "empty.pdf",
+        "empty.pdf.error.txt",
+        "locked.pdf",
+        "locked.pdf.error.txt",
+        "page.pdf",
+        "page.pdf.error.txt",
+    ]
+    wait_for(lambda: files_in(failed) == expected, what="three failures filed")
+    assert "neither a PDF nor an image" in (failed / "page.pdf.error.txt").read_text()
+    assert "empty" in (failed / "empty.pdf.error.txt").read_text()
+    reason = (failed / "locked.pdf.error.txt").read_text()
+    assert "protected" in reason and "What to do:" in reason
+    assert sandbox.ledger() == []
+    assert files_in(tmp_path / "outbox") == []
+
+
+def test_bad_key_holds_the_queue_until_the_rules_are_fixed(
+    sandbox: Sandbox, tmp_path: Path, make_daemon: MakeDaemon
+) -> None:
+    rules = write_rules(tmp_path, sandbox, key="wrong-key")
+    daemon = make_daemon(rules)
+    samplepdf.write_pdf(tmp_path / "inbox" / "to-word" / "a.pdf", ["a"])
+    samplepdf.write_pdf(tmp_path / "inbox" / "to-word" / "b.pdf", ["b"])
+    wait_for(lambda: daemon.snapshot().held, what="queue held")
+    time.sleep(0.5)
+    held = daemon.snapshot()
+    assert "API key does not exist" in (held.held or "")
+    assert held.failed == 0 and files_in(tmp_path / "failed") == []
+    assert held.counts.get(JobState.QUEUED) == 2
+    rules.write_text(rules.read_text().replace('"wrong-key"', f'"{sandbox.key}"'))
+    wait_for(lambda: files_in(tmp_path / "outbox") == ["a.docx", "b.docx"], what="resumed")
+    assert daemon.snapshot().held is None
+    assert len(sandbox.ledger()) == 2
+
+
+def test_a_broken_rules_edit_keeps_the_running_rules(
+    sandbox: Sandbox, tmp_path: Path, make_daemon: MakeDaemon
+) -> None:
+    rules = write_rules(tmp_path, sandbox)
+    daemon = make_daemon(rules)
+    rules.write_text(rules.read_text().replace('outformat = "txt"', 'outformat = "mp3"'))
+    wait_for(lambda: daemon.snapshot().config_error, what="config error reported")
+    error = daemon.snapshot().config_error or ""
+    assert "config.toml:" in error and "outformat" in error
+    samplepdf.write_pdf(tmp_path / "inbox" / "to-text" / "still.pdf", ["works"])
+    wait_for(lambda: (tmp_path / "outbox" / "still.txt").exists(), what="old rules used")
+
+
+def test_an_internet_shortcut_is_converted_through_the_url(
+    sandbox: Sandbox, tmp_path: Path, make_daemon: MakeDaemon
+) -> None:
+    site = tmp_path / "site"
+    samplepdf.write_pdf(site / "report.pdf", ["From the web"])
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    handler.log_message = lambda *args: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        make_daemon(write_rules(tmp_path, sandbox))
+        shortcut = tmp_path / "inbox" / "to-text" / "Quarterly.url"
+        shortcut.write_text(
+            f"[InternetShortcut]\nURL=http://127.0.0.1:{server.server_port}/report.pdf\n"
+        )
+        wait_for(lambda: (tmp_path / "outbox" / "Quarterly.txt").exists(), what="url result")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert (tmp_path / "outbox" / "Quarterly.txt").read_text() == "From the web"
+    assert [c.via for c in sandbox.ledger()] == ["url"]
+
+
+def test_the_same_content_twice_is_paid_once(
+    sandbox: Sandbox, tmp_path: Path, make_daemon: MakeDaemon
+) -> None:
+    make_daemon(write_rules(tmp_path, sandbox))
+    data = samplepdf.make_pdf(["same bytes"])
+    (tmp_path / "inbox" / "to-text" / "one.pdf").write_bytes(data)
+    (tmp_path / "inbox" / "to-text" / "two.pdf").write_bytes(data)
+    wait_for(lambda: files_in(tmp_path / "outbox") == ["one.txt", "two.txt"], what="both")
+    assert len(sandbox.ledger()) == 1
+    assert (tmp_path / "outbox" / "two.txt").read_text() == "same bytes"
+
+
+# -- kill -9 and restart: a real process, killed for real -------------------------------------
+
+
+def journal_states(state_dir: Path) -> list[str]:
+    path = state_dir / JOURNAL_FILE_NAME
+    if not path.exists():
+        return []
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1) as db:
+            return [row[0] for row in db.execute("SELECT state FROM jobs")]
+    except sqlite3.OperationalError:
+        return []
+
+
+def start_daemon_process(rules: Path, crash_after: str | None = None) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("PDFOCR_WATCHER_CRASH_AFTER", None)
+    if crash_after:
+        env["PDFOCR_WATCHER_CRASH_AFTER"] = crash_after
+    return subprocess.Popen(
+        [sys.executable, "-m", "watcher", "run", "--config", str(rules), "--no-tray"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def stop_process(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# (how the kill happens, sandbox seconds per page, cut after)
+KILLS = {
+    "mid-upload": ("state:uploading", 1.5, 100.0),
+    "while-polling": ("state:waiting_for_result", 1.5, 0.2),
+    "mid-download": ("state:downloading", 0.0, 100.0),
+    "after-journaling-upload": ("crash:uploading", 0.0, 100.0),
+    "between-download-and-filing": ("crash:filing", 0.0, 100.0),
+    "before-done": ("crash:done", 0.0, 100.0),
+}
+
+
+@pytest.mark.parametrize("moment", KILLS)
+def test_sigkill_at_any_moment_converts_each_file_exactly_once(
+    make_sandbox, tmp_path: Path, moment: str
+) -> None:
+    how, seconds_per_page, cut_after = KILLS[moment]
+    box = make_sandbox(seconds_per_page=seconds_per_page, cut_after=cut_after)
+    if moment == "mid-download":
+        box.download_delay = 1.5
+    rules = write_rules(tmp_path, box)
+    inbox = tmp_path / "inbox" / "to-word"
+    samplepdf.write_pdf(inbox / "contract.pdf", ["Contract", "Signatures"])
+    kind, _, point = how.partition(":")
+    process = start_daemon_process(rules, crash_after=point if kind == "crash" else None)
+    try:
+        if kind == "state":
+            wait_for(lambda: point in journal_states(tmp_path / "state"), what=point)
+            process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        assert process.returncode in (-signal.SIGKILL, 137)
+        box.download_delay = 0.0
+        process = start_daemon_process(rules)
+        wait_for(
+            lambda: journal_states(tmp_path / "state") == ["done"],
+            timeout=30,
+            what="done after restart",
+        )
+    finally:
+        stop_process(process)
+    assert files_in(tmp_path / "outbox") == ["contract.docx"]
+    assert files_in(tmp_path / "archive") == ["contract.pdf"]
+    assert files_in(inbox) == []
+    assert [c.pages for c in box.ledger()] == [2], "charged exactly once"
+    from docx import Document
+
+    text = [p.text for p in Document(str(tmp_path / "outbox" / "contract.docx")).paragraphs]
+    assert "Signatures" in text

@@ -1,0 +1,404 @@
+"""The inbox watcher: what it accepts, and that it hands each complete file on exactly once."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from watcher import inbox
+from watcher.config import Config, InboxRule, parse_config
+from watcher.inbox import InboxWatcher, judge
+from watcher.samplepdf import make_pdf
+
+pytestmark = pytest.mark.timeout(30)
+
+PDF = make_pdf(["Hello from the inbox"])
+SETTLE = 0.3
+
+
+def make_config(
+    tmp_path: Path,
+    *,
+    inboxes: tuple[str, ...] = ("in",),
+    settle: float = SETTLE,
+    recursive: bool = False,
+    polling: str = "never",
+    extra: str = "",
+) -> Config:
+    """A Config with inboxes under tmp_path (created) and no periodic rescan."""
+    text = f"""
+        [watch]
+        settle_seconds = {settle}
+        recursive = {str(recursive).lower()}
+        polling = "{polling}"
+        rescan_seconds = 0
+        {extra}
+        [files]
+        outbox = '{tmp_path / "out"}'
+        archive = '{tmp_path / "archive"}'
+        failed = '{tmp_path / "failed"}'
+        state_dir = '{tmp_path / "state"}'
+    """
+    for name in inboxes:
+        (tmp_path / name).mkdir(exist_ok=True)
+        text += f"[[inbox]]\npath = '{tmp_path / name}'\noutformat = 'docx'\n"
+    return parse_config(text, tmp_path / "config.toml", env={})
+
+
+class Recorder:
+    """An on_ready callback that remembers each call with the file's size at that moment."""
+
+    def __init__(self) -> None:
+        self.calls: queue.Queue[tuple[Path, int, InboxRule, float]] = queue.Queue()
+
+    def __call__(self, path: Path, rule: InboxRule) -> None:
+        self.calls.put((path, path.stat().st_size, rule, time.monotonic()))
+
+    def next(self, timeout: float = 5.0) -> tuple[Path, int, InboxRule, float]:
+        try:
+            return self.calls.get(timeout=timeout)
+        except queue.Empty:
+            pytest.fail(f"nothing was handed on within {timeout} s")
+
+    def assert_quiet(self, seconds: float) -> None:
+        with pytest.raises(queue.Empty):
+            call = self.calls.get(timeout=seconds)
+            pytest.fail(f"unexpectedly handed on: {call[0].name}")
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def start_watcher(recorder: Recorder) -> Iterator[Callable[..., InboxWatcher]]:
+    """Factory for started watchers (reporting to `recorder` by default), stopped afterwards."""
+    started: list[InboxWatcher] = []
+
+    def start(config: Config, on_ready: Callable[[Path, InboxRule], None] = recorder):
+        watcher = InboxWatcher(config, on_ready)
+        watcher.start()
+        started.append(watcher)
+        return watcher
+
+    yield start
+    for watcher in started:
+        watcher.stop()
+
+
+# --- judge --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    return make_config(tmp_path, extra='ignore = ["*-draft.pdf"]')
+
+
+def verdict_for(config: Config, name: str) -> inbox.Verdict:
+    path = config.inboxes[0].path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(PDF)
+    return judge(config, path)
+
+
+@pytest.mark.parametrize("name", ["scan.pdf", "SCAN.PDF", "link.url", "Link.WEBLOC"])
+def test_judge_accepts_matching_files_and_shortcuts(config: Config, name: str) -> None:
+    verdict = verdict_for(config, name)
+    assert verdict.accepted, verdict.reason
+    assert verdict.rule is config.inboxes[0]
+    assert str(config.inboxes[0].path) in verdict.reason
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        (".hidden.pdf", "built-in pattern '.*'"),
+        ("~$report.pdf", "'~$*'"),
+        ("scan.pdf.crdownload", "'*.crdownload'"),
+        ("scan.pdf.part", "'*.part'"),
+        ("Letter-DRAFT.pdf", "'*-draft.pdf' from ignore in [watch]"),
+        ("notes.txt", "none of the patterns in [watch]: '*.pdf'"),
+    ],
+)
+def test_judge_names_the_pattern_that_refuses(config: Config, name: str, said: str) -> None:
+    verdict = verdict_for(config, name)
+    assert not verdict.accepted
+    assert verdict.reason.startswith(name) and said in verdict.reason
+    assert verdict.rule is config.inboxes[0]
+
+
+def test_judge_subfolders_need_recursive(tmp_path: Path) -> None:
+    flat = make_config(tmp_path)
+    verdict = verdict_for(flat, "sub/scan.pdf")
+    assert not verdict.accepted and "recursive = true" in verdict.reason
+    assert verdict_for(make_config(tmp_path, recursive=True), "sub/scan.pdf").accepted
+
+
+def test_judge_refuses_files_under_ignored_folders(tmp_path: Path) -> None:
+    verdict = verdict_for(make_config(tmp_path, recursive=True), "sub/@eaDir/scan.pdf")
+    assert not verdict.accepted and "'@eaDir'" in verdict.reason
+
+
+def test_judge_never_follows_symlinks(config: Config, tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere.pdf"
+    target.write_bytes(PDF)
+    link = config.inboxes[0].path / "link.pdf"
+    link.symlink_to(target)
+    verdict = judge(config, link)
+    assert not verdict.accepted and "symbolic link" in verdict.reason
+
+
+def test_judge_refuses_folders_and_outsiders(config: Config, tmp_path: Path) -> None:
+    folder = config.inboxes[0].path / "folder.pdf"
+    folder.mkdir()
+    assert "a folder, not a file" in judge(config, folder).reason
+    outside = tmp_path / "scan.pdf"
+    outside.write_bytes(PDF)
+    verdict = judge(config, outside)
+    assert not verdict.accepted and verdict.rule is None
+    assert "not in any inbox" in verdict.reason
+
+
+def test_network_file_systems_are_found_by_longest_mount_point() -> None:
+    mounts = "/dev/vda / ext4 rw 0 0\nnas:/scans /mnt/my\\040nas nfs4 rw 0 0\n"
+    assert inbox._fs_type(Path("/mnt/my nas/inbox"), mounts) == "nfs4"
+    assert inbox._fs_type(Path("/mnt/my nasty"), mounts) == "ext4"
+
+
+# --- watching -----------------------------------------------------------------------------
+
+
+def test_file_present_before_start_is_handed_on_once(tmp_path, start_watcher, recorder) -> None:
+    config = make_config(tmp_path)
+    scan = config.inboxes[0].path / "scan.pdf"
+    scan.write_bytes(PDF)
+    watcher = start_watcher(config)
+    path, size, rule, _ = recorder.next()
+    assert (path, size, rule) == (scan, len(PDF), config.inboxes[0])
+    watcher.rescan()
+    recorder.assert_quiet(3 * SETTLE)
+    assert watcher.pending_count == 0
+
+
+def test_file_written_in_chunks_is_handed_on_after_its_last_chunk(
+    tmp_path, start_watcher, recorder
+) -> None:
+    """Each chunk is a complete PDF update (as scanners write page by page): only the settle
+    clock can tell that more is coming."""
+    config = make_config(tmp_path, settle=0.5)
+    start_watcher(config)
+    scan = config.inboxes[0].path / "scan.pdf"
+    scan.write_bytes(PDF)
+    for _ in range(8):
+        time.sleep(0.25)
+        with scan.open("ab") as out:
+            out.write(b"% another page\n%%EOF\n")
+    last_write = time.monotonic()
+    path, size, _, when = recorder.next()
+    assert path == scan and size == scan.stat().st_size
+    assert when - last_write >= 0.45
+    recorder.assert_quiet(1.0)
+
+
+def test_file_created_empty_is_handed_on_once_filled(tmp_path, start_watcher, recorder) -> None:
+    config = make_config(tmp_path, settle=0.8)
+    start_watcher(config)
+    upload = config.inboxes[0].path / "upload.pdf"
+    upload.touch()
+    time.sleep(0.3)
+    upload.write_bytes(PDF)
+    assert recorder.next()[:2] == (upload, len(PDF))
+    recorder.assert_quiet(2 * SETTLE)
+
+
+def test_empty_file_that_stays_empty_is_handed_on(tmp_path, start_watcher, recorder) -> None:
+    config = make_config(tmp_path)
+    start_watcher(config)
+    (config.inboxes[0].path / "empty.pdf").touch()
+    assert recorder.next()[1] == 0
+
+
+def test_pdf_waits_for_its_end_marker(tmp_path, start_watcher, recorder) -> None:
+    config = make_config(tmp_path)
+    start_watcher(config)
+    scan = config.inboxes[0].path / "scan.pdf"
+    truncated = PDF[: PDF.rindex(b"%%EOF")]
+    scan.write_bytes(truncated)
+    recorder.assert_quiet(4 * SETTLE)
+    with scan.open("ab") as out:
+        out.write(b"%%EOF\n")
+    assert recorder.next()[:2] == (scan, len(truncated) + 6)
+
+
+def test_pdf_never_finished_is_handed_on_after_standing_still(
+    tmp_path, start_watcher, recorder, monkeypatch, caplog
+) -> None:
+    monkeypatch.setattr(inbox, "GIVE_UP_SECONDS", 1.0)
+    config = make_config(tmp_path, settle=0.1)
+    start_watcher(config)
+    scan = config.inboxes[0].path / "broken.pdf"
+    scan.write_bytes(PDF[:100])
+    written = time.monotonic()
+    path, _, _, when = recorder.next()
+    assert path == scan and when - written >= 0.9
+    assert "broken.pdf" in caplog.text and "unfinished" in caplog.text
+
+
+def test_browser_download_is_handed_on_once_renamed(tmp_path, start_watcher, recorder) -> None:
+    config = make_config(tmp_path)
+    start_watcher(config)
+    partial = config.inboxes[0].path / "invoice.pdf.crdownload"
+    partial.write_bytes(PDF)
+    recorder.assert_quiet(3 * SETTLE)  # long enough to be handed on, were it not ignored
+    partial.rename(partial.with_suffix(""))
+    assert recorder.next()[:2] == (partial.with_suffix(""), len(PDF))
+    recorder.assert_quiet(3 * SETTLE)
+
+
+def test_file_moved_in_from_outside_and_again(tmp_path, start_watcher, recorder) -> None:
+    """Moving keeps size and mtime: a file moved out and back in is a new arrival."""
+    config = make_config(tmp_path)
+    start_watcher(config)
+    outside, inside = tmp_path / "outside.pdf", config.inboxes[0].path / "moved.pdf"
+    outside.write_bytes(PDF)
+    outside.rename(inside)
+    assert recorder.next()[0] == inside
+    inside.rename(outside)
+    time.sleep(0.2)  # let the observer report it gone
+    outside.rename(inside)
+    assert recorder.next()[0] == inside
+
+
+def test_folder_moved_into_recursive_inbox(tmp_path, start_watcher, recorder) -> None:
+    config = make_config(tmp_path, recursive=True)
+    start_watcher(config)
+    batch = tmp_path / "batch"
+    (batch / "sub").mkdir(parents=True)
+    for name in ("a.pdf", "b.pdf", "sub/c.pdf"):
+        (batch / name).write_bytes(PDF)
+    batch.rename(config.inboxes[0].path / "batch")
+    names = sorted(recorder.next()[0].name for _ in range(3))
+    assert names == ["a.pdf", "b.pdf", "c.pdf"]
+    recorder.assert_quiet(3 * SETTLE)
+
+
+def test_file_deleted_before_settling_is_forgotten(tmp_path, start_watcher, recorder, caplog):
+    config = make_config(tmp_path, settle=0.5)
+    watcher = start_watcher(config)
+    caplog.set_level(logging.WARNING, logger="watcher.inbox")
+    scan = config.inboxes[0].path / "oops.pdf"
+    scan.write_bytes(PDF)
+    deadline = time.monotonic() + 2
+    while watcher.pending_count == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert watcher.pending_count == 1
+    scan.unlink()
+    recorder.assert_quiet(1.0)
+    assert watcher.pending_count == 0
+    assert caplog.records == []
+
+
+def test_missing_inbox_is_watched_after_a_rescan(tmp_path, start_watcher, recorder, caplog):
+    """No observer watches a folder that did not exist at start: only rescan() can find the
+    file; after it, the folder is watched, even once deleted and recreated."""
+    config = make_config(tmp_path)
+    folder = config.inboxes[0].path
+    folder.rmdir()
+    watcher = start_watcher(config)
+    assert str(folder) in caplog.text and not folder.exists()
+    folder.mkdir()
+    (folder / "first.pdf").write_bytes(PDF)
+    recorder.assert_quiet(3 * SETTLE)
+    watcher.rescan()
+    assert recorder.next()[0].name == "first.pdf"
+    shutil.rmtree(folder)
+    folder.mkdir()
+    time.sleep(0.2)  # let the observer report the deletion
+    watcher.rescan()
+    (folder / "second.pdf").write_bytes(PDF)
+    assert recorder.next()[0].name == "second.pdf"
+
+
+def test_a_failing_file_does_not_stop_the_next(tmp_path, start_watcher, recorder, caplog):
+    def on_ready(path: Path, rule: InboxRule) -> None:
+        if path.name == "bad.pdf":
+            raise RuntimeError("boom")
+        recorder(path, rule)
+
+    config = make_config(tmp_path)
+    start_watcher(config, on_ready)
+    (config.inboxes[0].path / "bad.pdf").write_bytes(PDF)
+    time.sleep(0.05)
+    (config.inboxes[0].path / "good.pdf").write_bytes(PDF)
+    assert recorder.next()[0].name == "good.pdf"
+    assert "bad.pdf" in caplog.text and "boom" in caplog.text
+
+
+def test_update_config_watches_added_inboxes_and_releases_removed_ones(
+    tmp_path, start_watcher, recorder
+) -> None:
+    watcher = start_watcher(make_config(tmp_path, inboxes=("a",)))
+    second = tmp_path / "b"
+    second.mkdir()
+    (second / "waiting.pdf").write_bytes(PDF)
+    recorder.assert_quiet(3 * SETTLE)
+    config = make_config(tmp_path, inboxes=("a", "b"))
+    watcher.update_config(config)
+    path, _, rule, _ = recorder.next()
+    assert path.name == "waiting.pdf" and rule is config.inboxes[1]
+    (second / "new.pdf").write_bytes(PDF)
+    assert recorder.next()[0].name == "new.pdf"
+    watcher.update_config(make_config(tmp_path, inboxes=("b",)))
+    (tmp_path / "a" / "released.pdf").write_bytes(PDF)
+    recorder.assert_quiet(3 * SETTLE)
+
+
+def test_polling_mode_always(tmp_path, start_watcher, recorder, monkeypatch) -> None:
+    def no_native_observer() -> None:
+        raise AssertionError("polling = always must not use the native observer")
+
+    monkeypatch.setattr(inbox, "Observer", no_native_observer)
+    config = make_config(tmp_path, polling="always")
+    start_watcher(config)
+    (config.inboxes[0].path / "polled.pdf").write_bytes(PDF)
+    assert recorder.next()[0].name == "polled.pdf"
+
+
+def test_stop_is_idempotent_and_ends_the_threads(tmp_path, start_watcher) -> None:
+    """(Idle CPU cost is measured in benchmarks/, not asserted here: timings are noisy.)"""
+    before = {thread.name for thread in threading.enumerate()}
+    watcher = start_watcher(make_config(tmp_path))
+    watcher.stop()
+    watcher.stop()
+    assert {thread.name for thread in threading.enumerate() if thread.is_alive()} <= before
+
+
+def test_many_files_at_once(tmp_path, start_watcher, recorder) -> None:
+    config = make_config(tmp_path)
+    start_watcher(config)
+    for index in range(1000):
+        (config.inboxes[0].path / f"scan-{index}.pdf").write_bytes(PDF)
+    names = {recorder.next(timeout=10)[0].name for _ in range(1000)}
+    assert len(names) == 1000
+    recorder.assert_quiet(2 * SETTLE)
+
+
+@pytest.mark.skipif(os.name == "nt", reason="symlinks need privileges on Windows")
+def test_symlink_dropped_in_is_never_handed_on(tmp_path, start_watcher, recorder) -> None:
+    config = make_config(tmp_path)
+    start_watcher(config)
+    target = tmp_path / "target.pdf"
+    target.write_bytes(PDF)
+    (config.inboxes[0].path / "link.pdf").symlink_to(target)
+    (config.inboxes[0].path / "real.pdf").write_bytes(PDF)
+    assert recorder.next()[0].name == "real.pdf"
+    recorder.assert_quiet(2 * SETTLE)

@@ -1,0 +1,560 @@
+"""The sandbox, exercised as the client sees it: real HTTP on 127.0.0.1 with requests."""
+
+from __future__ import annotations
+
+import io
+import logging
+import signal
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+import urllib3
+from PIL import Image
+from pypdf import PdfReader
+from pypdf.constants import UserAccessPermissions
+
+from watcher import samplepdf
+from watcher.sandbox import FAULT_KINDS, PROTECTED_MSG, Charge, FaultRates, Sandbox
+
+KEY = "sandbox-key"
+TWO_PAGES = ["Invoice 42 (paid)\nTotal: 100 EUR", "Second page"]
+MakeSandbox = Callable[..., Sandbox]
+
+
+def submit(
+    box: Sandbox,
+    data: bytes,
+    *,
+    filename: str | None = "scan-1.pdf",
+    outformat: str = "txt",
+    lang: str | None = "English",
+    ocr: str = "1",
+    key: str | None = KEY,
+) -> requests.Response:
+    fields = {"apikey": key, "lang": lang, "outformat": outformat, "ocr": ocr, "filename": filename}
+    form = {name: value for name, value in fields.items() if value is not None}
+    files = {"file": (filename or "upload.pdf", data, "application/octet-stream")}
+    return requests.post(box.url, data=form, files=files, timeout=10)
+
+
+def poll(box: Sandbox, filename: str, outformat: str = "txt", key: str = KEY) -> requests.Response:
+    params = {"apikey": key, "filename": filename, "outformat": outformat}
+    return requests.get(box.url, params=params, timeout=10)
+
+
+def retcode(response: requests.Response) -> str:
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"] == "application/json"
+    return response.json()["retcode"]
+
+
+def png_bytes() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (20, 10), "white").save(out, format="PNG")
+    return out.getvalue()
+
+
+# -- conversions ------------------------------------------------------------------------
+
+
+def check_txt(content: bytes, original: bytes) -> None:
+    assert content.decode() == "Invoice 42 (paid)\nTotal: 100 EUR\n\f\nSecond page"
+
+
+def check_pdf(content: bytes, original: bytes) -> None:
+    assert content == original
+
+
+def check_docx(content: bytes, original: bytes) -> None:
+    from docx import Document
+
+    document = Document(io.BytesIO(content))
+    texts = [paragraph.text for paragraph in document.paragraphs]
+    assert [text for text in texts if text] == [
+        "Invoice 42 (paid)",
+        "Total: 100 EUR",
+        "Second page",
+    ]
+    assert 'w:type="page"' in document.element.xml  # a page break between the pages
+
+
+def check_xlsx(content: bytes, original: bytes) -> None:
+    from openpyxl import load_workbook
+
+    workbook = load_workbook(io.BytesIO(content))
+    assert workbook.sheetnames == ["Page 1", "Page 2"]
+    assert [row[0] for row in workbook["Page 1"].iter_rows(values_only=True)] == [
+        "Invoice 42 (paid)",
+        "Total: 100 EUR",
+    ]
+    assert workbook["Page 2"]["A1"].value == "Second page"
+
+
+def check_pptx(content: bytes, original: bytes) -> None:
+    from pptx import Presentation
+
+    slides = list(Presentation(io.BytesIO(content)).slides)
+    texts = [
+        " | ".join(s.text_frame.text for s in slide.shapes if s.has_text_frame) for slide in slides
+    ]
+    assert texts == ["Invoice 42 (paid)\nTotal: 100 EUR", "Second page"]
+
+
+CHECKS = {
+    "txt": check_txt,
+    "pdf": check_pdf,
+    "docx": check_docx,
+    "xlsx": check_xlsx,
+    "pptx": check_pptx,
+}
+CONTENT_TYPES = {
+    "txt": "text/plain",
+    "pdf": "application/pdf",
+    "docx": "word",
+    "xlsx": "sheet",
+    "pptx": "presentation",
+}
+
+
+@pytest.mark.parametrize("outformat", sorted(CHECKS))
+def test_each_outformat_is_converted_for_real(sandbox: Sandbox, outformat: str) -> None:
+    original = samplepdf.make_pdf(TWO_PAGES)
+    reply = submit(sandbox, original, outformat=outformat)
+    assert retcode(reply) == "200"
+    body = reply.json()
+    assert "sandbox" in body["msg"]
+    data = body["data"]
+    assert data["filename"] == f"scan-1.{outformat}"
+    assert data["available pages"] == 998
+    assert data["link"].startswith(sandbox.base_url + "/doc/")
+    assert data["link"].endswith(f"/scan-1.{outformat}")
+    download = requests.get(data["link"], timeout=10)
+    assert download.status_code == 200
+    assert CONTENT_TYPES[outformat] in download.headers["Content-Type"]
+    assert int(download.headers["Content-Length"]) == len(download.content)
+    CHECKS[outformat](download.content, original)
+    assert sandbox.ledger() == [Charge("scan-1.pdf", outformat, "English", True, 2, "upload")]
+
+
+def test_url_submission_downloads_the_file_and_names_it_from_the_url(sandbox: Sandbox) -> None:
+    original = samplepdf.make_pdf(TWO_PAGES)
+    link = submit(sandbox, original, filename="source-doc.pdf", outformat="pdf").json()["data"][
+        "link"
+    ]
+    params = {"apikey": KEY, "lang": "French", "outformat": "txt", "ocr": "0", "url": link}
+    reply = requests.get(sandbox.url, params=params, timeout=10)
+    assert retcode(reply) == "200"
+    assert reply.json()["data"]["filename"] == "source-doc.txt"
+    text = requests.get(reply.json()["data"]["link"], timeout=10).text
+    assert "Second page" in text
+    assert sandbox.ledger()[-1] == Charge("source-doc.pdf", "txt", "French", False, 2, "url")
+
+
+def test_url_submission_refuses_a_non_http_url(sandbox: Sandbox) -> None:
+    params = {"apikey": KEY, "lang": "English", "outformat": "txt", "ocr": "1"}
+    params["url"] = "ftp://example.org/scan.pdf"
+    reply = requests.get(sandbox.url, params=params, timeout=10)
+    assert retcode(reply) == "400"
+    assert sandbox.ledger() == []
+
+
+def test_an_image_is_one_page_and_cannot_become_a_pdf(sandbox: Sandbox) -> None:
+    assert retcode(submit(sandbox, png_bytes(), filename="photo.png", outformat="pdf")) == "400"
+    reply = submit(sandbox, png_bytes(), filename="photo.png", outformat="txt")
+    assert retcode(reply) == "200"
+    assert requests.get(reply.json()["data"]["link"], timeout=10).content == b""
+    assert sandbox.ledger() == [Charge("photo.png", "txt", "English", True, 1, "upload")]
+
+
+def test_a_missing_filename_field_falls_back_to_the_file_part_name(sandbox: Sandbox) -> None:
+    files = {"file": ("from-part.pdf", samplepdf.make_pdf(["x"]))}
+    form = {"apikey": KEY, "lang": "English", "outformat": "txt", "ocr": "1"}
+    reply = requests.post(sandbox.url, data=form, files=files, timeout=10)
+    assert reply.json()["data"]["filename"] == "from-part.txt"
+
+
+def test_a_chunked_upload_is_read_whole(sandbox: Sandbox) -> None:
+    fields = {"apikey": KEY, "lang": "English", "outformat": "txt", "ocr": "1"}
+    fields["filename"] = "chunky.pdf"
+    form = {**fields, "file": ("chunky.pdf", samplepdf.make_pdf(["chunked body"]))}
+    body, content_type = urllib3.encode_multipart_formdata(form)
+    parts = iter([body[:100], body[100:]])  # a generator makes requests send it chunked
+    reply = requests.post(
+        sandbox.url, data=parts, headers={"Content-Type": content_type}, timeout=10
+    )
+    assert retcode(reply) == "200"
+    assert requests.get(reply.json()["data"]["link"], timeout=10).text == "chunked body"
+
+
+def test_slow_conversion_is_cut_with_524_then_polled_to_success(make_sandbox: MakeSandbox) -> None:
+    box = make_sandbox(seconds_per_page=1.0, cut_after=0.2)
+    started = time.monotonic()
+    reply = submit(box, samplepdf.make_pdf(["slow page"]))
+    assert reply.status_code == 524
+    assert 0.15 < time.monotonic() - started < 0.9  # cut at cut_after, not at once nor at the end
+    assert reply.headers["Content-Type"].startswith("text/html")
+    assert "A timeout occurred" in reply.text
+    assert poll(box, "scan-1.pdf").json() == {
+        "retcode": "202",
+        "msg": "Conversion in progress (sandbox).",
+    }
+    assert box.wait_idle(timeout=5)
+    done = poll(box, "scan-1.pdf")
+    assert retcode(done) == "200"
+    assert requests.get(done.json()["data"]["link"], timeout=10).text == "slow page"
+    assert len(box.ledger()) == 1
+    assert box.available_pages == 999
+
+
+def test_wait_idle_is_false_while_a_conversion_runs(make_sandbox: MakeSandbox) -> None:
+    box = make_sandbox(seconds_per_page=0.4, cut_after=0.05)
+    assert submit(box, samplepdf.make_pdf(["x"])).status_code == 524
+    assert box.wait_idle(timeout=0.05) is False
+    assert box.wait_idle(timeout=5) is True
+
+
+REFUSALS = {
+    "bad key": ({"key": "wrong"}, None, "404", "API key does not exist"),
+    "missing key": ({"key": None}, None, "404", "API key does not exist"),
+    "bad filename": ({"filename": "my scan.pdf"}, None, "400", "letters, digits and hyphens"),
+    "bad language": ({"lang": "english"}, None, "400", "Unsupported language"),
+    "bad outformat": ({"outformat": "png"}, None, "400", "output format"),
+    "bad ocr": ({"ocr": "yes"}, None, "400", "ocr"),
+    "empty file": ({}, b"", "400", "empty"),
+    "encrypted": ({}, samplepdf.make_encrypted_pdf(["x"]), "400", PROTECTED_MSG),
+    "permission-locked": ({}, samplepdf.make_permission_locked_pdf(["x"]), "400", PROTECTED_MSG),
+    "not a PDF": ({}, b"just some plain text", "400", "Unsupported file type"),
+    "broken PDF": ({}, b"%PDF-1.4\nnot really a pdf", "400", "could not be read"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSALS))
+def test_refusals_charge_nothing(sandbox: Sandbox, case: str) -> None:
+    overrides, data, expected_code, fragment = REFUSALS[case]
+    reply = submit(sandbox, samplepdf.make_pdf(["x"]) if data is None else data, **overrides)
+    assert retcode(reply) == expected_code
+    assert fragment in reply.json()["msg"]
+    assert "data" not in reply.json()
+    assert sandbox.ledger() == []
+    assert sandbox.available_pages == 1000
+
+
+def test_not_enough_credit_is_402_and_charges_nothing(make_sandbox: MakeSandbox) -> None:
+    box = make_sandbox(credits=2)
+    reply = submit(box, samplepdf.make_pdf(["a", "b", "c"]))
+    assert reply.json() == {
+        "retcode": "402",
+        "msg": "Not enough available pages: this file has 3 pages and your account has 2. "
+        "Buy more credits.",
+    }
+    assert box.ledger() == []
+    assert box.available_pages == 2
+    assert submit(box, samplepdf.make_pdf(["a", "b"])).json()["data"]["available pages"] == 0
+
+
+def test_a_second_upload_of_the_same_name_charges_again(sandbox: Sandbox) -> None:
+    first = submit(sandbox, samplepdf.make_pdf(["one"])).json()["data"]["link"]
+    second = submit(sandbox, samplepdf.make_pdf(["two"])).json()["data"]["link"]
+    assert first != second
+    assert [charge.filename for charge in sandbox.ledger()] == ["scan-1.pdf", "scan-1.pdf"]
+    assert sandbox.available_pages == 998
+    assert poll(sandbox, "scan-1.pdf").json()["data"]["link"] == second  # the job was replaced
+
+
+def test_status_poll_of_an_unknown_name_or_with_a_bad_key(sandbox: Sandbox) -> None:
+    assert poll(sandbox, "never-sent.pdf").json() == {
+        "retcode": "404",
+        "msg": "File not found: no upload named never-sent.pdf (sandbox).",
+    }
+    submit(sandbox, samplepdf.make_pdf(["x"]))
+    assert poll(sandbox, "scan-1.pdf", outformat="docx").json()["retcode"] == "404"
+    assert poll(sandbox, "scan-1.pdf", key="wrong").json() == {
+        "retcode": "404",
+        "msg": "API key does not exist, please sign up.",
+    }
+
+
+# -- faults ---------------------------------------------------------------------------------
+
+
+def test_reset_before_upload_charges_nothing_and_fires_once(sandbox: Sandbox) -> None:
+    sandbox.inject("reset_before_upload")
+    with pytest.raises(requests.ConnectionError):
+        submit(sandbox, samplepdf.make_pdf(["x"]))
+    assert sandbox.ledger() == []
+    assert retcode(submit(sandbox, samplepdf.make_pdf(["x"]))) == "200"
+    assert len(sandbox.ledger()) == 1
+
+
+def test_reset_after_upload_charges_and_the_result_can_be_polled(sandbox: Sandbox) -> None:
+    sandbox.inject("reset_after_upload")
+    with pytest.raises(requests.ConnectionError):
+        submit(sandbox, samplepdf.make_pdf(["paid for"]))
+    assert len(sandbox.ledger()) == 1
+    assert sandbox.wait_idle()
+    reply = poll(sandbox, "scan-1.pdf")
+    assert retcode(reply) == "200"
+    assert requests.get(reply.json()["data"]["link"], timeout=10).text == "paid for"
+
+
+def test_http524_fault_cuts_at_once_after_charging(sandbox: Sandbox) -> None:
+    sandbox.inject("http524")
+    reply = submit(sandbox, samplepdf.make_pdf(["x"]))
+    assert reply.status_code == 524
+    assert "A timeout occurred" in reply.text
+    assert len(sandbox.ledger()) == 1
+    assert sandbox.wait_idle()
+    assert retcode(poll(sandbox, "scan-1.pdf")) == "200"
+
+
+@pytest.mark.parametrize(
+    ("kind", "status"), [("http502", 502), ("http503", 503), ("http429", 429), ("html_reply", 200)]
+)
+def test_page_faults_hit_any_api_request_and_charge_nothing(
+    sandbox: Sandbox, kind: str, status: int
+) -> None:
+    sandbox.inject(kind, times=2)
+    for reply in (submit(sandbox, samplepdf.make_pdf(["x"])), poll(sandbox, "scan-1.pdf")):
+        assert reply.status_code == status
+        assert reply.headers["Content-Type"].startswith("text/html")
+        with pytest.raises(ValueError):
+            reply.json()
+        if kind == "http429":
+            assert reply.headers["Retry-After"] == "1"
+    assert sandbox.ledger() == []
+    assert retcode(poll(sandbox, "scan-1.pdf")) == "404"  # used up: back to normal
+
+
+def test_truncated_download_then_a_whole_one(sandbox: Sandbox) -> None:
+    link = submit(sandbox, samplepdf.make_pdf(TWO_PAGES), outformat="docx").json()["data"]["link"]
+    sandbox.inject("truncate_download")
+    with pytest.raises((requests.exceptions.ChunkedEncodingError, requests.ConnectionError)):
+        requests.get(link, timeout=10).content  # noqa: B018
+    whole = requests.get(link, timeout=10)
+    assert len(whole.content) == int(whole.headers["Content-Length"])
+    check_docx(whole.content, b"")
+
+
+def test_download_delay_pauses_mid_body(make_sandbox: MakeSandbox) -> None:
+    box = make_sandbox(download_delay=0.5)
+    link = submit(box, samplepdf.make_pdf(["slow download"])).json()["data"]["link"]
+    started = time.monotonic()
+    response = requests.get(link, stream=True, timeout=10)
+    assert time.monotonic() - started < 0.4  # the headers come at once
+    assert response.raw.read(5) == b"slow "  # and so does the first half of the body
+    assert response.raw.read() == b"download"
+    assert time.monotonic() - started >= 0.5
+
+
+def test_foreign_and_missing_link_affect_one_success_reply(sandbox: Sandbox) -> None:
+    sandbox.inject("foreign_link")
+    data = submit(sandbox, samplepdf.make_pdf(["x"])).json()["data"]
+    assert urlsplit(data["link"]).hostname == "downloads.invalid"
+    sandbox.inject("missing_link")
+    reply = poll(sandbox, "scan-1.pdf").json()
+    assert reply["retcode"] == "200"
+    assert "link" not in reply["data"]
+    assert poll(sandbox, "scan-1.pdf").json()["data"]["link"].startswith(sandbox.base_url)
+    assert len(sandbox.ledger()) == 1
+
+
+def test_queued_faults_fire_in_listed_order_each_as_often_as_asked(sandbox: Sandbox) -> None:
+    sandbox.inject("http429")
+    sandbox.inject("http502", times=2)
+    statuses = [poll(sandbox, "scan-1.pdf").status_code for _ in range(4)]
+    assert statuses == [502, 502, 429, 200]
+
+
+def test_inject_refuses_unknown_kinds(sandbox: Sandbox) -> None:
+    assert "reset_after_upload" in FAULT_KINDS
+    with pytest.raises(ValueError, match="unknown fault"):
+        sandbox.inject("http500")
+
+
+def test_random_faults_follow_rates_unless_a_fault_is_queued(make_sandbox: MakeSandbox) -> None:
+    box = make_sandbox(faults=FaultRates(http502=1.0), seed=3)
+    assert submit(box, samplepdf.make_pdf(["x"])).status_code == 502
+    assert poll(box, "scan-1.pdf").status_code == 502
+    box.inject("html_reply")
+    assert poll(box, "scan-1.pdf").headers["Content-Type"].startswith("text/html")
+    assert poll(box, "scan-1.pdf").status_code == 502
+    box.inject("truncate_download")  # queued, though it cannot fire on a poll: no random fault
+    assert retcode(poll(box, "scan-1.pdf")) == "404"
+    assert box.ledger() == []
+    calm = make_sandbox(faults=FaultRates(truncate=1.0), seed=3)
+    link = submit(calm, samplepdf.make_pdf(["x"])).json()["data"]["link"]
+    with pytest.raises((requests.exceptions.ChunkedEncodingError, requests.ConnectionError)):
+        requests.get(link, timeout=10).content  # noqa: B018
+
+
+# -- determinism, control endpoints, lifecycle ----------------------------------------------
+
+
+def test_office_outputs_are_byte_identical_across_conversions(sandbox: Sandbox) -> None:
+    original = samplepdf.make_pdf(TWO_PAGES)
+
+    def convert_all() -> dict[str, bytes]:
+        links = {f: submit(sandbox, original, outformat=f).json()["data"]["link"] for f in CHECKS}
+        return {f: requests.get(link, timeout=10).content for f, link in links.items()}
+
+    first = convert_all()
+    time.sleep(1.1)  # core.xml dates have one-second resolution: make "now" differ
+    assert convert_all() == first
+    with zipfile.ZipFile(io.BytesIO(first["docx"])) as archive:
+        assert {info.date_time for info in archive.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+        assert b"2000-01-01T00:00:00Z" in archive.read("docProps/core.xml")
+
+
+def test_control_endpoints(sandbox: Sandbox) -> None:
+    control = sandbox.base_url + "/_sandbox/"
+    assert requests.post(control + "credits", json={"available": 5}, timeout=10).ok
+    assert sandbox.available_pages == 5
+    submit(sandbox, samplepdf.make_pdf(["x"]), lang="German", ocr="0")
+    ledger = requests.get(control + "ledger", timeout=10).json()
+    assert ledger == {
+        "charges": [
+            {
+                "filename": "scan-1.pdf",
+                "outformat": "txt",
+                "lang": "German",
+                "ocr": False,
+                "pages": 1,
+                "via": "upload",
+            }
+        ],
+        "pages_charged": 1,
+        "available pages": 4,
+    }
+    assert requests.post(control + "inject", json={"kind": "http503"}, timeout=10).ok
+    assert requests.get(control + "ledger", timeout=10).ok  # control requests are never faulted
+    assert poll(sandbox, "scan-1.pdf").status_code == 503
+    refused = requests.post(control + "inject", json={"kind": "nonsense"}, timeout=10)
+    assert refused.status_code == 400
+    assert requests.post(control + "credits", json={}, timeout=10).status_code == 400
+
+
+def test_unknown_paths_and_downloads_are_404_html(sandbox: Sandbox) -> None:
+    for path in ("/doc/0123/nothing.txt", "/doc/x", "/elsewhere"):
+        reply = requests.get(sandbox.base_url + path, timeout=10)
+        assert reply.status_code == 404
+        assert reply.headers["Content-Type"].startswith("text/html")
+
+
+def test_stop_is_quick_even_mid_conversion_and_idempotent(tmp_path) -> None:
+    box = Sandbox(seconds_per_page=30, cut_after=0.1, workdir=tmp_path / "box").start()
+    assert submit(box, samplepdf.make_pdf(["x"])).status_code == 524
+    started = time.monotonic()
+    box.stop()
+    assert time.monotonic() - started < 2
+    assert box.wait_idle(timeout=0)
+    box.stop()
+    with pytest.raises(requests.ConnectionError):
+        poll(box, "scan-1.pdf")
+
+
+def test_context_manager_and_own_workdir_cleanup() -> None:
+    with Sandbox() as box:
+        submit(box, samplepdf.make_pdf(["x"]))
+        workdir = box._workdir
+        assert workdir is not None
+        assert any(workdir.rglob("scan-1.txt"))
+    assert not workdir.exists()
+
+
+class ListHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_requests_are_logged_through_logging_never_to_stderr(
+    sandbox: Sandbox, capfd: pytest.CaptureFixture[str]
+) -> None:
+    logger, handler = logging.getLogger("watcher.sandbox"), ListHandler()
+    saved = logger.level, logger.propagate
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False  # handlers other tests left behind must not print our records
+    logger.addHandler(handler)
+    try:
+        submit(sandbox, samplepdf.make_pdf(["x"]))
+        sandbox.inject("reset_after_upload")
+        with pytest.raises(requests.ConnectionError):
+            submit(sandbox, samplepdf.make_pdf(["x"]))
+        with socket.create_connection(("127.0.0.1", sandbox.port), timeout=5) as raw:
+            raw.sendall(b"POST /ocrapiv1.html HTTP/1.0\r\nContent-Length: nonsense\r\n\r\n")
+            assert raw.recv(1000) == b""  # the handler failed: no reply, the error is logged
+        assert sandbox.wait_idle()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+    assert any("POST /ocrapiv1.html" in record.getMessage() for record in handler.records)
+    assert any(record.exc_info for record in handler.records)
+    err = capfd.readouterr().err  # what http.server and socketserver print by default:
+    assert "/ocrapiv1.html HTTP" not in err
+    assert "during processing of request" not in err
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM is POSIX")
+def test_serve_prints_a_sandbox_banner_and_stops_on_sigterm() -> None:
+    code = "from watcher.sandbox import serve; raise SystemExit(serve(port=0, key='demo-key'))"
+    process = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        banner = []
+        while not any("Ctrl-C" in line for line in banner):
+            line = process.stdout.readline()
+            assert line, f"serve exited early: {process.stderr.read()}"
+            banner.append(line)
+        text = "".join(banner)
+        assert "SANDBOX" in text
+        assert "NOT pdfocr.org" in text
+        assert "demo-key" in text
+        url = next(line.split()[-1] for line in banner if "endpoint:" in line)
+        params = {"apikey": "demo-key", "filename": "a.pdf", "outformat": "txt"}
+        assert requests.get(url, params=params, timeout=10).json()["retcode"] == "404"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+        assert "stopped" in process.stdout.read()
+    finally:
+        process.kill()
+        process.wait()
+
+
+# -- the sample PDF writer ------------------------------------------------------------------
+
+
+def test_sample_pdf_round_trips_text_with_escapes_and_replaces_non_latin1(tmp_path) -> None:
+    data = samplepdf.make_pdf(["Paren (x) back\\slash", "café\nnot 中文", ""])
+    assert data.startswith(b"%PDF-1.4")
+    assert data.rstrip().endswith(b"%%EOF")
+    reader = PdfReader(io.BytesIO(data), strict=True)  # strict: the xref must be exact
+    texts = [page.extract_text() for page in reader.pages]
+    assert texts == ["Paren (x) back\\slash", "café\nnot ??", ""]
+    path = samplepdf.write_pdf(tmp_path / "deep" / "out.pdf", ["x"])
+    assert path.read_bytes() == samplepdf.make_pdf(["x"])
+    with pytest.raises(TypeError):
+        samplepdf.make_pdf("one string")  # type: ignore[arg-type]
+
+
+def test_protected_sample_pdfs() -> None:
+    encrypted = PdfReader(io.BytesIO(samplepdf.make_encrypted_pdf(["hidden"], "pw")))
+    assert encrypted.is_encrypted
+    assert encrypted.decrypt("pw")
+    assert encrypted.pages[0].extract_text() == "hidden"
+    locked = PdfReader(io.BytesIO(samplepdf.make_permission_locked_pdf(["visible"])))
+    assert locked.is_encrypted
+    assert locked.pages[0].extract_text() == "visible"  # the empty user password opens it
+    assert not locked.user_access_permissions & UserAccessPermissions.EXTRACT
+    assert not locked.user_access_permissions & UserAccessPermissions.PRINT

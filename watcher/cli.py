@@ -1,0 +1,562 @@
+"""`pdfocr-watcher`: the commands a user types. Each command is one small function; the work
+itself lives in the modules they call."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import replace
+from pathlib import Path
+
+from watcher import __version__
+from watcher.api import PdfOcrClient, new_token, remote_name
+from watcher.config import (
+    Config,
+    all_folders,
+    config_permission_warning,
+    default_config_path,
+    load_config,
+    parse_config,
+    write_starter_config,
+)
+from watcher.contract import LANGUAGES, OUTFORMATS, canonical_language
+from watcher.daemon import (
+    META_HOLD,
+    META_MODE,
+    META_PAGES,
+    META_PAGES_AT,
+    META_SERVICE,
+    Daemon,
+    file_hash,
+)
+from watcher.errors import AccountError, ConfigError, WatcherError
+from watcher.filing import ERROR_SUFFIX, move_without_overwrite
+from watcher.inbox import judge
+from watcher.instance import AlreadyRunning, InstanceLock
+from watcher.jobs import Job, JobState, Rule, SourceKind
+from watcher.journal import JOURNAL_FILE_NAME, Journal, NewJob
+from watcher.logs import register_secret, setup_logging
+from watcher.runner import JobRunner, Timing
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2  # bad command line or rules file
+EXIT_FILE = 3  # a file was refused (by us or the service)
+EXIT_ACCOUNT = 4  # key unknown or credit exhausted
+EXIT_SERVICE = 5  # the service could not be reached or gave no result in time
+
+NO_KEY_ADVICE = (
+    'No API key is configured. Put it under [api] as `key = "..."` in {path} or in the '
+    "PDFOCR_API_KEY environment variable, or try the built-in sandbox first with --sandbox."
+)
+CONVERT_GIVE_UP_ATTEMPTS = 4
+
+log = logging.getLogger("watcher")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args.handler(args))
+    except ConfigError as exc:
+        print(f"pdfocr-watcher: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except AlreadyRunning as exc:
+        print(f"pdfocr-watcher: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except WatcherError as exc:
+        print(f"pdfocr-watcher: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pdfocr-watcher",
+        description="Drop PDFs into watched folders, get Word/Excel/text files in the outbox "
+        "(through the pdfocr.org API).",
+    )
+    parser.add_argument("--version", action="version", version=f"pdfocr-watcher {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", type=Path, metavar="PATH", help=f"rules file (default: {default_config_path()})"
+    )
+    common.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    run = commands.add_parser("run", parents=[common], help="watch the inboxes and convert")
+    run.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="use the built-in local sandbox instead of pdfocr.org (no key needed)",
+    )
+    run.add_argument("--no-tray", action="store_true", help="run without a tray icon")
+    run.set_defaults(handler=command_run)
+
+    init = commands.add_parser(
+        "init", parents=[common], help="create a starter rules file and its folders"
+    )
+    init.add_argument("--api-key", metavar="KEY", default="", help="your pdfocr.org API key")
+    init.set_defaults(handler=command_init)
+
+    check = commands.add_parser(
+        "check", parents=[common], help="validate the rules file and show what would be watched"
+    )
+    check.add_argument(
+        "--explain",
+        type=Path,
+        metavar="PATH",
+        help="say what the daemon would do with this file, and why",
+    )
+    check.set_defaults(handler=command_check)
+
+    convert = commands.add_parser("convert", parents=[common], help="convert files once")
+    convert.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    convert.add_argument(
+        "--to", required=True, type=str.lower, choices=OUTFORMATS, dest="outformat"
+    )
+    convert.add_argument(
+        "--lang", default="English", help=f"document language, one of: {', '.join(LANGUAGES)}"
+    )
+    convert.add_argument(
+        "--ocr",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="recognise text in scans (default: on)",
+    )
+    convert.add_argument("--outdir", type=Path, help="where results go (default: beside each file)")
+    convert.add_argument("--sandbox", action="store_true", help="use the built-in local sandbox")
+    convert.set_defaults(handler=command_convert)
+
+    status = commands.add_parser(
+        "status", parents=[common], help="what the daemon did and is doing (from its journal)"
+    )
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--last", type=int, default=10, metavar="N", help="recent jobs to show")
+    status.set_defaults(handler=command_status)
+
+    retry = commands.add_parser("retry", parents=[common], help="queue failed or held jobs again")
+    retry.add_argument("jobs", nargs="*", type=int, metavar="JOB")
+    retry.add_argument("--failed", action="store_true", help="every failed job")
+    retry.set_defaults(handler=command_retry)
+
+    sandbox = commands.add_parser("sandbox", help="serve the local stand-in of the pdfocr.org API")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8765)
+    sandbox.add_argument("--key", default="sandbox-key")
+    sandbox.add_argument("--credits", type=int, default=1000)
+    sandbox.add_argument("--seconds-per-page", type=float, default=0.0)
+    sandbox.add_argument(
+        "--cut-after",
+        type=float,
+        default=100.0,
+        help="answer 524 after this many seconds, as the real front end does",
+    )
+    for fault in ("reset", "http502", "http429", "truncate"):
+        sandbox.add_argument(
+            f"--fault-{fault}",
+            type=float,
+            default=0.0,
+            metavar="RATE",
+            help=f"probability of a random {fault} fault per request",
+        )
+    sandbox.add_argument("--seed", type=int)
+    sandbox.set_defaults(handler=command_sandbox)
+    return parser
+
+
+# -- helpers shared by commands ----------------------------------------------------------------
+
+
+def config_path(args: argparse.Namespace) -> Path:
+    return (args.config or default_config_path()).expanduser()
+
+
+def load_optional_config(args: argparse.Namespace) -> Config:
+    """The rules file if there is one; defaults otherwise (for commands that need no inbox)."""
+    path = config_path(args)
+    if args.config is None and not path.exists():
+        return parse_config("", None)
+    return load_config(path)
+
+
+@contextmanager
+def service(config: Config, use_sandbox: bool, state_dir: Path) -> Iterator[tuple[str, str]]:
+    """(endpoint, key) to talk to: the configured service, or a sandbox started here."""
+    if not use_sandbox:
+        if not config.api.key:
+            raise ConfigError(
+                str(config.path or default_config_path()),
+                NO_KEY_ADVICE.format(path=config.path or default_config_path()),
+                key="api.key",
+            )
+        register_secret(config.api.key)
+        yield config.api.endpoint, config.api.key
+        return
+    from watcher.sandbox import Sandbox
+
+    with Sandbox(workdir=state_dir / "sandbox").start() as sandbox:
+        log.warning(
+            "SANDBOX MODE: conversions are simulated on this computer by the built-in "
+            "sandbox at %s; nothing is sent to pdfocr.org and nothing is charged.",
+            sandbox.url,
+        )
+        yield sandbox.url, sandbox.key
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+def command_init(args: argparse.Namespace) -> int:
+    path = config_path(args)
+    config = write_starter_config(path, api_key=args.api_key)
+    print(f"Created {path} (readable by you only).")
+    for rule in config.inboxes:
+        print(f"  inbox {rule.path} → {rule.outformat}")
+    print(f"  results go to {config.files.outbox}")
+    print("\nNext:")
+    step = 1
+    if not config.api.key:
+        print(f"  {step}. Put your pdfocr.org API key in {path} (`key` under [api]).")
+        step += 1
+    print(
+        f"  {step}. Start the watcher: pdfocr-watcher run "
+        "(or `pdfocr-watcher run --sandbox` to try it without a key)."
+    )
+    print(
+        f"  {step + 1}. Drop a PDF into {config.inboxes[0].path} and find the result in "
+        f"{config.inboxes[0].outbox}."
+    )
+    return EXIT_OK
+
+
+def command_check(args: argparse.Namespace) -> int:
+    config = load_config(config_path(args))
+    if args.explain is not None:
+        verdict = judge(config, args.explain.expanduser().absolute())
+        print(verdict.reason)
+        return EXIT_OK if verdict.accepted else EXIT_FILE
+    print(f"{config.path}: valid.")
+    print(f"API key: {'set' if config.api.key else 'NOT SET'}; endpoint {config.api.endpoint}")
+    if not config.inboxes:
+        print("No [[inbox]] yet: nothing would be watched.")
+    for rule in config.inboxes:
+        ocr = "on" if rule.ocr else "off"
+        print(
+            f"- {rule.path}\n    → {rule.outformat}, {rule.lang}, OCR {ocr}"
+            f"; results to {rule.outbox}; originals to {rule.archive} (failed: {rule.failed})"
+        )
+    print(
+        f"Patterns {', '.join(config.watch.patterns)}; subfolders "
+        f"{'included' if config.watch.recursive else 'ignored'}; "
+        f"settle {config.watch.settle_seconds:g} s"
+    )
+    warning = config_permission_warning(config)
+    if warning:
+        print(f"Warning: {warning}")
+    return EXIT_OK
+
+
+def command_convert(args: argparse.Namespace) -> int:
+    lang = canonical_language(args.lang)
+    if lang is None:
+        print(
+            f"pdfocr-watcher: unknown language {args.lang!r}; use one of: {', '.join(LANGUAGES)}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    config = load_optional_config(args)
+    setup_logging(None, verbose=args.verbose)
+    journal = Journal(":memory:")
+    worst = EXIT_OK
+    with service(config, args.sandbox, config.files.state_dir) as (endpoint, key):
+        client = PdfOcrClient(replace(config.api, endpoint=endpoint, key=key))
+        runner = JobRunner(
+            journal,
+            client,
+            Timing(config.api.poll_interval, config.api.max_wait),
+            on_change=_print_progress,
+            file_originals=False,
+        )
+        for file in args.files:
+            outdir = (args.outdir or file.parent).expanduser().absolute()
+            rule = Rule(args.outformat, lang, args.ocr, outdir, outdir, outdir, "keep")
+            try:
+                code = _convert_one(journal, runner, file.expanduser().absolute(), rule)
+            except AccountError as exc:
+                print(
+                    f"{file.name}: the service refused the account: {exc.message}", file=sys.stderr
+                )
+                return EXIT_ACCOUNT
+            worst = max(worst, code)
+        client.close()
+    return worst
+
+
+def _convert_one(journal: Journal, runner: JobRunner, path: Path, rule: Rule) -> int:
+    if not path.is_file():
+        print(f"{path.name}: no such file", file=sys.stderr)
+        return EXIT_FILE
+    stat = path.stat()
+    job = journal.add(
+        NewJob(
+            path,
+            None,
+            SourceKind.FILE,
+            None,
+            file_hash(path),
+            stat.st_size,
+            stat.st_mtime_ns,
+            rule,
+            remote_name(path.name, new_token()),
+        )
+    )
+    assert job is not None  # a fresh in-memory journal has no twin
+    while True:
+        job = runner.advance(job)
+        if job.state is JobState.DONE:
+            pages = (
+                f"; {job.available_pages:,} pages left" if job.available_pages is not None else ""
+            )
+            print(f"{path.name}: done → {job.output}{pages}")
+            return EXIT_OK
+        if job.state is JobState.FAILED:
+            print(f"{path.name}: failed: {job.error}", file=sys.stderr)
+            return EXIT_SERVICE if job.sent_at else EXIT_FILE
+        if job.attempts >= CONVERT_GIVE_UP_ATTEMPTS:
+            print(
+                f"{path.name}: gave up: {job.error or 'the service could not be reached'}",
+                file=sys.stderr,
+            )
+            return EXIT_SERVICE
+        time.sleep(max(0.0, job.not_before - time.time()))
+
+
+_PROGRESS = {
+    JobState.UPLOADING: "uploading…",
+    JobState.WAITING_FOR_RESULT: "waiting for the service…",
+    JobState.DOWNLOADING: "downloading…",
+}
+
+
+def _print_progress(job: Job) -> None:
+    words = _PROGRESS.get(job.state)
+    if words:
+        print(f"{job.display_name}: {words}", flush=True)
+
+
+def command_run(args: argparse.Namespace) -> int:
+    path = config_path(args)
+    if not path.exists():
+        if not args.sandbox:
+            print(
+                f"pdfocr-watcher: no rules file at {path}. Create one with `pdfocr-watcher "
+                "init`, or try everything first with `pdfocr-watcher run --sandbox`.",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        _first_sandbox_run(path)
+    config = load_config(path)
+    if not config.inboxes:
+        raise ConfigError(str(path), "no [[inbox]] is configured, so there is nothing to watch")
+    if not config.api.key and not args.sandbox:
+        raise ConfigError(str(path), NO_KEY_ADVICE.format(path=path), key="api.key")
+    state_dir = config.files.state_dir
+    with InstanceLock(state_dir):
+        setup_logging(state_dir, verbose=args.verbose)
+        warning = config_permission_warning(config)
+        if warning:
+            log.warning("%s", warning)
+        for folder in all_folders(config):
+            folder.mkdir(parents=True, exist_ok=True)
+        with service(config, args.sandbox, state_dir) as (endpoint, key):
+            daemon = Daemon(
+                config,
+                endpoint_override=endpoint if args.sandbox else None,
+                key_override=key if args.sandbox else None,
+            )
+            _stop_on_signals(daemon.stop_event)
+            try:
+                daemon.start()
+                daemon.wait()
+            finally:
+                daemon.stop()
+                daemon.close()
+    return EXIT_OK
+
+
+def _first_sandbox_run(path: Path) -> None:
+    """The demo needs no set-up: a starter rules file and a sample PDF in the first inbox."""
+    from watcher.samplepdf import write_pdf
+
+    config = write_starter_config(path)
+    inbox = config.inboxes[0].path
+    write_pdf(
+        inbox / "welcome.pdf",
+        ["Welcome to pdfocr-watcher.", "This page was converted by the local sandbox."],
+    )
+    print(f"Created {path} and a sample {inbox / 'welcome.pdf'} for this first sandbox run.")
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+        number = getattr(signal, name, None)
+        if number is not None:
+            signal.signal(number, lambda *_: stop.set())
+
+
+def command_status(args: argparse.Namespace) -> int:
+    config = load_optional_config(args)
+    journal_path = config.files.state_dir / JOURNAL_FILE_NAME
+    if not journal_path.exists():
+        print(f"No journal yet at {journal_path}: the daemon has not run with these rules.")
+        return EXIT_OK
+    journal = Journal(journal_path)
+    try:
+        report = _status_report(journal, config, args.last)
+    finally:
+        journal.close()
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_status(report)
+    return EXIT_OK
+
+
+def _status_report(journal: Journal, config: Config, last: int) -> dict[str, object]:
+    lock = InstanceLock(config.files.state_dir)
+    try:
+        lock.acquire()
+        running = False
+        lock.release()
+    except AlreadyRunning:
+        running = True
+    pages_at = journal.get_meta(META_PAGES_AT)
+    pages = journal.get_meta(META_PAGES)
+    return {
+        "running": running,
+        "mode": journal.get_meta(META_MODE) or "unknown",
+        "held": journal.get_meta(META_HOLD),
+        "service_problem": journal.get_meta(META_SERVICE),
+        "available_pages": int(pages) if pages else None,
+        "available_pages_seen": _when(float(pages_at)) if pages_at else None,
+        "counts": {state.value: count for state, count in journal.counts().items()},
+        "recent": [
+            {
+                "id": job.id,
+                "state": job.state.value,
+                "file": job.display_name,
+                "output": str(job.output) if job.output else None,
+                "error": job.error,
+                "updated": _when(job.updated_at),
+            }
+            for job in journal.jobs(limit=last)
+        ],
+    }
+
+
+def _when(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
+
+
+def _print_status(report: dict[str, object]) -> None:
+    mode = str(report["mode"]).upper() if report["mode"] == "sandbox" else report["mode"]
+    print(f"Daemon: {'running' if report['running'] else 'not running'} ({mode})")
+    if report["held"]:
+        print(f"QUEUE HELD: {report['held']}")
+    if report["service_problem"]:
+        print(f"Service trouble: {report['service_problem']}")
+    if report["available_pages"] is not None:
+        print(
+            f"Credit: {report['available_pages']:,} pages (seen {report['available_pages_seen']})"
+        )
+    counts = report["counts"]
+    assert isinstance(counts, dict)
+    print(
+        "Jobs: "
+        + (", ".join(f"{count} {state}" for state, count in sorted(counts.items())) or "none yet")
+    )
+    recent = report["recent"]
+    assert isinstance(recent, list)
+    for job in recent:
+        outcome = job["output"] or job["error"] or ""
+        print(f"  #{job['id']:<5} {job['state']:<18} {job['file']}  {outcome}")
+
+
+def command_retry(args: argparse.Namespace) -> int:
+    if not args.jobs and not args.failed:
+        print(
+            "pdfocr-watcher: name job numbers (see `pdfocr-watcher status`) or use --failed",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    config = load_optional_config(args)
+    journal = Journal.in_folder(config.files.state_dir)
+    try:
+        if args.failed:
+            jobs = journal.jobs(states=(JobState.FAILED, JobState.HELD))
+        else:
+            jobs = [job for job in map(journal.get, args.jobs) if job is not None]
+        retried = sum(_retry(journal, job) for job in jobs)
+    finally:
+        journal.close()
+    print(f"{retried} job(s) queued again.")
+    return EXIT_OK if retried or not args.jobs else EXIT_FAILED
+
+
+def _retry(journal: Journal, job: Job) -> bool:
+    """Puts a failed or held job back in line, with its original back in the inbox."""
+    if job.state not in (JobState.FAILED, JobState.HELD):
+        print(f"#{job.id} {job.display_name}: is {job.state.value}, nothing to retry")
+        return False
+    source = job.source
+    moved_away = job.original_at and Path(job.original_at).is_file()
+    if not moved_away and not source.is_file():
+        print(f"#{job.id} {job.display_name}: the original is gone; drop it in again")
+        return False
+    target = JobState.WAITING_FOR_RESULT if job.may_be_at_service else JobState.QUEUED
+    if moved_away:
+        failed_copy = Path(str(job.original_at))
+        source = move_without_overwrite(failed_copy, job.source.parent, job.source.name)
+        with suppress(FileNotFoundError):
+            failed_copy.with_name(failed_copy.name + ERROR_SUFFIX).unlink()
+    journal.move(
+        job, target, source=source, original_at=None, error=None, attempts=0, not_before=0.0
+    )
+    print(f"#{job.id} {job.display_name}: queued again")
+    return True
+
+
+def command_sandbox(args: argparse.Namespace) -> int:
+    from watcher.sandbox import FaultRates, serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    return serve(
+        host=args.host,
+        port=args.port,
+        key=args.key,
+        credits=args.credits,
+        seconds_per_page=args.seconds_per_page,
+        cut_after=args.cut_after,
+        faults=FaultRates(
+            reset=args.fault_reset,
+            http502=args.fault_http502,
+            http429=args.fault_http429,
+            truncate=args.fault_truncate,
+        ),
+        seed=args.seed,
+    )

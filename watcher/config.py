@@ -1,0 +1,578 @@
+"""The rules file: which folders are watched, what they convert to, and how the daemon behaves.
+
+The TOML names below are a public contract: users' files depend on them, so they never change
+silently. Everything is validated up front, because a mistake found at conversion time costs
+money or loses files; every refusal is one ConfigError naming file, dotted key and line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import enum
+import math
+import os
+import re
+import shlex
+import stat
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import platformdirs
+import tomli_w
+
+from watcher.contract import DEFAULT_ENDPOINT, LANGUAGES, OUTFORMATS, canonical_language
+from watcher.errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+APP_NAME = "pdfocr-watcher"
+API_KEY_ENV = "PDFOCR_API_KEY"
+
+# Half-written downloads, editor locks and OS litter: converting them would cost pages for junk,
+# so they are always ignored, whatever the user's `ignore` says.
+BUILTIN_IGNORES: tuple[str, ...] = (
+    ".*", "._*", "~$*", "*.tmp", "*.part", "*.partial", "*.crdownload", "*.download",
+    "desktop.ini", "Thumbs.db",
+)  # fmt: skip
+# Folders that NAS boxes, sync tools and operating systems drop into watched trees.
+BUILTIN_IGNORED_FOLDERS: tuple[str, ...] = (
+    "@eaDir", ".stfolder", ".stversions", ".Trashes", "__MACOSX", ".Spotlight-V100", "$RECYCLE.BIN",
+)  # fmt: skip
+
+
+def default_config_path() -> Path:
+    """Where the rules file lives unless the user names another one."""
+    return platformdirs.user_config_path(APP_NAME, appauthor=False) / "config.toml"
+
+
+def default_state_dir() -> Path:
+    """Where the job journal lives when `files.state_dir` is empty."""
+    return platformdirs.user_data_path(APP_NAME, appauthor=False)
+
+
+class PollingMode(enum.Enum):
+    """Whether to watch by polling: network shares often send no change events."""
+
+    AUTO = "auto"
+    ALWAYS = "always"
+    NEVER = "never"
+
+
+class AfterSuccess(enum.Enum):
+    """What happens to the original PDF once its conversion is safely in the outbox."""
+
+    ARCHIVE = "archive"
+    DELETE = "delete"
+    KEEP = "keep"
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """How to talk to pdfocr.org. The key is kept out of repr so it never reaches a log."""
+
+    key: str = field(default="", repr=False)
+    endpoint: str = DEFAULT_ENDPOINT
+    concurrency: int = 2
+    request_timeout: float = 110.0
+    poll_interval: float = 5.0
+    max_wait: float = 3600.0
+    download_hosts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class WatchSettings:
+    """When a file counts as arrived. `ignore` already includes BUILTIN_IGNORES."""
+
+    settle_seconds: float = 2.0
+    patterns: tuple[str, ...] = ("*.pdf",)
+    ignore: tuple[str, ...] = BUILTIN_IGNORES
+    recursive: bool = False
+    polling: PollingMode = PollingMode.AUTO
+    rescan_seconds: float = 300.0
+
+
+@dataclass(frozen=True)
+class FileSettings:
+    """Default destinations, shared by every inbox that does not override them."""
+
+    outbox: Path
+    archive: Path
+    failed: Path
+    after_success: AfterSuccess
+    state_dir: Path
+
+
+@dataclass(frozen=True)
+class CreditSettings:
+    """Guards against spending more pages than the user meant to."""
+
+    low_warning: int = 100
+    daily_page_limit: int = 0
+
+
+@dataclass(frozen=True)
+class InboxRule:
+    """One watched folder and its conversion; the [files] defaults are already filled in."""
+
+    path: Path
+    outformat: str
+    lang: str
+    ocr: bool
+    outbox: Path
+    archive: Path
+    failed: Path
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole validated rules file; `path` is None when it was not read from a file."""
+
+    path: Path | None
+    api: ApiSettings
+    watch: WatchSettings
+    files: FileSettings
+    credits: CreditSettings
+    inboxes: tuple[InboxRule, ...]
+
+    def inbox_for(self, file: Path) -> InboxRule | None:
+        """The rule whose folder holds this file (at any depth when watching recursively)."""
+        folder = file.parent.expanduser().resolve()
+        for rule in self.inboxes:
+            if folder == rule.path or (self.watch.recursive and rule.path in folder.parents):
+                return rule
+        return None
+
+
+def all_folders(config: Config) -> set[Path]:
+    """Every folder the rules name, so `init` and `run` can create them before watching."""
+    folders = {config.files.outbox, config.files.archive, config.files.failed}
+    for rule in config.inboxes:
+        folders |= {rule.path, rule.outbox, rule.archive, rule.failed}
+    return folders
+
+
+# --- Locating keys in the text -------------------------------------------------------------
+
+_HEADER_RE = re.compile(r"^\s*(\[\[?)\s*([\w\s.\"'-]+?)\s*\]\]?\s*(?:#.*)?$")
+_TOML_LINE_RE = re.compile(r"\(at line (\d+), column \d+\)")
+_HOST_RE = re.compile(r"[\w-]+(\.[\w-]+)*")
+
+
+@dataclass
+class _Section:
+    """A `[table]` or `[[array]]` header and the lines up to the next header."""
+
+    name: str
+    is_array: bool
+    line: int
+    body: list[tuple[int, str]] = field(default_factory=list)
+
+
+class _Source:
+    """The file's text, scanned just enough to say on which line a key is written."""
+
+    def __init__(self, path: str, text: str):
+        self.path = path
+        self.lines = text.splitlines()
+        self.sections = [_Section("", False, 0)]
+        for number, line in enumerate(self.lines, 1):
+            match = _HEADER_RE.match(line)
+            if match:
+                name = ".".join(part.strip().strip("\"'") for part in match[2].split("."))
+                self.sections.append(_Section(name, match[1] == "[[", number))
+            else:
+                self.sections[-1].body.append((number, line))
+
+    def fail(self, message: str, table: str, key: str = "", index: int = 0) -> ConfigError:
+        """A ConfigError for `table[index].key` (index is 1-based; 0 for plain tables)."""
+        dotted = table + (f"[{index}]" if index else "") + (f".{key}" if key else "")
+        return ConfigError(self.path, message, key=dotted, line=self.line_of(table, key, index))
+
+    def line_of(self, table: str, key: str = "", index: int = 0) -> int | None:
+        """The key's line, else its table header's line, else the line that names the table."""
+        section = self._section(table, index)
+        if section is None:
+            return self._key_line(self.sections[0], table)
+        return (self._key_line(section, key) if key else None) or section.line
+
+    def _section(self, table: str, index: int) -> _Section | None:
+        if index:
+            arrays = [s for s in self.sections if s.is_array and s.name == table]
+            return arrays[index - 1] if index <= len(arrays) else None
+        named = (s for s in self.sections[1:] if s.name == table or s.name.startswith(table + "."))
+        return next(named, None)
+
+    @staticmethod
+    def _key_line(section: _Section, key: str) -> int | None:
+        pattern = re.compile(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*[=.]")
+        return next((number for number, line in section.body if pattern.match(line)), None)
+
+
+# --- Checking single values ----------------------------------------------------------------
+
+
+class _Invalid(Exception):
+    """A value's complaint, before _read_table says where in the file the value is."""
+
+
+Converter = Callable[[Any], Any]
+
+
+def _suggest(word: str, options: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(options), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _kind(value: object) -> str:
+    """A value's TOML type in the user's words (never the value itself: it may be the key)."""
+    kinds = {bool: "true/false", int: "a whole number", float: "a decimal", str: "text"}
+    kinds |= {list: "a list", dict: "a table"}
+    return next((name for kind, name in kinds.items() if isinstance(value, kind)), "a date")
+
+
+def _expect(value: Any, kinds: tuple[type, ...], what: str) -> Any:
+    """`value` if it has one of these TOML types; true/false never counts as a number."""
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        raise _Invalid(f"must be {what}; got {_kind(value)}")
+    return value
+
+
+def _text(value: Any) -> str:
+    return _expect(value, (str,), 'text in quotes, like "..."').strip()
+
+
+def _boolean(value: Any) -> bool:
+    return _expect(value, (bool,), "true or false (no quotes)")
+
+
+def _number(minimum: int, maximum: float = math.inf, *, whole: bool, above: bool) -> Converter:
+    """Counts stay int; seconds become float. `above` refuses the minimum itself."""
+    allowed = f"more than {minimum}" if above else f"{minimum} or more"
+    allowed = allowed if maximum == math.inf else f"from {minimum} to {maximum}"
+    what = f"a whole number, {allowed}" if whole else f"a number of seconds, {allowed}"
+
+    def convert(value: Any) -> float:
+        number = _expect(value, (int,) if whole else (int, float), what)
+        above_minimum = number > minimum if above else number >= minimum
+        if not (math.isfinite(number) and above_minimum and number <= maximum):
+            raise _Invalid(f"must be {allowed}; got {number}")
+        return number if whole else float(number)
+
+    return convert
+
+
+def _strings(value: Any, what: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) and item for item in value):
+        raise _Invalid(f"must be a list of {what}")
+    return tuple(value)
+
+
+def _patterns(value: Any) -> tuple[str, ...]:
+    patterns = _strings(value, 'file patterns in quotes, like ["*.pdf"]')
+    if not patterns:
+        raise _Invalid('must name at least one file pattern, like ["*.pdf"]')
+    return patterns
+
+
+def _ignore(value: Any) -> tuple[str, ...]:
+    extra = _strings(value, 'file patterns in quotes, like ["*.bak"]')
+    return tuple(dict.fromkeys(BUILTIN_IGNORES + extra))
+
+
+def _hosts(value: Any) -> tuple[str, ...]:
+    what = 'host names (no https:// or path), like ["files.example.com"]'
+    hosts = _strings(value, what)
+    if not all(_HOST_RE.fullmatch(host) for host in hosts):
+        raise _Invalid(f"must be a list of {what}")
+    return tuple(host.lower() for host in hosts)
+
+
+def _endpoint(value: Any) -> str:
+    url = urlsplit(_text(value))
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise _Invalid(f"must be an http(s) address, like {DEFAULT_ENDPOINT}")
+    return url.geturl()
+
+
+def _choice(kind: type[enum.Enum], aliases: Mapping[str | bool, str] | None = None) -> Converter:
+    """Enum values in any case, plus aliases (which may be TOML true/false)."""
+    names = {member.value: member for member in kind} | {
+        alias: kind(value) for alias, value in (aliases or {}).items()
+    }
+    shown = ", ".join(repr(name) if isinstance(name, str) else str(name).lower() for name in names)
+
+    def convert(value: Any) -> enum.Enum:
+        name = value.strip().casefold() if isinstance(value, str) else value
+        if not isinstance(name, str | bool) or name not in names:
+            raise _Invalid(f"must be one of {shown}")
+        return names[name]
+
+    return convert
+
+
+def _outformat(value: Any) -> str:
+    outformat = _text(value).casefold()
+    if outformat not in OUTFORMATS:
+        raise _Invalid(f"unknown format {value!r}; use one of: {', '.join(OUTFORMATS)}")
+    return outformat
+
+
+def _lang(value: Any) -> str:
+    language = canonical_language(_text(value))
+    if language is None:
+        hint = _suggest(value, LANGUAGES)
+        raise _Invalid(f"unknown language {value!r}; use one of: {', '.join(LANGUAGES)}{hint}")
+    return language
+
+
+def _folder(base: Path, *, empty_means: Path | None = None) -> Converter:
+    """Folders: `~` expanded, relative to the rules file's folder, absolute and resolved."""
+
+    def convert(value: Any) -> Path:
+        text = _text(value)
+        if not text and empty_means is not None:
+            return empty_means
+        if not text or "\0" in text:
+            raise _Invalid('must be a folder, like "~/PDFOCR/outbox"')
+        try:
+            return (base / Path(text).expanduser()).resolve()
+        except (OSError, RuntimeError, ValueError) as exc:  # symlink loops, odd names
+            raise _Invalid(f"cannot be used as a folder: {exc}") from None
+
+    return convert
+
+
+# --- Reading tables ------------------------------------------------------------------------
+
+_TABLES = ("api", "watch", "files", "credits", "inbox")
+_FOLDER_KEYS = ("outbox", "archive", "failed")
+_FILE_DEFAULTS = {name: f"~/PDFOCR/{name}" for name in _FOLDER_KEYS} | {
+    "after_success": "archive",
+    "state_dir": "",
+}
+_INBOX_DEFAULTS = {"lang": "English", "ocr": True}
+
+_seconds = _number(0, whole=False, above=False)
+_positive_seconds = _number(0, whole=False, above=True)
+_count = _number(0, whole=True, above=False)
+_API_SCHEMA: dict[str, Converter] = {
+    "key": _text,
+    "endpoint": _endpoint,
+    "concurrency": _number(1, 16, whole=True, above=False),
+    "request_timeout": _positive_seconds,
+    "poll_interval": _positive_seconds,
+    "max_wait": _positive_seconds,
+    "download_hosts": _hosts,
+}
+_POLLING_ALIASES: dict[str | bool, str] = {
+    True: "always",
+    False: "never",
+    "true": "always",
+    "false": "never",
+}
+_WATCH_SCHEMA: dict[str, Converter] = {
+    "settle_seconds": _seconds,
+    "patterns": _patterns,
+    "ignore": _ignore,
+    "recursive": _boolean,
+    "polling": _choice(PollingMode, _POLLING_ALIASES),
+    "rescan_seconds": _seconds,
+}
+_CREDITS_SCHEMA: dict[str, Converter] = {"low_warning": _count, "daily_page_limit": _count}
+
+
+def _files_schema(base: Path) -> dict[str, Converter]:
+    state_dir = _folder(base, empty_means=default_state_dir().resolve())
+    folders = {name: _folder(base) for name in _FOLDER_KEYS}
+    return folders | {"after_success": _choice(AfterSuccess), "state_dir": state_dir}
+
+
+def _inbox_schema(base: Path) -> dict[str, Converter]:
+    folders = {name: _folder(base) for name in ("path", *_FOLDER_KEYS)}
+    return folders | {"outformat": _outformat, "lang": _lang, "ocr": _boolean}
+
+
+def _read_table(
+    src: _Source, table: str, data: object, schema: Mapping[str, Converter], index: int = 0
+) -> dict[str, Any]:
+    """Convert every key of one table, refusing unknown keys and wrong values."""
+    if not isinstance(data, dict):
+        header = f"[[{table}]]" if index else f"[{table}]"
+        raise src.fail(f"must be a table, written as {header} on a line of its own", table)
+    values = {}
+    for key, value in data.items():
+        if key not in schema:
+            allowed = f"unknown setting; allowed: {', '.join(schema)}{_suggest(key, schema)}"
+            raise src.fail(allowed, table, key, index)
+        try:
+            values[key] = schema[key](value)
+        except _Invalid as exc:
+            raise src.fail(str(exc), table, key, index) from None
+    return values
+
+
+def _read_files(src: _Source, data: object, base: Path) -> FileSettings:
+    schema = _files_schema(base)
+    defaults = {key: schema[key](value) for key, value in _FILE_DEFAULTS.items()}
+    return FileSettings(**defaults | _read_table(src, "files", data, schema))
+
+
+def _read_inboxes(src: _Source, data: object, base: Path, files: FileSettings) -> list[InboxRule]:
+    if not isinstance(data, list):
+        raise src.fail("write each inbox as [[inbox]] (double brackets), one per folder", "inbox")
+    defaults = {name: getattr(files, name) for name in _FOLDER_KEYS} | _INBOX_DEFAULTS
+    inboxes = []
+    for index, item in enumerate(data, 1):
+        values = defaults | _read_table(src, "inbox", item, _inbox_schema(base), index)
+        for key in ("path", "outformat"):
+            if key not in values:
+                message = "missing; every [[inbox]] needs path and outformat"
+                raise src.fail(message, "inbox", key, index)
+        inboxes.append(InboxRule(**values))
+    return inboxes
+
+
+def _within(inner: Path, outer: Path) -> bool:
+    return inner == outer or outer in inner.parents
+
+
+def _check_folders(src: _Source, doc: dict[str, Any], config: Config) -> None:
+    """Refuse a file watched by two inboxes, or output that would land back in an inbox."""
+    files_doc = doc.get("files", {})
+    folders = [  # (table, index, key, folder, written in the file)
+        ("files", 0, name, getattr(config.files, name), bool(files_doc.get(name)))
+        for name in (*_FOLDER_KEYS, "state_dir")
+    ]
+    for index, (rule, raw) in enumerate(zip(config.inboxes, doc.get("inbox", []), strict=True), 1):
+        folders += [("inbox", index, n, getattr(rule, n), True) for n in _FOLDER_KEYS if n in raw]
+    loop = "its files would be picked up and converted again, in a loop"
+    for index, rule in enumerate(config.inboxes, 1):
+        for other_index, other in enumerate(config.inboxes[: index - 1], 1):
+            if rule.path == other.path:
+                raise src.fail(f"same folder as inbox[{other_index}]", "inbox", "path", index)
+            if _within(rule.path, other.path) or _within(other.path, rule.path):
+                message = f"nested with inbox[{other_index}] ({other.path}); inboxes cannot nest"
+                raise src.fail(message, "inbox", "path", index)
+        for table, where, key, folder, written in folders:
+            if written and _within(folder, rule.path):
+                inside = "is the folder of" if folder == rule.path else "is inside"
+                raise src.fail(f"{folder} {inside} inbox[{index}]: {loop}", table, key, where)
+            if _within(folder, rule.path):
+                message = f"contains the default {key} folder {folder}: {loop}"
+                raise src.fail(message, "inbox", "path", index)
+
+
+# --- Public entry points -------------------------------------------------------------------
+
+
+def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate the rules file; PDFOCR_API_KEY in `env` overrides `api.key`."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        message = "no rules file here; create one with `pdfocr-watcher init`"
+        raise ConfigError(str(path), message) from None
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot read it: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(str(path), "is not UTF-8 text; save it as UTF-8") from None
+    return parse_config(text, path, env)
+
+
+def parse_config(
+    text: str, source: Path | None = None, env: Mapping[str, str] | None = None
+) -> Config:
+    """Validate rules given as text; relative folders are taken from `source`'s folder."""
+    env = os.environ if env is None else env
+    src = _Source(str(source) if source else "<config>", text)
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        found = _TOML_LINE_RE.search(str(exc))
+        line = int(found[1]) if found else len(src.lines) or None
+        raise ConfigError(src.path, f"not valid TOML: {exc}", line=line) from None
+    for table in doc:
+        if table not in _TABLES:
+            allowed = "[api], [watch], [files], [credits], [[inbox]]"
+            raise src.fail(f"unknown table; allowed: {allowed}{_suggest(table, _TABLES)}", table)
+    path = source.expanduser().absolute() if source else None
+    base = path.parent if path else Path.cwd()
+    api = ApiSettings(**_read_table(src, "api", doc.get("api", {}), _API_SCHEMA))
+    if env.get(API_KEY_ENV, "").strip():
+        api = dataclasses.replace(api, key=env[API_KEY_ENV].strip())
+    files = _read_files(src, doc.get("files", {}), base)
+    config = Config(
+        path=path,
+        api=api,
+        watch=WatchSettings(**_read_table(src, "watch", doc.get("watch", {}), _WATCH_SCHEMA)),
+        files=files,
+        credits=CreditSettings(
+            **_read_table(src, "credits", doc.get("credits", {}), _CREDITS_SCHEMA)
+        ),
+        inboxes=tuple(_read_inboxes(src, doc.get("inbox", []), base, files)),
+    )
+    _check_folders(src, doc, config)
+    return config
+
+
+_STARTER_HEADER = """\
+# pdfocr-watcher rules file: which folders are watched and what each one converts to.
+# Every setting, with its default and meaning, is explained in config.example.toml
+# in the pdfocr-watcher project. Settings left out here keep their defaults.
+# This file may hold your API key: keep it private (readable by you only).
+
+"""
+_STARTER_INBOXES = (("to-word", "docx"), ("to-excel", "xlsx"), ("to-text", "txt"))
+
+
+def write_starter_config(path: Path, *, api_key: str = "", home: Path | None = None) -> Config:
+    """Write a first rules file (mode 0600: it may hold the key) and create its folders.
+
+    Only the folders and the key are written; other settings are left to their defaults so
+    that a later release's better defaults reach users who never changed them.
+    """
+    root = (home or Path.home()).absolute() / "PDFOCR"
+    data = {
+        "api": {"key": api_key},
+        "files": {name: str(root / name) for name in _FOLDER_KEYS},
+        "inbox": [
+            {"path": str(root / "inbox" / name), "outformat": fmt, "lang": "English", "ocr": True}
+            for name, fmt in _STARTER_INBOXES
+        ],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        message = "already exists; edit it, or move it away to start afresh"
+        raise ConfigError(str(path), message) from None
+    with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as out:
+        out.write(_STARTER_HEADER + tomli_w.dumps(data))
+    config = load_config(path)
+    for folder in all_folders(config):
+        folder.mkdir(parents=True, exist_ok=True)
+    return config
+
+
+def config_permission_warning(config: Config) -> str | None:
+    """A one-line warning when other users can read an API key written in the rules file."""
+    if os.name != "posix" or config.path is None:
+        return None
+    try:
+        if not config.path.stat().st_mode & (stat.S_IRGRP | stat.S_IROTH):
+            return None
+        api = tomllib.loads(config.path.read_text(encoding="utf-8-sig")).get("api")
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    if not (isinstance(api, dict) and isinstance(api.get("key"), str) and api["key"].strip()):
+        return None
+    quoted = shlex.quote(str(config.path))
+    return f"{config.path} holds your API key and other users can read it; fix: chmod 600 {quoted}"
