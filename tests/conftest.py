@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from watcher.config import load_config
+from watcher.daemon import Daemon
 from watcher.logs import NOISY_LOGGERS
 from watcher.samplepdf import write_pdf
 from watcher.sandbox import Sandbox
@@ -68,3 +70,19 @@ def make_pdf_file(tmp_path: Path) -> Callable[..., Path]:
         return write_pdf(base / name, list(pages))
 
     return make
+
+
+@pytest.fixture
+def make_daemon(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
+    started: list[Daemon] = []
+
+    def make(rules: Path) -> Daemon:
+        daemon = Daemon(load_config(rules))
+        daemon.start()
+        started.append(daemon)
+        return daemon
+
+    yield make
+    for daemon in started:
+        daemon.stop()
+        daemon.close()

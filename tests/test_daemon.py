@@ -11,15 +11,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from watcher import samplepdf
-from watcher.config import load_config
 from watcher.daemon import Daemon
-from watcher.jobs import JobState
 from watcher.journal import JOURNAL_FILE_NAME
 from watcher.sandbox import Sandbox
 
@@ -69,22 +67,6 @@ lang = "french"
     for name in ("to-word", "to-text"):
         (root / "inbox" / name).mkdir(parents=True, exist_ok=True)
     return path
-
-
-@pytest.fixture
-def make_daemon(tmp_path: Path) -> Iterator[MakeDaemon]:
-    started: list[Daemon] = []
-
-    def make(rules: Path) -> Daemon:
-        daemon = Daemon(load_config(rules))
-        daemon.start()
-        started.append(daemon)
-        return daemon
-
-    yield make
-    for daemon in started:
-        daemon.stop()
-        daemon.close()
 
 
 def files_in(folder: Path) -> list[str]:
@@ -185,7 +167,7 @@ def test_bad_key_holds_the_queue_until_the_rules_are_fixed(
     held = daemon.snapshot()
     assert "API key does not exist" in (held.held or "")
     assert held.failed == 0 and files_in(tmp_path / "failed") == []
-    assert held.counts.get(JobState.QUEUED) == 2
+    assert held.queued == 2
     rules.write_text(rules.read_text().replace('"wrong-key"', f'"{sandbox.key}"'))
     wait_for(lambda: files_in(tmp_path / "outbox") == ["a.docx", "b.docx"], what="resumed")
     assert daemon.snapshot().held is None

@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,30 +20,31 @@ from watcher.api import PdfOcrClient, new_token, remote_name
 from watcher.config import (
     Config,
     all_folders,
+    check_runnable,
     config_permission_warning,
     default_config_path,
     load_config,
     parse_config,
     write_starter_config,
 )
-from watcher.contract import LANGUAGES, OUTFORMATS, canonical_language
-from watcher.daemon import (
+from watcher.contract import LANGUAGES, OUTFORMATS, canonical_language, estimated_cost
+from watcher.daemon import Daemon, file_hash
+from watcher.errors import AccountError, ConfigError, WatcherError
+from watcher.inbox import judge
+from watcher.instance import AlreadyRunning, InstanceLock
+from watcher.jobs import Job, JobState, Rule, SourceKind
+from watcher.journal import (
+    JOURNAL_FILE_NAME,
     META_HOLD,
     META_MODE,
     META_PAGES,
     META_PAGES_AT,
     META_SERVICE,
-    Daemon,
-    file_hash,
+    Journal,
+    NewJob,
 )
-from watcher.errors import AccountError, ConfigError, WatcherError
-from watcher.filing import ERROR_SUFFIX, move_without_overwrite
-from watcher.inbox import judge
-from watcher.instance import AlreadyRunning, InstanceLock
-from watcher.jobs import Job, JobState, Rule, SourceKind
-from watcher.journal import JOURNAL_FILE_NAME, Journal, NewJob
 from watcher.logs import register_secret, setup_logging
-from watcher.runner import JobRunner, Timing
+from watcher.runner import JobRunner, Timing, local_day, requeue
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -57,6 +58,7 @@ NO_KEY_ADVICE = (
     "PDFOCR_API_KEY environment variable, or try the built-in sandbox first with --sandbox."
 )
 CONVERT_GIVE_UP_ATTEMPTS = 4
+DAY = 24 * 3600
 
 log = logging.getLogger("watcher")
 
@@ -369,8 +371,7 @@ def command_run(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         _first_sandbox_run(path)
     config = load_config(path)
-    if not config.inboxes:
-        raise ConfigError(str(path), "no [[inbox]] is configured, so there is nothing to watch")
+    check_runnable(config)
     if not config.api.key and not args.sandbox:
         raise ConfigError(str(path), NO_KEY_ADVICE.format(path=path), key="api.key")
     state_dir = config.files.state_dir
@@ -455,6 +456,15 @@ def _status_report(journal: Journal, config: Config, last: int) -> dict[str, obj
         "available_pages": int(pages) if pages else None,
         "available_pages_seen": _when(float(pages_at)) if pages_at else None,
         "counts": {state.value: count for state, count in journal.counts().items()},
+        "pages_sent": [
+            {
+                "day": day,
+                "inbox": inbox,
+                "pages": pages,
+                "estimated_cost_usd": [round(cost, 2) for cost in estimated_cost(pages)],
+            }
+            for day, inbox, pages in journal.spend(since_day=local_day(time.time() - 30 * DAY))
+        ],
         "recent": [
             {
                 "id": job.id,
@@ -490,6 +500,16 @@ def _print_status(report: dict[str, object]) -> None:
         "Jobs: "
         + (", ".join(f"{count} {state}" for state, count in sorted(counts.items())) or "none yet")
     )
+    spend = report["pages_sent"]
+    assert isinstance(spend, list)
+    if spend:
+        print("Pages sent (last 30 days, estimated cost at your pack's price):")
+    for row in spend:
+        low, high = row["estimated_cost_usd"]
+        print(
+            f"  {row['day']}  {row['pages']:>6,} pages  ${low:,.2f} to ${high:,.2f}  "
+            f"{row['inbox'] or '(convert)'}"
+        )
     recent = report["recent"]
     assert isinstance(recent, list)
     for job in recent:
@@ -519,26 +539,9 @@ def command_retry(args: argparse.Namespace) -> int:
 
 
 def _retry(journal: Journal, job: Job) -> bool:
-    """Puts a failed or held job back in line, with its original back in the inbox."""
-    if job.state not in (JobState.FAILED, JobState.HELD):
-        print(f"#{job.id} {job.display_name}: is {job.state.value}, nothing to retry")
-        return False
-    source = job.source
-    moved_away = job.original_at and Path(job.original_at).is_file()
-    if not moved_away and not source.is_file():
-        print(f"#{job.id} {job.display_name}: the original is gone; drop it in again")
-        return False
-    target = JobState.WAITING_FOR_RESULT if job.may_be_at_service else JobState.QUEUED
-    if moved_away:
-        failed_copy = Path(str(job.original_at))
-        source = move_without_overwrite(failed_copy, job.source.parent, job.source.name)
-        with suppress(FileNotFoundError):
-            failed_copy.with_name(failed_copy.name + ERROR_SUFFIX).unlink()
-    journal.move(
-        job, target, source=source, original_at=None, error=None, attempts=0, not_before=0.0
-    )
-    print(f"#{job.id} {job.display_name}: queued again")
-    return True
+    problem = requeue(journal, job)
+    print(f"#{job.id} {job.display_name}: {problem or 'queued again'}")
+    return problem is None
 
 
 def command_sandbox(args: argparse.Namespace) -> int:

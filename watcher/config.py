@@ -151,6 +151,17 @@ class Config:
         return None
 
 
+def check_runnable(config: Config) -> None:
+    """What the daemon needs beyond a valid file: something to watch. Also guards live
+    reloads, where an editor's half-saved (empty) file must not unwatch every inbox."""
+    if not config.inboxes:
+        raise ConfigError(
+            str(config.path or "<config>"),
+            "no [[inbox]] is configured, so there is nothing to watch; "
+            "add one (see config.example.toml)",
+        )
+
+
 def all_folders(config: Config) -> set[Path]:
     """Every folder the rules name, so `init` and `run` can create them before watching."""
     folders = {config.files.outbox, config.files.archive, config.files.failed}

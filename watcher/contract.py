@@ -53,6 +53,13 @@ PRICE_TABLE: tuple[tuple[int, int], ...] = (
 )
 
 
+def estimated_cost(pages: int) -> tuple[float, float]:
+    """What `pages` cost in dollars at the cheapest and the dearest per-page price of the
+    packs: which pack the user bought is not known here."""
+    prices = [dollars / size for size, dollars in PRICE_TABLE]
+    return pages * min(prices), pages * max(prices)
+
+
 def canonical_language(value: str) -> str | None:
     """The documented spelling of a language given in any case, or None if it is not one."""
     folded = value.strip().casefold()

@@ -9,53 +9,97 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+from enum import Enum
 from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from watcher.api import DOWNLOAD_TEMP_PREFIX, PdfOcrClient, new_token, remote_name
-from watcher.config import Config, InboxRule, load_config
+from watcher.config import Config, InboxRule, check_runnable, load_config
 from watcher.errors import AccountError, ConfigError, CreditError
 from watcher.filing import STAGING_PREFIX
 from watcher.inbox import InboxWatcher
 from watcher.jobs import ACTIVE_STATES, Job, JobState, Rule, SourceKind
-from watcher.journal import Journal, NewJob
-from watcher.runner import JobRunner, Timing
+from watcher.journal import (
+    META_HOLD,
+    META_MODE,
+    META_PAGES,
+    META_SERVICE,
+    Journal,
+    NewJob,
+)
+from watcher.logs import log_path
+from watcher.runner import JobRunner, Timing, requeue
 from watcher.shortcuts import is_shortcut
 from watcher.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
 HOLD_RETRY_SECONDS = 600.0  # credit bought on the website changes nothing we can see
+OFFLINE_NOTICE_SECONDS = 300.0  # a short outage is not worth interrupting anyone for
+HOUSEKEEPING_SECONDS = 30.0
+# Editors save in steps (truncate, write; or write a copy, rename): the rules file is read
+# once it has been quiet this long.
+RULES_QUIET_SECONDS = 0.5
 HASH_CHUNK = 1024 * 1024
+RECENT_LIMIT = 10
 
-META_HOLD = "hold_reason"
-META_SERVICE = "service_problem"
-META_PAGES = "available_pages"
-META_PAGES_AT = "available_pages_at"
-META_MODE = "mode"
+
+@dataclass(frozen=True)
+class RecentConversion:
+    name: str
+    output: Path
+    finished_at: float
+
+
+class NoticeKind(Enum):
+    BATCH_DONE = "batch_done"
+    FILE_FAILED = "file_failed"
+    LOW_CREDIT = "low_credit"
+    HELD = "held"
+    OFFLINE = "offline"
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something worth telling the user once (a tray notification where the desktop has them)."""
+
+    kind: NoticeKind
+    title: str
+    message: str
 
 
 @dataclass(frozen=True)
 class Snapshot:
-    """What the daemon is doing, for the tray and logs; cheap to build, safe to share."""
+    """What the daemon is doing, for the tray; built on change, safe to share across threads."""
 
     sandbox: bool
-    queued: int = 0
-    in_flight: int = 0
-    held: str | None = None
-    service_problem: str | None = None
-    last_failure: str | None = None
-    available_pages: int | None = None
-    done: int = 0
-    failed: int = 0
-    config_error: str | None = None
-    counts: dict[JobState, int] = field(default_factory=dict)
+    queued: int
+    in_flight: int
+    batch_done: int
+    batch_total: int
+    held: str | None
+    service_problem: str | None
+    paused_until: float | None  # None: not paused; math.inf: until resumed
+    config_error: str | None
+    unseen_failures: int
+    last_failure: str | None
+    failed: int
+    available_pages: int | None
+    low_credit: bool
+    last_conversion_at: float | None
+    recent: tuple[RecentConversion, ...]
+    inboxes: tuple[Path, ...]
+    outboxes: tuple[Path, ...]
+    failed_folders: tuple[Path, ...]
+    config_path: Path | None
+    log_path: Path | None
 
 
 class Daemon:
@@ -79,6 +123,7 @@ class Daemon:
             stop=self.stop_event,
             on_change=self._job_changed,
             on_service_state=self._service_state,
+            daily_page_limit=self.config.credits.daily_page_limit,
         )
         self.pool = WorkerPool(
             self.journal,
@@ -89,12 +134,23 @@ class Daemon:
         )
         self.inbox = InboxWatcher(self.config, self.enqueue)
         self._listeners: list[Callable[[Snapshot], None]] = []
-        self._state_lock = threading.Lock()
+        self._notice_listeners: list[Callable[[Notice], None]] = []
+        self._lock = threading.Lock()  # guards the fields below
         self._held_since: float | None = None
         self._service_problem: str | None = None
+        self._service_problem_since: float | None = None
+        self._offline_noticed = False
         self._config_error: str | None = None
         self._last_failure: str | None = None
+        self._unseen_failures = 0
+        self._paused_until: float | None = None
+        self._batch_total = 0
+        self._batch_done = 0
+        self._batch_failed = 0
+        self._low_credit_noticed = False
+        self._reload_at: float | None = None
         self._rules_observer: Observer | None = None
+        self._wakeup = threading.Event()
         self._housekeeper = threading.Thread(
             target=self._housekeeping, name="housekeeping", daemon=True
         )
@@ -103,17 +159,15 @@ class Daemon:
         endpoint, key = self._overrides
         if endpoint is None:
             return config
-        api = replace(config.api, endpoint=endpoint, key=key or "")
-        return replace(config, api=api)
+        return replace(config, api=replace(config.api, endpoint=endpoint, key=key or ""))
 
     # -- life cycle ------------------------------------------------------------------------
 
     def start(self) -> None:
-        mode = (
-            "SANDBOX (simulated locally, nothing sent to pdfocr.org)"
-            if self.sandbox
-            else (f"live: {self.config.api.endpoint}")
-        )
+        if self.sandbox:
+            mode = "SANDBOX (simulated locally, nothing sent to pdfocr.org)"
+        else:
+            mode = f"live: {self.config.api.endpoint}"
         self.journal.set_meta(META_MODE, "sandbox" if self.sandbox else "live")
         self.journal.set_meta(META_HOLD, None)
         log.info("pdfocr-watcher starting, %s", mode)
@@ -127,21 +181,29 @@ class Daemon:
                 rule.outbox,
             )
         self._recover()
+        with self._lock:
+            self._batch_total = sum(1 for _ in self._active_jobs())
         self.pool.start()
         self.inbox.start()
         self._watch_rules_file()
         self._housekeeper.start()
+        self._notify()
+
+    def request_stop(self) -> None:
+        self.stop_event.set()
+        self._wakeup.set()
 
     def stop(self) -> None:
         """Stops watching and sending; work in the middle of a request resumes next start."""
         log.info("stopping")
-        self.stop_event.set()
+        self.request_stop()
         self.inbox.stop()
         if self._rules_observer is not None:
             self._rules_observer.stop()
             self._rules_observer.join(timeout=2)
         self.pool.stop()
-        self._housekeeper.join(timeout=2)
+        if self._housekeeper.is_alive():
+            self._housekeeper.join(timeout=2)
 
     def wait(self) -> None:
         while not self.stop_event.wait(1.0):
@@ -153,6 +215,9 @@ class Daemon:
 
     def add_listener(self, listener: Callable[[Snapshot], None]) -> None:
         self._listeners.append(listener)
+
+    def add_notice_listener(self, listener: Callable[[Notice], None]) -> None:
+        self._notice_listeners.append(listener)
 
     # -- arrivals --------------------------------------------------------------------------
 
@@ -181,6 +246,10 @@ class Daemon:
         )
         if job is not None:
             log.info("%s: queued (job %d)", path.name, job.id)
+            with self._lock:
+                if self._batch_done >= self._batch_total:
+                    self._batch_total = self._batch_done = self._batch_failed = 0
+                self._batch_total += 1
             self.pool.wake()
             self._notify()
         return job
@@ -196,25 +265,48 @@ class Daemon:
             after_success=self.config.files.after_success.value,
         )
 
-    # -- state shown to the user -----------------------------------------------------------
+    # -- what the user sees ----------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:
         counts = self.journal.counts()
         pages = self.journal.get_meta(META_PAGES)
-        with self._state_lock:
+        available = int(pages) if pages else None
+        done = self.journal.jobs(states=(JobState.DONE,), limit=RECENT_LIMIT)
+        recent = tuple(
+            RecentConversion(job.display_name, job.output, job.updated_at)
+            for job in done
+            if job.output is not None
+        )
+        with self._lock:
             held = self.journal.get_meta(META_HOLD) if self._held_since is not None else None
+            held_jobs = counts.get(JobState.HELD, 0)
+            if held is None and held_jobs:
+                newest = self.journal.jobs(states=(JobState.HELD,), limit=1)
+                reason = newest[0].error if newest else ""
+                held = f"{held_jobs} file(s) waiting: {reason}"
+            rules = self.config.inboxes
             return Snapshot(
                 sandbox=self.sandbox,
                 queued=counts.get(JobState.QUEUED, 0),
                 in_flight=self.pool.busy,
+                batch_done=self._batch_done,
+                batch_total=self._batch_total,
                 held=held,
                 service_problem=self._service_problem,
-                last_failure=self._last_failure,
-                available_pages=int(pages) if pages else None,
-                done=counts.get(JobState.DONE, 0),
-                failed=counts.get(JobState.FAILED, 0),
+                paused_until=self._paused_until,
                 config_error=self._config_error,
-                counts=counts,
+                unseen_failures=self._unseen_failures,
+                last_failure=self._last_failure,
+                failed=counts.get(JobState.FAILED, 0),
+                available_pages=available,
+                low_credit=available is not None and available < self.config.credits.low_warning,
+                last_conversion_at=done[0].updated_at if done else None,
+                recent=recent,
+                inboxes=tuple(rule.path for rule in rules),
+                outboxes=tuple(dict.fromkeys(rule.outbox for rule in rules)),
+                failed_folders=tuple(dict.fromkeys(rule.failed for rule in rules)),
+                config_path=self.config.path,
+                log_path=log_path(self.config.files.state_dir),
             )
 
     def _notify(self) -> None:
@@ -227,19 +319,70 @@ class Daemon:
             except Exception:
                 log.exception("a status listener failed")
 
+    def _tell(self, kind: NoticeKind, title: str, message: str) -> None:
+        log.info("%s: %s", title, message)
+        notice = Notice(kind, title, message)
+        for listener in self._notice_listeners:
+            try:
+                listener(notice)
+            except Exception:
+                log.exception("a notice listener failed")
+
     def _job_changed(self, job: Job) -> None:
-        if job.available_pages is not None and job.state is JobState.DOWNLOADING:
-            self.journal.set_meta(META_PAGES, str(job.available_pages))
-            self.journal.set_meta(META_PAGES_AT, str(time.time()))
-        if job.state is JobState.FAILED:
-            self._last_failure = f"{job.display_name}: {job.error}"
+        if job.state.is_finished:
+            self._job_finished(job)
+        elif job.state is JobState.HELD:
+            self._tell(NoticeKind.HELD, "File held", f"{job.display_name}: {job.error}")
+        if job.state is JobState.DOWNLOADING:
+            self._check_credit()
         self._notify()
 
+    def _job_finished(self, job: Job) -> None:
+        with self._lock:
+            self._batch_done += 1
+            if job.state is JobState.FAILED:
+                self._batch_failed += 1
+                self._unseen_failures += 1
+                self._last_failure = f"{job.display_name}: {job.error}"
+            batch_over = self._batch_done >= self._batch_total
+            done, failed = self._batch_done - self._batch_failed, self._batch_failed
+        if job.state is JobState.FAILED:
+            self._tell(
+                NoticeKind.FILE_FAILED, "Conversion failed", f"{job.display_name}: {job.error}"
+            )
+        if batch_over and not any(True for _ in self._active_jobs()):
+            summary = f"{done} file(s) converted" + (f", {failed} failed" if failed else "")
+            self._tell(NoticeKind.BATCH_DONE, "Batch finished", summary)
+
+    def _active_jobs(self) -> list[Job]:
+        return self.journal.jobs(states=tuple(ACTIVE_STATES))
+
+    def _check_credit(self) -> None:
+        pages = self.journal.get_meta(META_PAGES)
+        if pages is None:
+            return
+        low = int(pages) < self.config.credits.low_warning
+        with self._lock:
+            first = low and not self._low_credit_noticed
+            self._low_credit_noticed = low
+        if first:
+            self._tell(
+                NoticeKind.LOW_CREDIT,
+                "Credit running low",
+                f"{int(pages):,} pages left on your pdfocr.org account",
+            )
+        elif not low:
+            # More credit than we knew of (bought on the website): files the credit guard
+            # held may fit now; the runner judges them again.
+            self._release_held(approve=False)
+
     def _service_state(self, problem: str | None) -> None:
-        with self._state_lock:
+        with self._lock:
             if problem == self._service_problem:
                 return
             self._service_problem = problem
+            self._service_problem_since = time.monotonic() if problem else None
+            self._offline_noticed = False
         if problem:
             log.warning("the service is not reachable right now (%s); jobs wait and retry", problem)
         else:
@@ -247,14 +390,14 @@ class Daemon:
         self.journal.set_meta(META_SERVICE, problem)
         self._notify()
 
-    # -- account hold ------------------------------------------------------------------------
+    # -- holds and pauses ------------------------------------------------------------------
 
     def _hold(self, error: AccountError) -> None:
         where = self.config.path or "the rules file"
         if isinstance(error, CreditError):
             advice = (
                 "buy more pages at pdfocr.org; the queue is tried again every "
-                f"{HOLD_RETRY_SECONDS / 60:.0f} minutes, or at once when you edit {where}"
+                f"{HOLD_RETRY_SECONDS / 60:.0f} minutes, or at once when you choose Resume"
             )
         else:
             advice = (
@@ -262,33 +405,121 @@ class Daemon:
                 "the queue resumes as soon as the file is saved"
             )
         reason = f"the service refused the account: {error.message} — {advice}"
-        with self._state_lock:
+        with self._lock:
             first = self._held_since is None
             self._held_since = time.monotonic()
         self.pool.set_held(True)
         self.journal.set_meta(META_HOLD, reason)
         if first:
             log.error("queue held: %s", reason)
+            self._tell(NoticeKind.HELD, "Conversions held", reason)
         self._notify()
 
     def resume(self) -> None:
-        """Releases a held queue (after a config change, a retry timer, or the user)."""
-        with self._state_lock:
+        """Releases the queue after an account hold, and the files the credit guard held:
+        the user has chosen to go on (after a config change, buying credit, or by hand)."""
+        with self._lock:
             was_held = self._held_since is not None
             self._held_since = None
         if was_held:
             log.info("queue resumed")
             self.journal.set_meta(META_HOLD, None)
         self.pool.set_held(False)
+        self._release_held(approve=True)
+        self._notify()
+
+    def _release_held(self, *, approve: bool, due_before: float | None = None) -> None:
+        released = self.journal.release_held(approve=approve, due_before=due_before)
+        if released:
+            log.info("%d held file(s) back in the queue", released)
+            self.pool.wake()
+
+    def pause(self, until: float | None) -> None:
+        """Stops sending new files until `until` (epoch seconds) or, with None, until
+        unpaused. Conversions already at the service are finished."""
+        with self._lock:
+            self._paused_until = math.inf if until is None else until
+        self.pool.set_paused(True)
+        when = "resumed" if until is None else time.strftime("%H:%M", time.localtime(until))
+        log.info("paused until %s", when)
+        self._wakeup.set()
+        self._notify()
+
+    def unpause(self) -> None:
+        with self._lock:
+            was_paused = self._paused_until is not None
+            self._paused_until = None
+        self.pool.set_paused(False)
+        if was_paused:
+            log.info("pause ended")
+        self._notify()
+
+    def retry_failed(self) -> int:
+        retried = 0
+        for job in self.journal.jobs(states=(JobState.FAILED,)):
+            problem = requeue(self.journal, job)
+            if problem:
+                log.info("%s: not retried: %s", job.display_name, problem)
+            else:
+                retried += 1
+        self.acknowledge_failures()
+        if retried:
+            self.pool.wake()
+        return retried
+
+    def acknowledge_failures(self) -> None:
+        with self._lock:
+            self._unseen_failures = 0
         self._notify()
 
     def _housekeeping(self) -> None:
-        while not self.stop_event.wait(30.0):
-            with self._state_lock:
+        """Timed duties: reload an edited rules file once it is quiet, end pauses, retry an
+        account hold, release yesterday's daily-limit holds, tell about a long outage.
+        Sleeps until the next one is due."""
+        while not self.stop_event.is_set():
+            with self._lock:
+                paused_until = self._paused_until
+                reload_at = self._reload_at
+                reload_due = reload_at is not None and reload_at <= time.monotonic()
+                if reload_due:
+                    self._reload_at = reload_at = None
+            if reload_due:
+                self.reload_rules()
+            now = time.time()
+            if paused_until is not None and paused_until <= now:
+                self.unpause()
+            with self._lock:
                 since = self._held_since
             if since is not None and time.monotonic() - since > HOLD_RETRY_SECONDS:
                 log.info("trying the held queue again")
                 self.resume()
+            self._release_held(approve=False, due_before=now)
+            self._tell_long_outage()
+            delay = HOUSEKEEPING_SECONDS
+            if paused_until is not None and paused_until != math.inf:
+                delay = min(delay, max(0.05, paused_until - now))
+            if reload_at is not None:
+                delay = min(delay, max(0.05, reload_at - time.monotonic()))
+            self._wakeup.wait(delay)
+            self._wakeup.clear()
+
+    def _tell_long_outage(self) -> None:
+        with self._lock:
+            since, problem = self._service_problem_since, self._service_problem
+            due = (
+                since is not None
+                and not self._offline_noticed
+                and time.monotonic() - since > OFFLINE_NOTICE_SECONDS
+            )
+            if due:
+                self._offline_noticed = True
+        if due:
+            minutes = OFFLINE_NOTICE_SECONDS / 60
+            self._tell(
+                NoticeKind.OFFLINE,
+                "Service unreachable",
+                f"for more than {minutes:.0f} minutes ({problem}); files wait and retry",
+            )
 
     # -- live rules ------------------------------------------------------------------------
 
@@ -301,14 +532,19 @@ class Daemon:
         class RulesFileHandler(FileSystemEventHandler):
             def on_any_event(self, event: FileSystemEvent) -> None:
                 touched = {str(event.src_path), str(getattr(event, "dest_path", "") or "")}
-                if str(path) in touched and event.event_type != "opened":
-                    daemon.reload_rules()
+                if str(path) in touched and event.event_type not in ("opened", "closed_no_write"):
+                    daemon.rules_file_touched()
 
         observer = Observer()
         observer.schedule(RulesFileHandler(), str(path.parent), recursive=False)
         observer.daemon = True
         observer.start()
         self._rules_observer = observer
+
+    def rules_file_touched(self) -> None:
+        with self._lock:
+            self._reload_at = time.monotonic() + RULES_QUIET_SECONDS
+        self._wakeup.set()
 
     def reload_rules(self) -> None:
         """Applies an edited rules file at once, or keeps the running rules if it is broken."""
@@ -317,46 +553,51 @@ class Daemon:
             return
         try:
             fresh = self._effective(load_config(path))
+            check_runnable(fresh)
         except ConfigError as exc:
             if str(exc) != self._config_error:
                 log.error("the edited rules file is not used: %s", exc)
-            self._config_error = str(exc)
+            with self._lock:
+                self._config_error = str(exc)
             self._notify()
             return
+        with self._lock:
+            self._config_error = None
         if fresh == self.config:
+            self._notify()
             return
         if fresh.files.state_dir != self.config.files.state_dir:
             log.warning("a new state_dir takes effect at the next start")
         account_changed = fresh.api != self.config.api
-        self._config_error = None
+        limits_changed = fresh.credits != self.config.credits
         self.config = fresh
-        if account_changed:
+        if account_changed or limits_changed:
             self._client = PdfOcrClient(fresh.api)
             self.runner.reconfigure(
-                self._client, Timing(fresh.api.poll_interval, fresh.api.max_wait)
+                self._client,
+                Timing(fresh.api.poll_interval, fresh.api.max_wait),
+                fresh.credits.daily_page_limit,
             )
         self.inbox.update_config(fresh)
         log.info("rules reloaded from %s (%d inboxes)", path, len(fresh.inboxes))
         if account_changed:
             self.resume()
+        elif limits_changed:
+            self._release_held(approve=False)
         self._notify()
 
     # -- start-up recovery -----------------------------------------------------------------
 
     def _recover(self) -> None:
         """Finishes what a killed process left half-done, before any new work starts."""
-        staged_jobs = {
-            job.staged
-            for job in self.journal.jobs(states=(JobState.DOWNLOADING, JobState.FILING))
-            if job.staged
-        }
-        active = self.journal.jobs(states=tuple(ACTIVE_STATES))
+        active = self._active_jobs()
+        staged = {job.staged for job in active if job.staged}
         outboxes = {rule.outbox for rule in self.config.inboxes} | {
             job.rule.outbox for job in active
         }
         for outbox in outboxes:
             for leftover in _our_temporary_files(outbox):
-                if leftover not in staged_jobs:
+                if leftover not in staged:
                     log.info("removing a leftover temporary file %s", leftover)
                     with contextlib.suppress(OSError):
                         leftover.unlink()
@@ -370,7 +611,7 @@ def _our_temporary_files(folder: Path) -> list[Path]:
         names = list(folder.iterdir())
     except OSError:
         return []
-    return [path for path in names if path.name.startswith((DOWNLOAD_TEMP_PREFIX, STAGING_PREFIX))]
+    return [p for p in names if p.name.startswith((DOWNLOAD_TEMP_PREFIX, STAGING_PREFIX))]
 
 
 def file_hash(path: Path) -> str:

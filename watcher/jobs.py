@@ -122,6 +122,9 @@ class Job:
     error: str | None
     available_pages: int | None
     original_at: str | None  # where the original went; None while it is in the inbox
+    charged_on: str | None  # the local day its pages count against, once possibly sent
+    held_until: float | None  # a HELD job's automatic release (the next day), if any
+    approved: bool  # the user released it from a hold: spend the pages whatever the guard says
     created_at: float
     updated_at: float
 

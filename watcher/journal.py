@@ -25,6 +25,13 @@ JOURNAL_FILE_NAME = "journal.sqlite3"
 # committed, before the side effect it guards, which is exactly the moment that must be safe.
 CRASH_AFTER_ENV = "PDFOCR_WATCHER_CRASH_AFTER"
 
+# Facts about the daemon as a whole, kept beside the jobs so `status` can show them.
+META_HOLD = "hold_reason"  # why the whole queue is held (account problem), if it is
+META_SERVICE = "service_problem"  # why the service is unreachable, if it is
+META_PAGES = "available_pages"  # the last balance the service reported
+META_PAGES_AT = "available_pages_at"
+META_MODE = "mode"  # "sandbox" or "live"
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY,
@@ -54,12 +61,16 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     available_pages INTEGER,
     original_at TEXT,
+    charged_on TEXT,
+    held_until REAL,
+    approved INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, not_before);
 CREATE INDEX IF NOT EXISTS jobs_source ON jobs (source);
 CREATE INDEX IF NOT EXISTS jobs_twin ON jobs (content_hash, outformat, lang, ocr);
+CREATE INDEX IF NOT EXISTS jobs_charged ON jobs (charged_on);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
 
@@ -81,6 +92,9 @@ _MUTABLE = frozenset(
         "error",
         "available_pages",
         "original_at",
+        "charged_on",
+        "held_until",
+        "approved",
     }
 )
 
@@ -281,13 +295,42 @@ class Journal:
             rows = self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
         return {JobState(state): count for state, count in rows}
 
-    def active_source_paths(self) -> set[Path]:
+    def pages_charged_on(self, day: str) -> int:
+        """Pages sent (or possibly sent) on a local day, 'YYYY-MM-DD', for the daily limit."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COALESCE(SUM(pages), 0) FROM jobs WHERE charged_on = ?", (day,)
+            ).fetchone()
+        return int(row[0])
+
+    def spend(self, since_day: str) -> list[tuple[str, str, int]]:
+        """(day, inbox, pages) sent since a day, newest day first, for `status`."""
         with self._lock:
             rows = self._db.execute(
-                f"SELECT source FROM jobs WHERE state IN ({_PLACEHOLDERS}, ?)",
-                (*_ACTIVE, JobState.HELD.value),
+                "SELECT charged_on, COALESCE(inbox, ''), SUM(pages) FROM jobs "
+                "WHERE charged_on >= ? AND pages > 0 GROUP BY charged_on, inbox "
+                "ORDER BY charged_on DESC, inbox",
+                (since_day,),
             ).fetchall()
-        return {Path(row[0]) for row in rows}
+        return [(day, inbox, int(pages)) for day, inbox, pages in rows]
+
+    def release_held(self, *, approve: bool, due_before: float | None = None) -> int:
+        """Puts held jobs back in the queue, where the credit guard judges them again.
+
+        `approve` marks them as released by the user, who has decided to spend the pages;
+        `due_before` releases only those held until a moment that has come."""
+        condition = "state = ?"
+        params: list[Any] = [JobState.HELD.value]
+        if due_before is not None:
+            condition += " AND held_until IS NOT NULL AND held_until <= ?"
+            params.append(due_before)
+        with self._transaction() as db:
+            released = db.execute(
+                f"UPDATE jobs SET state = ?, held_until = NULL, not_before = 0, "
+                f"approved = approved OR ?, updated_at = ? WHERE {condition}",
+                (JobState.QUEUED.value, int(approve), time.time(), *params),
+            )
+        return released.rowcount
 
     def set_meta(self, key: str, value: str | None) -> None:
         with self._transaction() as db:
@@ -341,6 +384,9 @@ def _job_from_row(row: sqlite3.Row) -> Job:
         error=row["error"],
         available_pages=row["available_pages"],
         original_at=row["original_at"],
+        charged_on=row["charged_on"],
+        held_until=row["held_until"],
+        approved=bool(row["approved"]),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from watcher.api import ConversionResult, PdfOcrClient, RemoteJob
@@ -27,15 +28,17 @@ from watcher.errors import (
     UnknownRemoteName,
 )
 from watcher.filing import (
+    ERROR_SUFFIX,
     candidate_names,
     link_without_overwrite,
     move_without_overwrite,
+    remove_quietly,
     result_name,
     staging_path,
     write_reason,
 )
 from watcher.jobs import ORIGINAL_DELETED, Job, JobState, SourceKind
-from watcher.journal import Journal
+from watcher.journal import META_PAGES, META_PAGES_AT, Journal
 from watcher.preflight import inspect_file
 from watcher.shortcuts import read_shortcut
 
@@ -53,6 +56,20 @@ JobListener = Callable[[Job], None]
 class Timing:
     poll_interval: float
     max_wait: float
+
+
+# What the journal must forget when the service surely does not have our upload.
+NOT_SENT: dict[str, object] = {"sent_at": None, "charged_on": None}
+
+
+def local_day(moment: float | None = None) -> str:
+    return time.strftime("%Y-%m-%d", time.localtime(moment))
+
+
+def next_local_midnight(now: float | None = None) -> float:
+    today = datetime.fromtimestamp(now if now is not None else time.time())
+    midnight = datetime.combine(today.date() + timedelta(days=1), datetime.min.time())
+    return midnight.timestamp()
 
 
 def backoff(attempts: int, retry_after: float | None = None) -> float:
@@ -74,10 +91,15 @@ class JobRunner:
         on_change: JobListener | None = None,
         on_service_state: Callable[[str | None], None] | None = None,
         file_originals: bool = True,
+        daily_page_limit: int = 0,
     ):
         """`file_originals=False` (one-shot `convert`) leaves the user's files where they are;
         the daemon moves them to the archive or the failed folder."""
         self._file_originals = file_originals
+        self._daily_page_limit = daily_page_limit
+        # The credit guard's check and the move that spends the pages happen under one lock,
+        # so two workers cannot both fit into the last pages of the day's budget.
+        self._budget_lock = threading.Lock()
         self._journal = journal
         self._client = client
         self._timing = timing
@@ -85,10 +107,11 @@ class JobRunner:
         self._on_change = on_change or (lambda job: None)
         self._on_service_state = on_service_state or (lambda problem: None)
 
-    def reconfigure(self, client: PdfOcrClient, timing: Timing) -> None:
-        """New key, endpoint or timings from an edited rules file, for the next request."""
+    def reconfigure(self, client: PdfOcrClient, timing: Timing, daily_page_limit: int) -> None:
+        """New key, endpoint, timings or limits from an edited rules file."""
         self._client = client
         self._timing = timing
+        self._daily_page_limit = daily_page_limit
 
     def advance(self, job: Job) -> Job:
         """Runs the job until it is finished, held, deferred to later, or the daemon stops.
@@ -125,7 +148,15 @@ class JobRunner:
         except FileRejected as exc:
             return self._fail(job, exc.message, advice=_FILE_ADVICE)
         remote = self._remote(job)
-        job = self._journal.move(job, JobState.UPLOADING, sent_at=time.time(), pages=pages)
+        with self._budget_lock:
+            refusal = self._credit_guard(job, pages or 0)
+            if refusal:
+                reason, until = refusal
+                log.warning("%s: held: %s", job.display_name, reason)
+                return self._journal.move(job, JobState.HELD, error=reason, held_until=until)
+            job = self._journal.move(
+                job, JobState.UPLOADING, sent_at=time.time(), pages=pages, charged_on=local_day()
+            )
         self._on_change(job)
         log.info("%s: sending to the service as %s", job.display_name, job.remote_name)
         try:
@@ -137,16 +168,41 @@ class JobRunner:
             log.info("%s: %s; asking for the result by name", job.display_name, exc.message)
             return self._journal.move(job, JobState.WAITING_FOR_RESULT)
         except TransientError as exc:
-            return self._retry_later(job, JobState.QUEUED, exc, sent_at=None)
+            return self._retry_later(job, JobState.QUEUED, exc, **NOT_SENT)
         except AccountError:
-            self._journal.move(job, JobState.QUEUED, sent_at=None)
+            self._journal.move(job, JobState.QUEUED, **NOT_SENT)
             raise
         except FileRejected as exc:
             return self._fail(
-                job, f"the service refused it: {exc.message}", advice=_FILE_ADVICE, sent_at=None
+                job, f"the service refused it: {exc.message}", advice=_FILE_ADVICE, **NOT_SENT
             )
         self._on_service_state(None)
         return self._got_result(job, result)
+
+    def _credit_guard(self, job: Job, pages: int) -> tuple[str, float | None] | None:
+        """Why this file must wait instead of spending pages, and until when (None: until
+        the user releases it); None when it may go. Released jobs pass: the user decided."""
+        if job.approved or pages <= 0:
+            return None
+        known = self._journal.get_meta(META_PAGES)
+        if known is not None and pages > int(known):
+            return (
+                f"it has {pages:,} pages and the account has {int(known):,} left. Buy more "
+                f"pages at pdfocr.org, then choose Resume in the tray or run "
+                f"`pdfocr-watcher retry {job.id}`",
+                None,
+            )
+        limit = self._daily_page_limit
+        if limit:
+            used = self._journal.pages_charged_on(local_day())
+            if used + pages > limit:
+                return (
+                    f"today's page limit ({limit:,}) would be passed: {used:,} pages were sent "
+                    f"today and this file has {pages:,}. It is sent tomorrow, or at once if "
+                    f"you choose Resume in the tray or run `pdfocr-watcher retry {job.id}`",
+                    next_local_midnight(),
+                )
+        return None
 
     def _source_problem(self, job: Job) -> str | None:
         try:
@@ -198,7 +254,7 @@ class JobRunner:
                 result = self._client.poll(remote)
             except UnknownRemoteName:
                 log.info("%s: the service never received it; sending it again", job.display_name)
-                return self._journal.move(job, JobState.QUEUED, sent_at=None)
+                return self._journal.move(job, JobState.QUEUED, **NOT_SENT)
             except AccountError:
                 raise
             except TransientError as exc:
@@ -211,6 +267,9 @@ class JobRunner:
         return job
 
     def _got_result(self, job: Job, result: ConversionResult) -> Job:
+        if result.available_pages is not None:
+            self._journal.set_meta(META_PAGES, str(result.available_pages))
+            self._journal.set_meta(META_PAGES_AT, str(time.time()))
         return self._journal.move(
             job,
             JobState.DOWNLOADING,
@@ -351,6 +410,35 @@ class JobRunner:
 
     def _remote(self, job: Job) -> RemoteJob:
         return RemoteJob(job.remote_name, job.rule.outformat, job.rule.lang, job.rule.ocr)
+
+
+def requeue(journal: Journal, job: Job) -> str | None:
+    """Puts a failed or held job back in line (its original back in the inbox, where it was)
+    and returns why it could not be, if it could not. A job that may already be paid for
+    asks the service for its result before anything is sent again."""
+    if job.state not in (JobState.FAILED, JobState.HELD):
+        return f"it is {job.state.value}, nothing to retry"
+    failed_copy = Path(job.original_at) if job.original_at else None
+    moved_away = failed_copy is not None and failed_copy.is_file()
+    if not moved_away and not job.source.is_file():
+        return "the original is gone; drop it into the inbox again"
+    source = job.source
+    if failed_copy is not None and moved_away:
+        source = move_without_overwrite(failed_copy, job.source.parent, job.source.name)
+        remove_quietly(failed_copy.with_name(failed_copy.name + ERROR_SUFFIX))
+    target = JobState.WAITING_FOR_RESULT if job.may_be_at_service else JobState.QUEUED
+    journal.move(
+        job,
+        target,
+        source=source,
+        original_at=None,
+        error=None,
+        attempts=0,
+        not_before=0.0,
+        held_until=None,
+        approved=True,
+    )
+    return None
 
 
 _FILE_ADVICE = (
