@@ -74,6 +74,8 @@ def test_empty_file_gives_documented_defaults(source: Path, home: Path) -> None:
         poll_interval=5.0,
         max_wait=3600.0,
         download_hosts=(),
+        max_result_mb=2048,
+        verify_tls=True,
     )
     assert config.watch == WatchSettings(
         settle_seconds=2.0,

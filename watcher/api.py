@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import secrets
 import unicodedata
+import warnings
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,11 +44,12 @@ from watcher.errors import (
 )
 from watcher.preflight import pdf_looks_complete
 
+log = logging.getLogger(__name__)
+
 CONNECT_TIMEOUT = 15.0
 POLL_TIMEOUT = 30.0
 DOWNLOAD_CHUNK = 256 * 1024
 MAX_REDIRECTS = 5
-DEFAULT_MAX_RESULT_BYTES = 2 * 1024**3
 ZIP_FORMATS = frozenset({"docx", "xlsx", "pptx"})
 # Downloads in progress are hidden files beside their destination; a start-up sweep removes
 # those a killed process left behind.
@@ -242,12 +245,20 @@ class PdfOcrClient:
         settings: ApiSettings,
         *,
         session: requests.Session | None = None,
-        max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
     ):
         self._settings = settings
         self._session = session or requests.Session()
         self._session.headers["User-Agent"] = f"pdfocr-watcher/{__version__}"
-        self._max_result_bytes = max_result_bytes
+        self._max_result_bytes = settings.max_result_mb * 1024 * 1024
+        self._session.verify = settings.verify_tls
+        if not settings.verify_tls:
+            log.warning(
+                "TLS CERTIFICATE CHECKS ARE OFF ([api] verify_tls = false): anyone on the way "
+                "to %s can read your documents and your API key. Turn it back on unless you "
+                "are debugging a proxy.",
+                urlsplit(settings.endpoint).hostname,
+            )
+            warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
         endpoint = urlsplit(settings.endpoint)
         self._trusted_hosts = {(endpoint.hostname or "").lower()} | {
             host.lower() for host in settings.download_hosts

@@ -85,6 +85,8 @@ class ApiSettings:
     poll_interval: float = 5.0
     max_wait: float = 3600.0
     download_hosts: tuple[str, ...] = ()
+    max_result_mb: int = 2048
+    verify_tls: bool = True
 
 
 @dataclass(frozen=True)
@@ -382,6 +384,8 @@ _API_SCHEMA: dict[str, Converter] = {
     "poll_interval": _positive_seconds,
     "max_wait": _positive_seconds,
     "download_hosts": _hosts,
+    "max_result_mb": _number(1, 1_000_000, whole=True, above=False),
+    "verify_tls": _boolean,
 }
 _POLLING_ALIASES: dict[str | bool, str] = {
     True: "always",

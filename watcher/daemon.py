@@ -222,7 +222,10 @@ class Daemon:
     # -- arrivals --------------------------------------------------------------------------
 
     def enqueue(self, path: Path, rule: InboxRule) -> Job | None:
-        """Journals a complete file as a job (before anything is sent) and wakes a worker."""
+        """Journals a complete file as a job (before anything is sent) and wakes a worker.
+
+        Raises when the journal cannot be written: the watcher then offers the file again
+        at its next rescan, and nothing is sent for a job that is not recorded."""
         try:
             stat = path.stat()
             content_hash = file_hash(path)

@@ -12,13 +12,14 @@ import contextlib
 import errno
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 STAGING_PREFIX = ".pdfocr-"
 ERROR_SUFFIX = ".error.txt"
-MAX_NAME_BYTES = 240  # below the common 255-byte limit, leaving room for " (99)"
+MAX_NAME_BYTES = 255  # the common file-name limit (ext4, APFS, NTFS counts UTF-16 units)
 
 
 def staging_path(outbox: Path, job_id: int, outformat: str) -> Path:
@@ -100,9 +101,14 @@ def _copy_across_devices(source: Path, folder: Path, name: str) -> Path:
     raise FileExistsError(errno.EEXIST, "no free name left", str(folder))
 
 
+def reason_path(failed_copy: Path) -> Path:
+    """ "NAME.error.txt" beside a failed original, shortened to fit where NAME is long."""
+    return failed_copy.with_name(_fit(failed_copy.name, ERROR_SUFFIX))
+
+
 def write_reason(failed_copy: Path, *, source: Path, reason: str, advice: str) -> Path:
-    """Writes "NAME.error.txt" beside the failed original, in the user's words."""
-    reason_file = failed_copy.with_name(failed_copy.name + ERROR_SUFFIX)
+    """Writes the reason file beside the failed original, in the user's words."""
+    reason_file = reason_path(failed_copy)
     text = (
         f"File: {source.name}\n"
         f"From: {source.parent}\n"
@@ -110,9 +116,16 @@ def write_reason(failed_copy: Path, *, source: Path, reason: str, advice: str) -
         f"What happened: {reason}\n\n"
         f"What to do: {advice}\n"
     )
-    temp = reason_file.with_name(f".{reason_file.name}.part")
-    temp.write_text(text, encoding="utf-8")
-    os.replace(temp, reason_file)
+    with tempfile.NamedTemporaryFile(
+        "w",
+        encoding="utf-8",
+        dir=reason_file.parent,
+        prefix=STAGING_PREFIX,
+        suffix=".part",
+        delete=False,
+    ) as temp:
+        temp.write(text)
+    os.replace(temp.name, reason_file)
     return reason_file
 
 

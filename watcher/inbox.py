@@ -29,6 +29,7 @@ from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.polling import PollingObserver
 
 from watcher.config import BUILTIN_IGNORED_FOLDERS, BUILTIN_IGNORES, Config, InboxRule, PollingMode
+from watcher.errors import WatcherError
 from watcher.preflight import pdf_looks_complete
 from watcher.shortcuts import is_shortcut
 
@@ -418,6 +419,8 @@ class InboxWatcher:
                     return
                 try:
                     self._settle(path, candidate)
+                except WatcherError as exc:  # the daemon's words, for the user
+                    log.error("%s: %s", path.name, exc)
                 except Exception:  # one bad file never stops the others
                     log.exception("could not check or hand on %s", path.name)
 
@@ -443,7 +446,12 @@ class InboxWatcher:
             if verdict is None or not verdict.accepted or verdict.rule is None:
                 return  # gone, or no longer wanted under the current rules
             self._handed[path] = state
-        self._on_ready(path, verdict.rule)  # outside the lock: it may take its time
+        try:
+            self._on_ready(path, verdict.rule)  # outside the lock: it may take its time
+        except Exception:
+            with self._cond:  # not taken on: the next rescan offers it again
+                self._handed.pop(path, None)
+            raise
 
     @staticmethod
     def _give_up(path: Path, still_for: float, settle: float) -> bool:

@@ -22,8 +22,14 @@ class InstanceLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise WatcherError(
+                f"the state folder {self.path.parent} cannot be written "
+                f"({exc.strerror or exc}); make it writable or set another `[files] state_dir`"
+            ) from None
         try:
             _lock(fd)
         except OSError:

@@ -6,6 +6,8 @@
       │  │   WAITING_FOR_RESULT ───┘        (any active state) ──► FAILED / HELD
       │  └──────────────► FILING            (an identical earlier result is reused)
       └── HELD, FAILED (the user resumes or retries)
+    QUEUED ──► DROPPED   (the file left or changed before it was sent; its new version,
+                          if any, is a new job)
 
 Every move is written to the journal before the side effect it guards (the journal refuses
 any move not listed here), so a process killed at any line resumes from a state that says
@@ -29,6 +31,7 @@ class JobState(str, Enum):
     DONE = "done"
     FAILED = "failed"
     HELD = "held"
+    DROPPED = "dropped"  # removed or changed in the inbox before it was sent: nothing to do
 
     @property
     def is_active(self) -> bool:
@@ -36,7 +39,7 @@ class JobState(str, Enum):
 
     @property
     def is_finished(self) -> bool:
-        return self in (JobState.DONE, JobState.FAILED)
+        return self in (JobState.DONE, JobState.FAILED, JobState.DROPPED)
 
 
 ACTIVE_STATES = frozenset(
@@ -52,7 +55,9 @@ ACTIVE_STATES = frozenset(
 _ALWAYS_POSSIBLE = {JobState.FAILED, JobState.HELD}
 
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
-    JobState.QUEUED: frozenset({JobState.UPLOADING, JobState.FILING} | _ALWAYS_POSSIBLE),
+    JobState.QUEUED: frozenset(
+        {JobState.UPLOADING, JobState.FILING, JobState.DROPPED} | _ALWAYS_POSSIBLE
+    ),
     JobState.UPLOADING: frozenset(
         {JobState.QUEUED, JobState.WAITING_FOR_RESULT, JobState.DOWNLOADING} | _ALWAYS_POSSIBLE
     ),
@@ -66,6 +71,7 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.HELD: frozenset({JobState.QUEUED, JobState.WAITING_FOR_RESULT, JobState.FAILED}),
     JobState.FAILED: frozenset({JobState.QUEUED, JobState.WAITING_FOR_RESULT}),
     JobState.DONE: frozenset(),
+    JobState.DROPPED: frozenset(),
 }
 
 

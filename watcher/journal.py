@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from watcher.errors import WatcherError
 from watcher.jobs import ACTIVE_STATES, Job, JobState, Rule, SourceKind, check_transition
 
 JOURNAL_FILE_NAME = "journal.sqlite3"
@@ -99,6 +100,10 @@ _MUTABLE = frozenset(
 )
 
 
+class JournalError(WatcherError):
+    """The journal cannot be written: the daemon must not act on anything it cannot record."""
+
+
 @dataclass(frozen=True)
 class NewJob:
     source: Path
@@ -136,13 +141,19 @@ class Journal:
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
             try:
-                yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                raise JournalError(
+                    f"the journal {self.path} cannot be written ({exc}); nothing is sent or "
+                    "filed until it can. Check that its folder is writable and not full."
+                ) from None
 
     def add(self, new: NewJob) -> Job | None:
         """Records a job, unless a job still owns this very file (same place, bytes and time):
@@ -152,8 +163,8 @@ class Journal:
         with self._transaction() as db:
             seen = db.execute(
                 "SELECT 1 FROM jobs WHERE source = ? AND size = ? AND mtime_ns = ? "
-                "AND content_hash = ? AND original_at IS NULL LIMIT 1",
-                (str(new.source), new.size, new.mtime_ns, new.content_hash),
+                "AND content_hash = ? AND original_at IS NULL AND state != ? LIMIT 1",
+                (str(new.source), new.size, new.mtime_ns, new.content_hash, JobState.DROPPED.value),
             ).fetchone()
             if seen:
                 return None

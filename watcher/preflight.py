@@ -38,6 +38,7 @@ class FileFacts:
     kind: FileKind
     pages: int
     size: int
+    image_format: str = ""  # "jpeg", "png"… for images
 
 
 def pdf_looks_complete(path: Path) -> bool:
@@ -73,9 +74,14 @@ def inspect_file(path: Path, *, outformat: str | None = None) -> FileFacts:
             "then drop the complete file in again."
         )
     if head.startswith(PDF_MAGIC):
+        if not pdf_looks_complete(path):
+            raise FileRejected(
+                f"{name} is an incomplete PDF: its end is missing, as when a copy or download "
+                "was cut short. Copy or download it again, then drop the complete file in."
+            )
         return FileFacts(FileKind.PDF, _pdf_pages(path), size)
-    pages = _image_pages(path)
-    if pages is None:
+    image = _image_facts(path)
+    if image is None:
         raise FileRejected(
             f"{name} is neither a PDF nor an image (it starts with {head[:8]!r}). "
             "Only PDFs and images (JPEG, PNG, TIFF, …) can be converted; if it is a web page "
@@ -86,7 +92,8 @@ def inspect_file(path: Path, *, outformat: str | None = None) -> FileFacts:
             f"{name} is an image, and the service cannot turn images into PDFs. "
             "Move it to an inbox with another output format (docx, txt, …)."
         )
-    return FileFacts(FileKind.IMAGE, pages, size)
+    pages, image_format = image
+    return FileFacts(FileKind.IMAGE, pages, size, image_format)
 
 
 def _pdf_pages(path: Path) -> int:
@@ -112,12 +119,15 @@ def _pdf_pages(path: Path) -> int:
     return pages
 
 
-def _image_pages(path: Path) -> int | None:
-    """Pages of an image (frames of a multi-page TIFF), or None if it is not an image."""
+def _image_facts(path: Path) -> tuple[int, str] | None:
+    """Pages (frames of a multi-page TIFF) and format of an image, or None if it is not one."""
     try:
         with Image.open(path) as image:
             frames = getattr(image, "n_frames", 1)
+            image_format = (image.format or "").lower()
             image.verify()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
         return None
-    return frames if frames > 0 else None
+    if frames < 1:
+        return None
+    return frames, {"jpeg": "jpg", "mpo": "jpg"}.get(image_format, image_format or "img")

@@ -28,10 +28,10 @@ from watcher.errors import (
     UnknownRemoteName,
 )
 from watcher.filing import (
-    ERROR_SUFFIX,
     candidate_names,
     link_without_overwrite,
     move_without_overwrite,
+    reason_path,
     remove_quietly,
     result_name,
     staging_path,
@@ -39,7 +39,7 @@ from watcher.filing import (
 )
 from watcher.jobs import ORIGINAL_DELETED, Job, JobState, SourceKind
 from watcher.journal import META_PAGES, META_PAGES_AT, Journal
-from watcher.preflight import inspect_file
+from watcher.preflight import FileFacts, FileKind, inspect_file
 from watcher.shortcuts import read_shortcut
 
 log = logging.getLogger(__name__)
@@ -135,7 +135,8 @@ class JobRunner:
     def _send(self, job: Job) -> Job:
         problem = self._source_problem(job)
         if problem:
-            return self._journal.move(job, JobState.FAILED, error=problem)
+            log.info("%s: %s", job.display_name, problem)
+            return self._journal.move(job, JobState.DROPPED, error=problem)
         reused = self._reuse_twin(job)
         if reused:
             return reused
@@ -144,7 +145,9 @@ class JobRunner:
             if job.kind is SourceKind.URL:
                 job = self._journal.update(job, url=read_shortcut(job.source))
             else:
-                pages = inspect_file(job.source, outformat=job.rule.outformat).pages
+                facts = inspect_file(job.source, outformat=job.rule.outformat)
+                pages = facts.pages
+                job = self._journal.update(job, remote_name=_named_for(job.remote_name, facts))
         except FileRejected as exc:
             return self._fail(job, exc.message, advice=_FILE_ADVICE)
         remote = self._remote(job)
@@ -399,17 +402,34 @@ class JobRunner:
         )
 
     def _disk_trouble(self, job: Job, folder: Path, exc: OSError) -> Job:
+        """A full or missing disk is the user's to fix and ours to wait for: the job keeps
+        its state (the conversion is paid; it is never sent again for this)."""
         reason = f"{folder} cannot be written ({exc.strerror or exc})"
+        attempts = job.attempts + 1
+        delay = min(DISK_RETRY_SECONDS, backoff(attempts))
         log.error(
             "%s: %s; the original stays where it is, trying again in %.0f s",
             job.display_name,
             reason,
-            DISK_RETRY_SECONDS,
+            delay,
         )
-        return self._journal.update(job, error=reason, not_before=time.time() + DISK_RETRY_SECONDS)
+        return self._journal.update(
+            job, error=reason, attempts=attempts, not_before=time.time() + delay
+        )
 
     def _remote(self, job: Job) -> RemoteJob:
         return RemoteJob(job.remote_name, job.rule.outformat, job.rule.lang, job.rule.ocr)
+
+
+def _named_for(name: str, facts: FileFacts) -> str:
+    """The remote name with the extension of what the file really is (a JPEG saved as
+    `.pdf` is sent as `.jpg`), so the service is not misled by the user's name."""
+    stem, _, extension = name.rpartition(".")
+    if facts.kind is FileKind.PDF:
+        return f"{stem}.pdf"
+    if extension == "pdf":
+        return f"{stem}.{facts.image_format}"
+    return name
 
 
 def requeue(journal: Journal, job: Job) -> str | None:
@@ -425,7 +445,7 @@ def requeue(journal: Journal, job: Job) -> str | None:
     source = job.source
     if failed_copy is not None and moved_away:
         source = move_without_overwrite(failed_copy, job.source.parent, job.source.name)
-        remove_quietly(failed_copy.with_name(failed_copy.name + ERROR_SUFFIX))
+        remove_quietly(reason_path(failed_copy))
     target = JobState.WAITING_FOR_RESULT if job.may_be_at_service else JobState.QUEUED
     journal.move(
         job,

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 
 from watcher.errors import AccountError
-from watcher.journal import Journal
+from watcher.journal import Journal, JournalError
 from watcher.runner import JobRunner
 
 log = logging.getLogger(__name__)
@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 # A bound on sleeping: `pdfocr-watcher retry`, run in another process, re-queues jobs in the
 # journal without a way to wake us.
 IDLE_CHECK_SECONDS = 30.0
+JOURNAL_RETRY_SECONDS = 5.0  # a journal that cannot be written stops this worker's work
 
 
 class WorkerPool:
@@ -96,6 +97,9 @@ class WorkerPool:
             except AccountError as exc:
                 self._held = True
                 self._on_hold(exc)
+            except JournalError as exc:
+                log.error("%s: %s", job.display_name, exc)
+                self._stop.wait(JOURNAL_RETRY_SECONDS)
             except Exception:
                 # A bug or an unforeseen OS error must not take the worker down: the job keeps
                 # its journaled state and is tried again later.

@@ -1,0 +1,277 @@
+"""A hostile or broken service: every strange reply is classified, none crashes a worker or
+writes outside the configured folders. The service here is a scripted HTTP server on
+127.0.0.1 that answers whatever the test tells it to."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from watcher import samplepdf
+from watcher.api import PdfOcrClient, RemoteJob
+from watcher.config import parse_config
+from watcher.errors import BadDownload, ConversionCut, FileRejected
+from watcher.jobs import JobState, Rule, SourceKind
+from watcher.journal import Journal, NewJob
+from watcher.runner import JobRunner, Timing
+
+Handler = Callable[[http.server.BaseHTTPRequestHandler], None]
+
+
+class ScriptedService:
+    """Answers API requests with `on_api` and everything else (downloads) with `on_other`."""
+
+    def __init__(self) -> None:
+        self.on_api: Handler = lambda request: reply_json(request, {"retcode": "500"})
+        self.on_other: Handler = lambda request: request.send_error(404)
+        service = self
+
+        class RequestHandler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self._dispatch()
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                self.rfile.read(length)
+                self._dispatch()
+
+            def _dispatch(self) -> None:
+                if self.path.startswith("/ocrapiv1.html"):
+                    service.on_api(self)
+                else:
+                    service.on_other(self)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RequestHandler)
+        self.server.daemon_threads = True
+        self.base = f"http://127.0.0.1:{self.server.server_port}"
+        self.url = self.base + "/ocrapiv1.html"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def reply_json(request: http.server.BaseHTTPRequestHandler, document: object) -> None:
+    body = json.dumps(document).encode()
+    request.send_response(200)
+    request.send_header("Content-Type", "application/json")
+    request.send_header("Content-Length", str(len(body)))
+    request.end_headers()
+    request.wfile.write(body)
+
+
+def success(
+    service: ScriptedService,
+    *,
+    link: str | None = None,
+    filename: str = "r.txt",
+) -> Handler:
+    def handler(request: http.server.BaseHTTPRequestHandler) -> None:
+        reply_json(
+            request,
+            {
+                "retcode": "200",
+                "msg": "ok",
+                "data": {
+                    "filename": filename,
+                    "link": link or f"{service.base}/doc/r.txt",
+                    "available pages": 10,
+                },
+            },
+        )
+
+    return handler
+
+
+@pytest.fixture
+def service() -> Iterator[ScriptedService]:
+    scripted = ScriptedService()
+    yield scripted
+    scripted.close()
+
+
+def client_for(service: ScriptedService, **api: object) -> PdfOcrClient:
+    settings = parse_config("", None, env={}).api
+    return PdfOcrClient(
+        replace(settings, endpoint=service.url, key="k-123456", request_timeout=1.0, **api)
+    )
+
+
+JOB = RemoteJob("scan-abc.pdf", "txt", "English", True)
+
+
+@pytest.fixture
+def pdf(tmp_path: Path) -> Path:
+    return samplepdf.write_pdf(tmp_path / "in.pdf", ["text"])
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        {"foo": 1},
+        [],
+        "retcode",
+        {"retcode": None},
+        {"retcode": "200", "data": "x"},
+        {"retcode": "200", "data": {"link": 42}},
+    ],
+)
+def test_json_without_the_expected_keys_is_a_cut(service, pdf, document) -> None:
+    service.on_api = lambda request: reply_json(request, document)
+    with pytest.raises(ConversionCut):
+        client_for(service).upload(pdf, JOB)
+    assert client_for(service).poll(JOB) is None  # and while polling: "not ready yet"
+
+
+def test_a_reply_that_never_ends_is_a_cut_after_the_timeout(service, pdf) -> None:
+    def hang(request: http.server.BaseHTTPRequestHandler) -> None:
+        request.send_response(200)
+        request.send_header("Content-Length", "100")
+        request.end_headers()
+        request.wfile.write(b'{"retcode"')
+        time.sleep(3)
+
+    service.on_api = hang
+    started = time.monotonic()
+    with pytest.raises(ConversionCut):
+        client_for(service).upload(pdf, JOB)
+    assert time.monotonic() - started < 2.9
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "file:///etc/passwd",
+        "ftp://127.0.0.1/r.txt",
+        "http://downloads.invalid/r.txt",
+        "javascript:alert(1)",
+        "http://127.0.0.1:1/r.txt",
+        "//127.0.0.1/r.txt",
+        "",
+    ],
+)
+def test_links_elsewhere_are_refused(service, pdf, tmp_path, link) -> None:
+    client = client_for(service)
+    assert not client.is_trusted_link(link)
+    with pytest.raises(FileRejected):
+        client.download(link, tmp_path / "out.txt", "txt")
+    assert not (tmp_path / "out.txt").exists()
+
+
+def test_a_redirect_loop_is_a_bad_download(service, tmp_path) -> None:
+    def loop(request: http.server.BaseHTTPRequestHandler) -> None:
+        request.send_response(302)
+        request.send_header("Location", request.path)
+        request.send_header("Content-Length", "0")
+        request.end_headers()
+
+    service.on_other = loop
+    with pytest.raises(BadDownload, match="loop"):
+        client_for(service).download(f"{service.base}/doc/r.txt", tmp_path / "o.txt", "txt")
+
+
+def test_a_redirect_to_another_host_is_not_followed(service, tmp_path) -> None:
+    def away(request: http.server.BaseHTTPRequestHandler) -> None:
+        request.send_response(302)
+        request.send_header("Location", "http://downloads.invalid/r.txt")
+        request.send_header("Content-Length", "0")
+        request.end_headers()
+
+    service.on_other = away
+    with pytest.raises(FileRejected, match="unexpected place"):
+        client_for(service).download(f"{service.base}/doc/r.txt", tmp_path / "o.txt", "txt")
+
+
+def test_a_download_beyond_the_cap_is_refused_and_removed(service, tmp_path) -> None:
+    def huge(request: http.server.BaseHTTPRequestHandler) -> None:
+        request.send_response(200)
+        request.end_headers()  # no Content-Length: the cap must count the bytes
+        chunk = b"x" * 65536
+        try:
+            for _ in range(64):  # 4 MiB
+                request.wfile.write(chunk)
+        except OSError:
+            pass
+
+    service.on_other = huge
+    client = client_for(service, max_result_mb=1)
+    with pytest.raises(FileRejected, match="larger"):
+        client.download(f"{service.base}/doc/r.txt", tmp_path / "o.txt", "txt")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_hostile_reply_never_writes_outside_the_folders(service, tmp_path) -> None:
+    """The service's filename (`../` or absolute) is never used as a local path."""
+    content = b"converted text"
+
+    def serve(request: http.server.BaseHTTPRequestHandler) -> None:
+        request.send_response(200)
+        request.send_header("Content-Length", str(len(content)))
+        request.end_headers()
+        request.wfile.write(content)
+
+    for evil in ("../../escaped.txt", "/tmp/escaped-absolute.txt", "..\\..\\escaped.txt"):
+        service.on_api = success(service, filename=evil)
+        service.on_other = serve
+        outbox = tmp_path / f"outbox-{len(list(tmp_path.iterdir()))}"
+        inbox = tmp_path / "inbox"
+        source = samplepdf.write_pdf(inbox / "Report.pdf", ["x"])
+        journal = Journal(":memory:")
+        runner = JobRunner(journal, client_for(service), Timing(0.1, 5), file_originals=False)
+        rule = Rule("txt", "English", True, outbox, outbox, outbox, "keep")
+        stat = source.stat()
+        job = journal.add(
+            NewJob(
+                source,
+                None,
+                SourceKind.FILE,
+                None,
+                "h",
+                stat.st_size,
+                stat.st_mtime_ns,
+                rule,
+                "Report-abc.pdf",
+            )
+        )
+        assert job is not None
+        job = runner.advance(job)
+        assert job.state is JobState.DONE
+        assert sorted(p.name for p in outbox.iterdir()) == ["Report.txt"]
+    assert not (tmp_path.parent / "escaped.txt").exists()
+    assert not Path("/tmp/escaped-absolute.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("outbox")) == [
+        "inbox"
+    ]
+
+
+@pytest.mark.parametrize(
+    "status, body, expected",
+    [
+        (200, b"<html>maintenance</html>", ConversionCut),
+        (502, b"<html>Bad gateway</html>", ConversionCut),
+        (524, b"<html>A timeout occurred</html>", ConversionCut),
+        (413, b"<html>Too large</html>", FileRejected),
+    ],
+)
+def test_pages_instead_of_json_are_classified(service, pdf, status, body, expected) -> None:
+    def page(request: http.server.BaseHTTPRequestHandler) -> None:
+        request.send_response(status)
+        request.send_header("Content-Type", "text/html")
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        request.wfile.write(body)
+
+    service.on_api = page
+    with pytest.raises(expected):
+        client_for(service).upload(pdf, JOB)
