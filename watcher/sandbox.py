@@ -185,6 +185,7 @@ class Sandbox:
         self._jobs: dict[tuple[str, str], _Job] = {}
         self._files: dict[str, Path] = {}
         self._queued: Counter[str] = Counter()
+        self.fired: Counter[str] = Counter()  # faults that happened, by kind
         self._running = 0
         self._stopping = threading.Event()
         self._server: _Server | None = None
@@ -269,7 +270,15 @@ class Sandbox:
     # -- used by the request handler -----------------------------------------------------
 
     def _next_fault(self, scope: str) -> str | None:
-        """The fault for this request: a queued one first, else a random one if none is queued."""
+        """The fault for this request, counted in `fired` (chaos runs report them)."""
+        kind = self._pick_fault(scope)
+        if kind is not None:
+            with self._lock:
+                self.fired[kind] += 1
+        return kind
+
+    def _pick_fault(self, scope: str) -> str | None:
+        """A queued fault first, else a random one if none is queued."""
         with self._lock:
             for kind in _SCOPES[scope]:
                 if self._queued[kind] > 0:
