@@ -110,6 +110,7 @@ class FileSettings:
     failed: Path
     after_success: AfterSuccess
     state_dir: Path
+    history_days: int = 90  # finished jobs older than this are folded into daily totals
 
 
 @dataclass(frozen=True)
@@ -370,6 +371,7 @@ _FOLDER_KEYS = ("outbox", "archive", "failed")
 _FILE_DEFAULTS = {name: f"~/PDFOCR/{name}" for name in _FOLDER_KEYS} | {
     "after_success": "archive",
     "state_dir": "",
+    "history_days": 90,
 }
 _INBOX_DEFAULTS = {"lang": "English", "ocr": True}
 
@@ -407,7 +409,11 @@ _CREDITS_SCHEMA: dict[str, Converter] = {"low_warning": _count, "daily_page_limi
 def _files_schema(base: Path) -> dict[str, Converter]:
     state_dir = _folder(base, empty_means=default_state_dir().resolve())
     folders = {name: _folder(base) for name in _FOLDER_KEYS}
-    return folders | {"after_success": _choice(AfterSuccess), "state_dir": state_dir}
+    return folders | {
+        "after_success": _choice(AfterSuccess),
+        "state_dir": state_dir,
+        "history_days": _count,
+    }
 
 
 def _inbox_schema(base: Path) -> dict[str, Converter]:

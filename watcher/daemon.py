@@ -49,6 +49,7 @@ HOUSEKEEPING_SECONDS = 30.0
 RULES_QUIET_SECONDS = 0.5
 HASH_CHUNK = 1024 * 1024
 RECENT_LIMIT = 10
+DAY = 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,7 @@ class Daemon:
         self._batch_failed = 0
         self._low_credit_noticed = False
         self._reload_at: float | None = None
+        self._compacted_at = time.monotonic()
         self._rules_observer: Observer | None = None
         self._wakeup = threading.Event()
         self._housekeeper = threading.Thread(
@@ -181,6 +183,7 @@ class Daemon:
                 rule.outbox,
             )
         self._recover()
+        self._compact_journal()
         with self._lock:
             self._batch_total = sum(1 for _ in self._active_jobs())
         self.pool.start()
@@ -498,6 +501,8 @@ class Daemon:
                 self.resume()
             self._release_held(approve=False, due_before=now)
             self._tell_long_outage()
+            if time.monotonic() - self._compacted_at > DAY:
+                self._compact_journal()
             delay = HOUSEKEEPING_SECONDS
             if paused_until is not None and paused_until != math.inf:
                 delay = min(delay, max(0.05, paused_until - now))
@@ -505,6 +510,16 @@ class Daemon:
                 delay = min(delay, max(0.05, reload_at - time.monotonic()))
             self._wakeup.wait(delay)
             self._wakeup.clear()
+
+    def _compact_journal(self) -> None:
+        days = self.config.files.history_days
+        self._compacted_at = time.monotonic()
+        if days:
+            folded = self.journal.compact(older_than=time.time() - days * DAY)
+            if folded:
+                log.info(
+                    "folded %d finished jobs older than %d days into daily totals", folded, days
+                )
 
     def _tell_long_outage(self) -> None:
         with self._lock:

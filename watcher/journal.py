@@ -72,6 +72,15 @@ CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, not_before);
 CREATE INDEX IF NOT EXISTS jobs_source ON jobs (source);
 CREATE INDEX IF NOT EXISTS jobs_twin ON jobs (content_hash, outformat, lang, ocr);
 CREATE INDEX IF NOT EXISTS jobs_charged ON jobs (charged_on);
+CREATE INDEX IF NOT EXISTS jobs_updated ON jobs (updated_at);
+CREATE TABLE IF NOT EXISTS history (
+    day TEXT NOT NULL,
+    inbox TEXT NOT NULL,
+    state TEXT NOT NULL,
+    jobs INTEGER NOT NULL,
+    pages INTEGER NOT NULL,
+    PRIMARY KEY (day, inbox, state)
+);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
 
@@ -315,15 +324,47 @@ class Journal:
         return int(row[0])
 
     def spend(self, since_day: str) -> list[tuple[str, str, int]]:
-        """(day, inbox, pages) sent since a day, newest day first, for `status`."""
+        """(day, inbox, pages) sent since a day, newest day first, for `status`; compacted
+        jobs count through their daily totals."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT charged_on, COALESCE(inbox, ''), SUM(pages) FROM jobs "
-                "WHERE charged_on >= ? AND pages > 0 GROUP BY charged_on, inbox "
-                "ORDER BY charged_on DESC, inbox",
-                (since_day,),
+                "SELECT day, inbox, SUM(pages) FROM ("
+                "  SELECT charged_on AS day, COALESCE(inbox, '') AS inbox, pages FROM jobs"
+                "  WHERE charged_on >= ? AND pages > 0"
+                "  UNION ALL SELECT day, inbox, pages FROM history WHERE day >= ? AND pages > 0"
+                ") GROUP BY day, inbox ORDER BY day DESC, inbox",
+                (since_day, since_day),
             ).fetchall()
         return [(day, inbox, int(pages)) for day, inbox, pages in rows]
+
+    def compact(self, older_than: float) -> int:
+        """Folds finished jobs last changed before `older_than` into daily totals per inbox
+        and outcome, so the journal does not grow without bound. Jobs that still remember a
+        file left in an inbox (after_success = keep) stay: they keep it from being converted
+        again."""
+        finished = (JobState.DONE.value, JobState.FAILED.value, JobState.DROPPED.value)
+        condition = (
+            f"state IN ({','.join('?' * len(finished))}) AND updated_at < ? "
+            "AND (original_at IS NOT NULL OR state != ?)"
+        )
+        params = (*finished, older_than, JobState.DONE.value)
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO history (day, inbox, state, jobs, pages) "
+                "SELECT COALESCE(charged_on, date(updated_at, 'unixepoch', 'localtime')), "
+                "COALESCE(inbox, ''), state, COUNT(*), COALESCE(SUM(pages), 0) "
+                f"FROM jobs WHERE {condition} GROUP BY 1, 2, 3 "
+                "ON CONFLICT (day, inbox, state) DO UPDATE SET "
+                "jobs = jobs + excluded.jobs, pages = pages + excluded.pages",
+                params,
+            )
+            removed = db.execute(f"DELETE FROM jobs WHERE {condition}", params).rowcount
+        return removed
+
+    def history_counts(self) -> dict[JobState, int]:
+        with self._lock:
+            rows = self._db.execute("SELECT state, SUM(jobs) FROM history GROUP BY state")
+            return {JobState(state): int(count) for state, count in rows.fetchall()}
 
     def release_held(self, *, approve: bool, due_before: float | None = None) -> int:
         """Puts held jobs back in the queue, where the credit guard judges them again.

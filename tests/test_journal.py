@@ -1,0 +1,91 @@
+"""The journal and the state machine it enforces, on a real SQLite file."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from watcher.jobs import IllegalTransition, JobState, Rule, SourceKind
+from watcher.journal import Journal, NewJob
+
+
+def new_job(tmp_path: Path, name: str = "a.pdf", content: str = "h1") -> NewJob:
+    rule = Rule(
+        "txt", "English", True, tmp_path / "out", tmp_path / "arch", tmp_path / "f", "archive"
+    )
+    return NewJob(
+        tmp_path / "in" / name,
+        tmp_path / "in",
+        SourceKind.FILE,
+        None,
+        content,
+        10,
+        123,
+        rule,
+        f"{Path(name).stem}-tok.pdf",
+    )
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Journal:
+    opened = Journal.in_folder(tmp_path / "state")
+    yield opened
+    opened.close()
+
+
+def test_moves_outside_the_state_machine_are_refused(journal: Journal, tmp_path: Path) -> None:
+    job = journal.add(new_job(tmp_path))
+    assert job is not None
+    with pytest.raises(IllegalTransition):
+        journal.move(job, JobState.DONE)
+    uploading = journal.move(job, JobState.UPLOADING, sent_at=1.0)
+    with pytest.raises(IllegalTransition):
+        journal.move(uploading, JobState.FILING)
+    with pytest.raises(ValueError):
+        journal.move(uploading, JobState.WAITING_FOR_RESULT, content_hash="other")
+
+
+def test_a_move_is_durable_and_seen_by_a_fresh_connection(journal: Journal, tmp_path: Path) -> None:
+    job = journal.add(new_job(tmp_path))
+    assert job is not None
+    journal.move(job, JobState.UPLOADING, sent_at=5.0, pages=3)
+    reopened = Journal(journal.path)
+    again = reopened.get(job.id)
+    assert again is not None and again.state is JobState.UPLOADING and again.pages == 3
+    assert again.may_be_at_service
+    reopened.close()
+
+
+def test_the_same_file_seen_again_is_not_a_new_job(journal: Journal, tmp_path: Path) -> None:
+    assert journal.add(new_job(tmp_path)) is not None
+    assert journal.add(new_job(tmp_path)) is None
+    assert journal.add(new_job(tmp_path, content="h2")) is not None  # new content: new job
+
+
+def test_a_twin_waits_while_the_first_copy_is_in_flight(journal: Journal, tmp_path: Path) -> None:
+    first = journal.add(new_job(tmp_path, "a.pdf"))
+    second = journal.add(new_job(tmp_path, "b.pdf"))
+    assert first and second
+    assert journal.claim().id == first.id
+    assert journal.claim() is None  # b.pdf waits for a.pdf's result, to reuse it
+    journal.release(first)
+    journal.move(journal.get(first.id), JobState.FAILED, error="x")
+    assert journal.claim().id == second.id
+
+
+def test_compaction_folds_old_jobs_into_daily_totals(journal: Journal, tmp_path: Path) -> None:
+    for number in range(5):
+        job = journal.add(new_job(tmp_path, f"{number}.pdf", f"h{number}"))
+        assert job is not None
+        job = journal.move(job, JobState.UPLOADING, sent_at=1.0, pages=2, charged_on="2026-01-02")
+        job = journal.move(job, JobState.DOWNLOADING, link="x")
+        job = journal.move(job, JobState.FILING, staged=tmp_path / "s")
+        kept = number == 4  # after_success = keep: its file is still in the inbox
+        journal.move(job, JobState.DONE, original_at=None if kept else "archived")
+    assert journal.compact(older_than=time.time() + 1) == 4
+    assert journal.counts() == {JobState.DONE: 1}
+    assert journal.history_counts() == {JobState.DONE: 4}
+    assert journal.spend(since_day="2026-01-01") == [("2026-01-02", str(tmp_path / "in"), 10)]
+    assert journal.add(new_job(tmp_path, "4.pdf", "h4")) is None  # the kept file stays known
