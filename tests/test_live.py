@@ -105,9 +105,12 @@ def test_one_notice_per_batch_and_one_per_failure(
     notices: list[Notice] = []
     daemon.add_notice_listener(notices.append)
     inbox = tmp_path / "inbox" / "to-text"
+    daemon.pause(None)  # one batch: all four are queued before any is sent
     for name in ("one", "two", "three"):
         samplepdf.write_pdf(inbox / f"{name}.pdf", [name])
     (inbox / "bad.pdf").write_text("not a pdf")
+    wait_for(lambda: daemon.snapshot().queued == 4, what="all queued")
+    daemon.unpause()
     wait_for(lambda: any(n.kind is NoticeKind.BATCH_DONE for n in notices), what="batch done")
     time.sleep(0.5)
     kinds = [n.kind for n in notices]

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from watcher import __version__
-from watcher.api import PdfOcrClient, new_token, remote_name
+from watcher import __version__, autostart, doctor
 from watcher.config import (
     Config,
     all_folders,
@@ -28,9 +28,7 @@ from watcher.config import (
     write_starter_config,
 )
 from watcher.contract import LANGUAGES, OUTFORMATS, canonical_language, estimated_cost
-from watcher.daemon import Daemon, file_hash
 from watcher.errors import AccountError, ConfigError, WatcherError
-from watcher.inbox import judge
 from watcher.instance import AlreadyRunning, InstanceLock
 from watcher.jobs import Job, JobState, Rule, SourceKind
 from watcher.journal import (
@@ -42,9 +40,9 @@ from watcher.journal import (
     META_SERVICE,
     Journal,
     NewJob,
+    local_day,
 )
 from watcher.logs import register_secret, setup_logging
-from watcher.runner import JobRunner, Timing, local_day, requeue
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -60,7 +58,13 @@ NO_KEY_ADVICE = (
 CONVERT_GIVE_UP_ATTEMPTS = 4
 DAY = 24 * 3600
 
+if TYPE_CHECKING:
+    from watcher.runner import JobRunner
+
 log = logging.getLogger("watcher")
+
+# Commands import what they need (requests, pypdf, watchdog, pystray) inside themselves:
+# `status` and `check` are typed often and should answer at once.
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
         )
     sandbox.add_argument("--seed", type=int)
     sandbox.set_defaults(handler=command_sandbox)
+    autostart.register(commands, common)
+    doctor.register(commands, common)
     return parser
 
 
@@ -245,6 +251,8 @@ def command_init(args: argparse.Namespace) -> int:
 
 
 def command_check(args: argparse.Namespace) -> int:
+    from watcher.inbox import judge
+
     config = load_config(config_path(args))
     if args.explain is not None:
         verdict = judge(config, args.explain.expanduser().absolute())
@@ -272,6 +280,9 @@ def command_check(args: argparse.Namespace) -> int:
 
 
 def command_convert(args: argparse.Namespace) -> int:
+    from watcher.api import PdfOcrClient
+    from watcher.runner import JobRunner, Timing
+
     lang = canonical_language(args.lang)
     if lang is None:
         print(
@@ -308,6 +319,9 @@ def command_convert(args: argparse.Namespace) -> int:
 
 
 def _convert_one(journal: Journal, runner: JobRunner, path: Path, rule: Rule) -> int:
+    from watcher.api import new_token, remote_name
+    from watcher.daemon import file_hash
+
     if not path.is_file():
         print(f"{path.name}: no such file", file=sys.stderr)
         return EXIT_FILE
@@ -360,6 +374,9 @@ def _print_progress(job: Job) -> None:
 
 
 def command_run(args: argparse.Namespace) -> int:
+    from watcher.daemon import Daemon
+    from watcher.tray import present
+
     path = config_path(args)
     if not path.exists():
         if not args.sandbox:
@@ -391,7 +408,7 @@ def command_run(args: argparse.Namespace) -> int:
             _stop_on_signals(daemon.stop_event)
             try:
                 daemon.start()
-                daemon.wait()
+                present(daemon, no_tray=args.no_tray)
             finally:
                 daemon.stop()
                 daemon.close()
@@ -456,6 +473,7 @@ def _status_report(journal: Journal, config: Config, last: int) -> dict[str, obj
         "available_pages": int(pages) if pages else None,
         "available_pages_seen": _when(float(pages_at)) if pages_at else None,
         "counts": {state.value: count for state, count in journal.counts().items()},
+        "compacted": {state.value: n for state, n in journal.history_counts().items()},
         "pages_sent": [
             {
                 "day": day,
@@ -539,6 +557,8 @@ def command_retry(args: argparse.Namespace) -> int:
 
 
 def _retry(journal: Journal, job: Job) -> bool:
+    from watcher.runner import requeue
+
     problem = requeue(journal, job)
     print(f"#{job.id} {job.display_name}: {problem or 'queued again'}")
     return problem is None

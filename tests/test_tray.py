@@ -1,0 +1,689 @@
+"""The tray: pure state, words, pictures and menu; the real icon under Xvfb; headless fallback.
+
+Set PDFOCR_WATCHER_DOCS=1 to (re)write the screenshots in docs/ from these tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import math
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image, ImageChops, ImageDraw, ImageFont
+
+from watcher import tray
+from watcher.daemon import Notice, NoticeKind, RecentConversion, Snapshot
+from watcher.samplepdf import write_pdf
+from watcher.sandbox import Sandbox
+from watcher.tray import (
+    BADGE_COLOURS,
+    Tray,
+    TrayState,
+    build_menu,
+    draw_icon,
+    present,
+    tooltip,
+    tray_state,
+    tray_unavailable_reason,
+)
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+WRITE_DOCS = bool(os.environ.get("PDFOCR_WATCHER_DOCS"))
+
+
+def snap(**fields: Any) -> Snapshot:
+    """A snapshot of an idle live daemon, with `fields` changed."""
+    base: dict[str, Any] = dict(
+        sandbox=False, queued=0, in_flight=0, batch_done=0, batch_total=0, held=None,
+        service_problem=None, paused_until=None, config_error=None, unseen_failures=0,
+        last_failure=None, failed=0, available_pages=None, low_credit=False,
+        last_conversion_at=None, recent=(), inboxes=(), outboxes=(), failed_folders=(),
+        config_path=None, log_path=None,
+    )  # fmt: skip
+    return Snapshot(**{**base, **fields})
+
+
+# The smallest snapshot change that puts the tray in each state, highest priority first.
+MAKES = {
+    TrayState.ERROR: {"unseen_failures": 1, "last_failure": "scan.pdf: damaged"},
+    TrayState.HELD: {"held": "no credit left"},
+    TrayState.OFFLINE: {"service_problem": "connection refused"},
+    TrayState.WORKING: {"queued": 2, "in_flight": 1, "batch_done": 2, "batch_total": 10},
+    TrayState.PAUSED: {"paused_until": math.inf},
+    TrayState.IDLE: {},
+}
+
+
+# -- state and words --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("state", list(MAKES))
+def test_each_state_alone(state: TrayState) -> None:
+    assert tray_state(snap(**MAKES[state])) is state
+
+
+@pytest.mark.parametrize(
+    ("high", "low"), list(itertools.combinations(MAKES, 2)), ids=lambda s: s.value
+)
+def test_the_more_urgent_state_wins(high: TrayState, low: TrayState) -> None:
+    assert tray_state(snap(**{**MAKES[low], **MAKES[high]})) is high
+
+
+def test_a_broken_rules_file_is_an_error() -> None:
+    assert tray_state(snap(config_error="config.toml:3: outformat: not one of ...")) is (
+        TrayState.ERROR
+    )
+
+
+def test_tooltips_say_the_state_and_the_credit() -> None:
+    assert tooltip(snap(**MAKES[TrayState.WORKING], available_pages=1960)) == (
+        "Converting 3 of 10 · 1,960 pages left"
+    )
+    assert tooltip(snap(available_pages=1960)) == "Idle · 1,960 pages left"
+    assert tooltip(snap(paused_until=math.inf)) == "Paused until resumed"
+    assert tooltip(snap(sandbox=True)) == "SANDBOX · Idle"
+    assert tooltip(snap(**MAKES[TrayState.ERROR])) == "1 file failed: scan.pdf: damaged"
+    assert tooltip(snap(available_pages=12, low_credit=True)) == "Idle · 12 pages left (low)"
+    assert tooltip(snap(service_problem="timed out")) == "Offline, retrying: timed out"
+    assert tooltip(snap(held="bad key")) == "Held: bad key"
+    assert (
+        tooltip(snap(config_error="rules.toml:3: x: bad"))
+        == "Rules file not used: rules.toml:3: x: bad"
+    )
+    assert tooltip(snap(queued=4)) == "Converting 4 files"
+    at = time.time() + 600
+    assert tooltip(snap(paused_until=at)) == f"Paused until {tray.until(at)}"
+    assert tooltip(snap(**MAKES[TrayState.WORKING], paused_until=math.inf)) == (
+        "Converting 3 of 10 · paused until resumed"
+    )
+
+
+@pytest.mark.parametrize(
+    ("seconds", "said"),
+    [(5, "just now"), (130, "2 min ago"), (3 * 3600 + 5, "3 h ago"), (86400, "1 day ago"),
+     (5 * 86400, "5 days ago")],
+)  # fmt: skip
+def test_ago(seconds: float, said: str) -> None:
+    assert tray.ago(seconds) == said
+
+
+def test_a_long_reason_is_cut_to_one_short_line() -> None:
+    text = tooltip(snap(held="the service refused the account:\n" + "x" * 300, sandbox=True))
+    assert text.startswith("SANDBOX · Held: the service refused the account: xxx")
+    assert len(text) == tray.TITLE_LIMIT and text.endswith("…") and "\n" not in text
+
+
+def test_until_tomorrow_means_the_next_eight_oclock() -> None:
+    evening = time.mktime((2030, 5, 6, 21, 15, 0, 0, 0, -1))
+    early = time.mktime((2030, 5, 7, 6, 0, 0, 0, 0, -1))
+    eight = time.mktime((2030, 5, 7, 8, 0, 0, 0, 0, -1))
+    assert tray.next_morning(evening) == tray.next_morning(early) == eight
+    assert tray.until(eight, now=evening) == "tomorrow 08:00"
+    assert tray.until(eight, now=early) == "08:00"
+
+
+# -- pictures ---------------------------------------------------------------------------------
+
+
+def differ(a: Image.Image, b: Image.Image) -> bool:
+    diff = ImageChops.difference(a.convert("RGBA"), b.convert("RGBA"))
+    return diff.getbbox(alpha_only=False) is not None
+
+
+def near(pixel: tuple[int, ...], colour: tuple[int, int, int], tolerance: int = 40) -> bool:
+    return sum(abs(a - b) for a, b in zip(pixel[:3], colour, strict=True)) < tolerance
+
+
+def test_every_state_has_its_own_picture() -> None:
+    icons = {state: draw_icon(state) for state in TrayState}
+    for a, b in itertools.combinations(TrayState, 2):
+        assert differ(icons[a], icons[b]), f"{a} and {b} look the same"
+    assert all(icon.mode == "RGBA" and icon.size == (64, 64) for icon in icons.values())
+
+
+def test_progress_fills_the_working_icon_in_twelfths() -> None:
+    looks = [draw_icon(TrayState.WORKING, progress=p) for p in (None, 0.0, 0.5, 1.0)]
+    for a, b in itertools.combinations(looks, 2):
+        assert differ(a, b)
+    assert draw_icon(TrayState.WORKING, progress=0.5) is draw_icon(TrayState.WORKING, progress=0.52)
+
+
+def test_the_sandbox_mark_is_a_yellow_corner() -> None:
+    plain, marked = draw_icon(TrayState.IDLE), draw_icon(TrayState.IDLE, sandbox=True)
+    assert differ(plain, marked)
+    assert near(marked.getpixel((2, 2)), tray.SANDBOX_YELLOW)
+    assert plain.getpixel((3, 3))[3] == 0
+
+
+def state_sheet() -> Image.Image:
+    """All states side by side, large, with their names, and the sandbox variant last."""
+    cells = [(state.value, draw_icon(state, progress=0.5, size=96)) for state in TrayState]
+    cells.append(("sandbox", draw_icon(TrayState.WORKING, progress=0.25, sandbox=True, size=96)))
+    sheet = Image.new("RGB", (120 * len(cells), 130), "white")
+    draw, font = ImageDraw.Draw(sheet), ImageFont.load_default(size=15)
+    for index, (name, icon) in enumerate(cells):
+        sheet.paste(icon, (120 * index + 12, 6), icon)
+        draw.text((120 * index + 60, 116), name, fill="black", font=font, anchor="mm")
+    return sheet
+
+
+def test_state_sheet(tmp_path: Path) -> None:
+    path = (DOCS if WRITE_DOCS else tmp_path) / "tray-states.png"
+    state_sheet().save(path, optimize=True)
+    assert Image.open(path).size == (840, 130)
+
+
+# -- the menu ---------------------------------------------------------------------------------
+
+
+class FakeDaemon:
+    """The daemon's tray-facing surface, keeping its state in a snapshot."""
+
+    def __init__(self, **fields: Any):
+        self.state = snap(**fields)
+        self.stop_event = threading.Event()
+        self.listeners: list[Callable[[Snapshot], None]] = []
+        self.notice_listeners: list[Callable[[Notice], None]] = []
+        self.waited = 0
+
+    def change(self, **fields: Any) -> None:
+        self.state = replace(self.state, **fields)
+        for listener in self.listeners:
+            listener(self.state)
+
+    def snapshot(self) -> Snapshot:
+        return self.state
+
+    def add_listener(self, callback: Callable[[Snapshot], None]) -> None:
+        self.listeners.append(callback)
+
+    def add_notice_listener(self, callback: Callable[[Notice], None]) -> None:
+        self.notice_listeners.append(callback)
+
+    def pause(self, until: float | None) -> None:
+        self.change(paused_until=math.inf if until is None else until)
+
+    def unpause(self) -> None:
+        self.change(paused_until=None)
+
+    def resume(self) -> None:
+        self.change(held=None)
+
+    def retry_failed(self) -> int:
+        count = self.state.failed
+        self.change(failed=0, unseen_failures=0)
+        return count
+
+    def acknowledge_failures(self) -> None:
+        self.change(unseen_failures=0)
+
+    def request_stop(self) -> None:
+        self.stop_event.set()
+
+    def wait(self) -> None:
+        self.waited += 1
+
+
+class FakeIcon:
+    """Stands in for pystray.Icon: runs `setup`, then "loops" until stopped."""
+
+    HAS_NOTIFICATION = True
+
+    def __init__(self, name: str, icon: Image.Image, title: str, menu: Any):
+        self.icon, self.title, self.menu = icon, title, menu
+        self.visible = False
+        self.stopped = threading.Event()
+        self.notified: list[tuple[str, str]] = []
+
+    def run(self, setup: Callable[[Any], None]) -> None:
+        threading.Thread(target=setup, args=(self,)).start()
+        assert self.stopped.wait(10), "the icon was never stopped"
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+    def update_menu(self) -> None:
+        pass
+
+    def notify(self, message: str, title: str) -> None:
+        self.notified.append((title, message))
+
+
+@pytest.fixture(scope="module")
+def pystray() -> Any:
+    """pystray picks a backend when imported, and its X one fails without a display: the
+    menu classes are the same for all, so the dummy backend serves here."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYSTRAY_BACKEND", "dummy")
+        import pystray
+
+        return pystray
+
+
+def texts(menu: Any) -> list[str]:
+    return [item.text for item in menu if item is not menu.SEPARATOR]
+
+
+def item(menu: Any, text: str) -> Any:
+    return next(entry for entry in menu if entry.text == text)
+
+
+@pytest.fixture
+def opened(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    paths: list[Path] = []
+    monkeypatch.setattr(tray, "open_path", paths.append)
+    return paths
+
+
+def test_an_idle_daemon_shows_only_what_applies(pystray: Any, opened: list[Path]) -> None:
+    menu = build_menu(FakeDaemon(inboxes=(Path("/in/a"),), outboxes=(Path("/out"),)))
+    assert texts(menu) == ["Idle", "Open inbox", "Open outbox", "Pause", "Quit"]
+    assert [entry.text for entry in item(menu, "Pause").submenu] == [
+        "For 1 hour",
+        f"Until {tray.until(tray.next_morning(time.time()))}",
+        "Until resumed",
+    ]
+    assert not item(menu, "Idle").enabled
+
+
+def test_a_busy_daemon_shows_everything(pystray: Any, opened: list[Path]) -> None:
+    daemon = FakeDaemon(
+        **MAKES[TrayState.ERROR], held="no credit", paused_until=math.inf, failed=2,
+        available_pages=1960, last_conversion_at=time.time() - 130,
+        recent=(RecentConversion("a.pdf", Path("/out/a.docx"), 0.0),),
+        inboxes=(Path("/in/to-word"), Path("/in/to-text")), outboxes=(Path("/out"),),
+        failed_folders=(Path("/failed"),), config_path=Path("/rules.toml"),
+        log_path=Path("/state/pdfocr-watcher.log"),
+    )  # fmt: skip
+    menu = build_menu(daemon)
+    assert texts(menu) == [
+        "1 file failed: scan.pdf: damaged",
+        "1,960 pages left",
+        "Last conversion: 2 min ago",
+        "Recent conversions",
+        "Open inbox",
+        "Open outbox",
+        "Open failed folder",
+        "Resume",
+        "Resume queue",
+        "Retry failed (2)",
+        "Edit rules…",
+        "Open log",
+        "Quit",
+    ]
+    inboxes = item(menu, "Open inbox").submenu
+    assert [entry.text for entry in inboxes] == ["to-word", "to-text"]
+    next(iter(inboxes))(None)
+    item(menu, "Recent conversions").submenu.items[0](None)
+    item(menu, "Edit rules…")(None)
+    item(menu, "Open log")(None)
+    assert opened == [
+        Path("/in/to-word"),
+        Path("/out/a.docx"),
+        Path("/rules.toml"),
+        Path("/state/pdfocr-watcher.log"),
+    ]
+
+
+def test_menu_actions_drive_the_daemon(pystray: Any, opened: list[Path]) -> None:
+    daemon = FakeDaemon(failed_folders=(Path("/failed"),), outboxes=(Path("/out"),))
+    menu, icon = build_menu(daemon), FakeIcon("t", draw_icon(TrayState.IDLE), "", None)
+    item(item(menu, "Pause").submenu, "For 1 hour")(icon)
+    assert daemon.state.paused_until == pytest.approx(time.time() + 3600, abs=5)
+    assert "Pause" not in texts(menu)
+    item(menu, "Resume")(icon)
+    assert daemon.state.paused_until is None
+    list(item(menu, "Pause").submenu)[1](icon)
+    assert daemon.state.paused_until == tray.next_morning(time.time())
+    item(menu, "Resume")(icon)
+    item(item(menu, "Pause").submenu, "Until resumed")(icon)
+    assert daemon.state.paused_until == math.inf
+    item(menu, "Resume")(icon)
+
+    daemon.change(held="bad key")
+    item(menu, "Resume queue")(icon)
+    assert daemon.state.held is None and "Resume queue" not in texts(menu)
+
+    daemon.change(failed=3, unseen_failures=3)
+    assert "Open failed folder" in texts(menu)
+    menu(icon)  # a left click (the default action) opens the failed folder, and so looks
+    assert opened == [Path("/failed")] and daemon.state.unseen_failures == 0
+    menu(icon)  # with nothing unseen, a left click opens the outbox
+    assert opened[-1] == Path("/out")
+    item(menu, "Retry failed (3)")(icon)
+    assert daemon.state.failed == 0 and "Open failed folder" not in texts(menu)
+
+    item(menu, "Quit")(icon)
+    assert daemon.stop_event.is_set() and icon.stopped.is_set()
+
+
+def test_a_failing_action_is_logged_not_raised(
+    pystray: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    daemon = FakeDaemon(held="bad key")
+    daemon.resume = lambda: 1 / 0  # type: ignore[method-assign]
+    item(build_menu(daemon), "Resume queue")(None)
+    assert "the tray action 'Resume queue' failed" in caplog.text
+
+
+def test_open_path_never_blocks_or_raises(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    calls: list[tuple[list[str], dict[str, Any]]] = []
+    monkeypatch.setattr(subprocess, "Popen", lambda args, **kw: calls.append((args, kw)))
+    tray.open_path(tmp_path)
+    ((args, options),) = calls
+    assert args[-1] == str(tmp_path) and options["start_new_session"]
+    assert options["stdin"] == options["stdout"] == options["stderr"] == subprocess.DEVNULL
+
+    def missing(*_args: Any, **_kw: Any) -> None:
+        raise FileNotFoundError("xdg-open")
+
+    monkeypatch.setattr(subprocess, "Popen", missing)
+    tray.open_path(tmp_path)
+    assert f"could not open {tmp_path}" in caplog.text
+
+
+# -- the Tray object with a stand-in icon -----------------------------------------------------
+
+
+def test_tray_follows_the_daemon_and_stops_with_it(
+    pystray: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pystray, "Icon", FakeIcon)
+    daemon, icons = FakeDaemon(), []
+    monkeypatch.setattr(FakeIcon, "update_menu", lambda icon: icons.append(icon))
+    runner = threading.Thread(target=Tray(daemon).run)
+    runner.start()
+    deadline = time.monotonic() + 5
+    while not icons and time.monotonic() < deadline:  # the first refresh shows the icon
+        daemon.change(queued=1, batch_total=4, batch_done=1)
+        time.sleep(0.05)
+    icon = icons[-1]
+    wait_until(lambda: icon.title == "Converting 2 of 4", "the title to follow")
+    assert icon.visible and icon.icon is draw_icon(TrayState.WORKING, progress=0.25)
+    daemon.notice_listeners[0](Notice(NoticeKind.BATCH_DONE, "Batch finished", "4 converted"))
+    assert icon.notified == [("Batch finished", "4 converted")]
+    daemon.request_stop()
+    runner.join(5)
+    assert not runner.is_alive() and icon.stopped.is_set()
+
+
+def test_a_tray_that_fails_leaves_the_daemon_running(
+    pystray: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    icons: list[Any] = []
+
+    class BrokenIcon(pystray.Icon):  # the dummy backend's Icon is pystray's base class
+        def _run(self) -> None:
+            icons.append(self)
+            raise RuntimeError("no session bus")  # as gtk does, before its loop is ready
+
+        def _update_menu(self) -> None:
+            pass
+
+    monkeypatch.setattr(pystray, "Icon", BrokenIcon)
+    monkeypatch.setenv("DISPLAY", ":99")
+    daemon, threads = FakeDaemon(), set(threading.enumerate())
+    try:
+        present(daemon, no_tray=False)
+        assert daemon.waited == 1
+        wait_until(
+            lambda: all(t.daemon for t in set(threading.enumerate()) - threads),
+            "pystray's setup thread to end (it would keep the process alive)",
+        )
+    finally:
+        for icon in icons:  # if the tray left it waiting, let this test fail, not hang
+            if icon._setup_thread.is_alive():
+                icon._mark_ready()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == ["the tray icon failed (no session bus); running on without it"]
+
+    caplog.clear()
+    daemon = FakeDaemon()
+    daemon.stop_event.set()  # gtk with no notification service raises while it stops
+    present(daemon, no_tray=False)
+    assert daemon.waited == 0 and not caplog.records
+
+
+def wait_until(
+    condition: Callable[[], object], what: str | Callable[[], str], timeout: float = 10.0
+) -> None:
+    """Polls `condition`; `what` says (or, called, tells at the time) what did not happen."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, (
+            f"timed out waiting for {what if isinstance(what, str) else what()}"
+        )
+        time.sleep(0.05)
+
+
+# -- headless ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_display(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+
+
+def test_without_a_display_it_runs_headless_and_says_why_once(
+    no_display: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    daemon = FakeDaemon()
+    present(daemon, no_tray=False)
+    assert daemon.waited == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "no display" in warnings[0]
+
+
+def test_no_tray_is_asked_for_so_nothing_is_said(
+    no_display: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    daemon = FakeDaemon()
+    present(daemon, no_tray=True)
+    assert daemon.waited == 1 and not caplog.records
+
+
+def test_a_missing_backend_names_the_packages(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISPLAY", ":99")
+    monkeypatch.setitem(sys.modules, "pystray", None)  # as if it could not be imported
+    reason = tray_unavailable_reason() or ""
+    assert "python3-gi gir1.2-ayatanaappindicator3-0.1" in reason and "tray host" in reason
+
+
+# -- the real icon under Xvfb -----------------------------------------------------------------
+
+X_TOOLS = ("Xvfb", "trayer", "import")
+TRAY_BOX = (680, 0, 800, 24)  # where trayer sits on the 800 x 120 screen
+
+
+@contextlib.contextmanager
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Ends every process started in the block, the last first."""
+    started: list[subprocess.Popen[bytes]] = []
+    try:
+        yield started
+    finally:
+        for process in reversed(started):
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(5)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+def start_xvfb(started: list[subprocess.Popen[bytes]]) -> str:
+    read, write = os.pipe()
+    try:
+        started.append(
+            subprocess.Popen(
+                [
+                    "Xvfb",
+                    "-displayfd",
+                    str(write),
+                    "-screen",
+                    "0",
+                    "800x120x24",
+                    "-nolisten",
+                    "tcp",
+                ],
+                pass_fds=(write,),
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        os.close(write)
+        number = b""
+        while not number.endswith(b"\n"):  # Xvfb dies if the pipe closes before its newline
+            assert select.select([read], [], [], 10)[0], "Xvfb did not start"
+            chunk = os.read(read, 32)
+            assert chunk, "Xvfb did not start"
+            number += chunk
+        return ":" + number.decode().strip()
+    finally:
+        os.close(read)
+
+
+def tray_host_running(display: str) -> bool:
+    from Xlib import X
+    from Xlib.display import Display
+
+    connection = Display(display)
+    try:
+        owner = connection.get_selection_owner(connection.intern_atom("_NET_SYSTEM_TRAY_S0"))
+        return owner != X.NONE
+    finally:
+        connection.close()
+
+
+def screenshot(display: str) -> Image.Image:
+    png = subprocess.run(
+        ["import", "-display", display, "-window", "root", "PNG:-"],
+        capture_output=True,
+        check=True,
+        timeout=10,
+    ).stdout
+    from io import BytesIO
+
+    return Image.open(BytesIO(png)).convert("RGB").crop(TRAY_BOX)
+
+
+def shows(picture: Image.Image, state: TrayState) -> bool:
+    """Whether the icon's badge colour is in the picture (a few pixels, after scaling)."""
+    data = picture.convert("RGB").tobytes()
+    pixels = zip(data[0::3], data[1::3], data[2::3], strict=True)
+    return sum(1 for pixel in pixels if near(pixel, BADGE_COLOURS[state])) >= 8
+
+
+def write_config(root: Path, box: Sandbox) -> Path:
+    for name in ("inbox", "outbox", "archive", "failed", "state"):
+        (root / name).mkdir()
+    path = root / "config.toml"
+    path.write_text(
+        f"""
+[api]
+key = "{box.key}"
+endpoint = "{box.url}"
+poll_interval = 0.1
+concurrency = 1
+
+[watch]
+settle_seconds = 0.2
+
+[files]
+outbox = "{root / "outbox"}"
+archive = "{root / "archive"}"
+failed = "{root / "failed"}"
+state_dir = "{root / "state"}"
+
+[[inbox]]
+path = "{root / "inbox"}"
+outformat = "txt"
+"""
+    )
+    return path
+
+
+@pytest.mark.skipif(
+    any(shutil.which(tool) is None for tool in X_TOOLS),
+    reason="the real tray test needs Xvfb, trayer and ImageMagick's import "
+    "(Debian: apt-get install xvfb trayer imagemagick; .ci/run installs them)",
+)
+@pytest.mark.timeout(60)
+def test_the_real_icon_in_a_real_tray(tmp_path: Path, make_sandbox: Callable[..., Sandbox]) -> None:
+    """idle -> working -> error, seen in screenshots of a real tray host running the icon of a
+    real `watcher run`; then SIGTERM ends the icon and the daemon."""
+    rules = write_config(tmp_path, make_sandbox(seconds_per_page=2))
+    log = tmp_path / "daemon.err"
+    shots: dict[TrayState, Image.Image] = {}
+    with processes() as started, log.open("wb") as stderr:
+        display = start_xvfb(started)
+        env = {**os.environ, "DISPLAY": display}
+        started.append(
+            subprocess.Popen(
+                ["trayer", "--edge", "top", "--align", "right", "--widthtype", "pixel",
+                 "--width", "120", "--heighttype", "pixel", "--height", "24",
+                 "--transparent", "false", "--tint", "0xffffff"],
+                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+        )  # fmt: skip
+        wait_until(lambda: tray_host_running(display), "trayer to own the tray")
+        background = screenshot(display)
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "watcher", "run", "--config", str(rules)],
+            env={**env, "PYSTRAY_BACKEND": "xorg", "PYTHONUNBUFFERED": "1"},
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+        started.append(daemon)
+
+        def reach(state: TrayState) -> None:
+            def there() -> bool:
+                assert daemon.poll() is None, f"the daemon ended:\n{log.read_text()}"
+                shots[state] = screenshot(display)
+                return shows(shots[state], state)
+
+            wait_until(there, lambda: f"the {state.value} icon; daemon log:\n{log.read_text()}", 15)
+
+        reach(TrayState.IDLE)
+        assert differ(shots[TrayState.IDLE], background), "nothing was drawn in the tray"
+        for name in ("one.pdf", "two.pdf"):
+            write_pdf(tmp_path / "inbox" / name, [f"page of {name}"])
+        reach(TrayState.WORKING)
+        (tmp_path / "inbox" / "bad.pdf").write_text("this is text, not a PDF")
+        reach(TrayState.ERROR)
+        for a, b in itertools.combinations(shots.values(), 2):
+            assert differ(a, b)
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(15) == 0, f"SIGTERM must end icon and daemon:\n{log.read_text()}"
+    complaints = [line for line in log.read_text().splitlines() if " watcher.tray:" in line]
+    assert complaints == [], "the tray logged problems"
+    if WRITE_DOCS:
+        xvfb_sheet(shots).save(DOCS / "tray-xvfb.png", optimize=True)
+
+
+def xvfb_sheet(shots: dict[TrayState, Image.Image]) -> Image.Image:
+    """The tray as it was seen in each state, three times its size, each with its name."""
+    sheet = Image.new("RGB", (3 * 380, 100), "white")
+    draw, font = ImageDraw.Draw(sheet), ImageFont.load_default(size=15)
+    for index, (state, shot) in enumerate(shots.items()):
+        sheet.paste(shot.resize((360, 72), Image.Resampling.NEAREST), (380 * index + 10, 4))
+        draw.text((380 * index + 190, 90), state.value, fill="black", font=font, anchor="mm")
+    return sheet
