@@ -1,0 +1,375 @@
+"""`pdfocr-watcher doctor`: one command that says what is wrong, in a report a user can paste
+into a bug report.
+
+It checks what users most often get wrong or cannot see: the rules file (where, valid?), the
+folders (there, writable?), the API endpoint (reachable from here?), the state folder (journal,
+log, is a daemon running?), the tray, autostart, and the versions of everything involved.
+
+The report must be safe to paste in public: the API key is only ever "set" or "not set", URLs
+are printed without query string or user name, and, as a last guard, any known key that still
+slipped into the text is replaced before printing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import importlib
+import importlib.metadata
+import os
+import platform
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from watcher import __version__, autostart
+from watcher.config import (
+    API_KEY_ENV,
+    Config,
+    all_folders,
+    check_runnable,
+    config_permission_warning,
+    default_config_path,
+    load_config,
+    parse_config,
+)
+from watcher.errors import ConfigError
+from watcher.instance import LOCK_FILE_NAME, AlreadyRunning, InstanceLock
+from watcher.journal import JOURNAL_FILE_NAME, META_PAGES, META_PAGES_AT, Journal
+from watcher.logs import LOG_FILE_NAME, REDACTED
+
+EXIT_OK = 0
+EXIT_ATTENTION = 1
+
+CONNECT_TIMEOUT = 3.0
+READ_TIMEOUT = 5.0
+# The distributions whose versions matter in a bug report, in the order they are printed.
+DISTRIBUTIONS = ("watchdog", "requests", "pystray", "pypdf", "pillow", "platformdirs")
+
+
+class Level(enum.Enum):
+    """OK and NOTE are fine (a note is worth knowing: no tray, no autostart); PROBLEM needs
+    the user's attention and makes `doctor` exit 1."""
+
+    OK = "ok"
+    NOTE = "note"
+    PROBLEM = "PROBLEM"
+
+
+@dataclass(frozen=True)
+class Finding:
+    level: Level
+    topic: str
+    text: str
+
+
+def ok(topic: str, text: str) -> Finding:
+    return Finding(Level.OK, topic, text)
+
+
+def note(topic: str, text: str) -> Finding:
+    return Finding(Level.NOTE, topic, text)
+
+
+def problem(topic: str, text: str) -> Finding:
+    return Finding(Level.PROBLEM, topic, text)
+
+
+# -- the rules file ---------------------------------------------------------------------------
+
+
+def check_config(path: Path, env: Mapping[str, str]) -> tuple[Config | None, list[Finding]]:
+    """The rules file, if valid, and what is wrong with it. Without a valid file the other
+    checks run on the defaults, so the report still says as much as it can."""
+    try:
+        config = load_config(path, env)
+    except ConfigError as exc:
+        if not path.exists():
+            return None, [problem("rules file", f"none at {path}; create it: pdfocr-watcher init")]
+        return None, [problem("rules file", str(exc))]
+    count = len(config.inboxes)
+    findings = [ok("rules file", f"{path}: valid, {count} inbox{'es' if count != 1 else ''}")]
+    try:
+        check_runnable(config)
+    except ConfigError as exc:
+        findings.append(problem("rules file", exc.message))
+    warning = config_permission_warning(config)
+    if warning:
+        findings.append(problem("rules file", warning))
+    findings.append(check_key(config, env))
+    return config, findings
+
+
+def check_key(config: Config, env: Mapping[str, str]) -> Finding:
+    """Only whether a key is set, and where from: never the key, nor a part of it."""
+    if not config.api.key:
+        return problem(
+            "API key",
+            f'not set: put it under [api] as key = "..." or in {API_KEY_ENV} '
+            "(or try `pdfocr-watcher run --sandbox`)",
+        )
+    source = API_KEY_ENV if env.get(API_KEY_ENV, "").strip() else "the rules file"
+    return ok("API key", f"set (from {source})")
+
+
+# -- folders ----------------------------------------------------------------------------------
+
+
+def _nearest_existing(folder: Path) -> Path:
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():
+            return candidate
+    return Path(folder.anchor or "/")
+
+
+def check_folder(topic: str, folder: Path) -> Finding:
+    """A folder must be a writable folder; a missing one is fine if `run` can create it."""
+    if folder.is_dir():
+        if os.access(folder, os.W_OK | os.X_OK):
+            return ok(topic, f"{folder}: writable")
+        return problem(topic, f"{folder}: not writable by you; fix its permissions")
+    if folder.exists():
+        return problem(topic, f"{folder}: is a file, not a folder")
+    parent = _nearest_existing(folder)
+    if parent.is_dir() and os.access(parent, os.W_OK | os.X_OK):
+        return note(topic, f"{folder}: missing; `pdfocr-watcher run` creates it")
+    return problem(topic, f"{folder}: missing, and {parent} is not writable to create it")
+
+
+def check_folders(config: Config) -> list[Finding]:
+    findings = []
+    inboxes = {rule.path for rule in config.inboxes}
+    for folder in sorted(all_folders(config)):
+        findings.append(check_folder("inbox" if folder in inboxes else "folder", folder))
+    return findings
+
+
+# -- the service ------------------------------------------------------------------------------
+
+
+def public_url(url: str) -> str:
+    """The URL without query string, fragment or user:password, which may carry a key."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:  # an IPv6 literal needs its brackets back
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def check_endpoint(endpoint: str) -> Finding:
+    """One GET to the endpoint, without the key: any answer below 500 means this computer
+    reaches the service (the key itself is checked by the first real request)."""
+    import requests  # here, not at the top: every other command starts faster without it
+
+    from watcher.api import describe_network_error
+
+    url = public_url(endpoint)
+    started = time.monotonic()
+    try:
+        response = requests.get(
+            url,
+            timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
+            headers={"User-Agent": f"pdfocr-watcher/{__version__} doctor"},
+        )
+    except requests.RequestException as exc:
+        return problem("service", f"{url}: not reachable: {describe_network_error(exc)}")
+    took = time.monotonic() - started
+    response.close()
+    answer = f"HTTP {response.status_code} in {took:.2f} s"
+    if response.status_code >= 500:
+        return problem("service", f"{url}: reached, but it answered {answer}; try again later")
+    return ok("service", f"{url}: reachable ({answer})")
+
+
+# -- state: journal, log, daemon -------------------------------------------------------------
+
+
+def daemon_running(state_dir: Path) -> bool:
+    """Whether a daemon holds this state folder's lock. A folder without a lock file never
+    had a daemon, and is left untouched (doctor creates nothing)."""
+    if not (state_dir / LOCK_FILE_NAME).exists():
+        return False
+    lock = InstanceLock(state_dir)
+    try:
+        lock.acquire()
+    except AlreadyRunning:
+        return True
+    lock.release()
+    return False
+
+
+def _last_credit(journal_path: Path) -> str | None:
+    journal = Journal(journal_path)
+    try:
+        pages, seen = journal.get_meta(META_PAGES), journal.get_meta(META_PAGES_AT)
+    finally:
+        journal.close()
+    if not pages:
+        return None
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(seen))) if seen else "unknown"
+    return f"{int(pages):,} pages (seen {when})"
+
+
+def check_state(state_dir: Path) -> list[Finding]:
+    findings = [check_folder("state folder", state_dir)]
+    journal_path = state_dir / JOURNAL_FILE_NAME
+    if journal_path.exists():
+        findings.append(ok("journal", str(journal_path)))
+        try:
+            credit = _last_credit(journal_path)
+        except Exception as exc:  # a damaged journal must not stop the rest of the report
+            findings.append(problem("journal", f"cannot be read: {type(exc).__name__}: {exc}"))
+        else:
+            findings.append(note("credit", credit or "no balance seen yet; see `status`"))
+    else:
+        findings.append(note("journal", f"none yet at {journal_path} (no daemon has run)"))
+    log_file = state_dir / LOG_FILE_NAME
+    where = f"{log_file}" if log_file.exists() else f"none yet (will be {log_file})"
+    findings.append(note("log", where))
+    running = daemon_running(state_dir)
+    findings.append(note("daemon", "running" if running else "not running"))
+    return findings
+
+
+# -- the desktop: tray and autostart ----------------------------------------------------------
+
+
+def tray_reason(env: Mapping[str, str]) -> str | None:
+    """Why no tray icon can be shown, from watcher.tray when it is there (it knows the
+    backends); otherwise the one thing that is sure to stop it on Linux: no display."""
+    try:
+        tray = importlib.import_module("watcher.tray")
+        reason = getattr(tray, "tray_unavailable_reason", None)
+    except Exception as exc:
+        return f"the tray module cannot be loaded: {type(exc).__name__}: {exc}"
+    if reason is not None:
+        return reason()
+    if sys.platform.startswith("linux") and not (env.get("DISPLAY") or env.get("WAYLAND_DISPLAY")):
+        return "no display (neither DISPLAY nor WAYLAND_DISPLAY is set)"
+    return None
+
+
+def check_tray(env: Mapping[str, str]) -> Finding:
+    reason = tray_reason(env)
+    if reason:
+        return note("tray", f"no tray icon; the daemon runs without one: {reason}")
+    return ok("tray", "a tray icon can be shown")
+
+
+def check_autostart(home: Path, env: Mapping[str, str]) -> Finding:
+    states = autostart.entry_states(sys.platform, home, env)
+    present = [state for state in states if state.present]
+    if any(state.program_missing for state in present):
+        broken = next(state for state in present if state.program_missing)
+        return problem(
+            "autostart",
+            f"{broken.entry.path} starts a program that is gone; run "
+            "`pdfocr-watcher autostart enable` again (or `autostart disable`)",
+        )
+    if autostart.is_enabled(states):
+        return ok("autostart", ", ".join(f"{s.entry.kind} {s.entry.path}" for s in present))
+    return note("autostart", "not enabled (`pdfocr-watcher autostart enable` starts it at login)")
+
+
+# -- versions and system ----------------------------------------------------------------------
+
+
+def versions() -> tuple[list[str], list[Finding]]:
+    """ "name version" for Python, us and our main dependencies; a missing one is a problem
+    (a broken install: the daemon would fail when it first needs it)."""
+    found = [f"Python {platform.python_version()}", f"pdfocr-watcher {__version__}"]
+    findings = []
+    for name in DISTRIBUTIONS:
+        try:
+            found.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            found.append(f"{name} MISSING")
+            findings.append(
+                problem("install", f"{name} is not installed; reinstall pdfocr-watcher")
+            )
+    return found, findings
+
+
+def system_line(env: Mapping[str, str]) -> str:
+    """The OS, and on Linux the desktop and session type, which decide how the tray works."""
+    line = f"{platform.system()} {platform.release()} ({platform.machine()})"
+    if getattr(sys, "frozen", False):
+        line += ", one-file build"
+    desktop = env.get("XDG_CURRENT_DESKTOP")
+    if desktop:
+        line += f"; desktop {desktop} ({env.get('XDG_SESSION_TYPE') or 'unknown session'})"
+    return line
+
+
+# -- the report -------------------------------------------------------------------------------
+
+
+def diagnose(
+    config_path: Path, home: Path, env: Mapping[str, str]
+) -> tuple[list[Finding], list[str], Config | None]:
+    """Every check, in the order a user would fix things; returns findings, versions and the
+    config (for redaction), never raising for what it finds."""
+    config, findings = check_config(config_path, env)
+    settings = config or parse_config("", None, env)  # defaults: endpoint and state folder
+    if config is not None:
+        findings += check_folders(config)
+    findings.append(check_endpoint(settings.api.endpoint))
+    findings += check_state(settings.files.state_dir)
+    findings.append(check_tray(env))
+    findings.append(check_autostart(home, env))
+    found, missing = versions()
+    return findings + missing, found, config
+
+
+def secrets_in(config: Config | None, env: Mapping[str, str]) -> list[str]:
+    keys = [config.api.key if config else "", env.get(API_KEY_ENV, "").strip()]
+    return [key for key in keys if len(key) >= 4]
+
+
+def render(findings: list[Finding], found: list[str], env: Mapping[str, str]) -> str:
+    width = max((len(finding.topic) for finding in findings), default=0)
+    lines = ["pdfocr-watcher doctor (safe to paste into a bug report: no API key in it)", ""]
+    lines += [f"{f.level.value:<8} {f.topic:<{width}}  {f.text}" for f in findings]
+    lines += ["", f"versions: {', '.join(found)}", f"system: {system_line(env)}", ""]
+    problems = sum(finding.level is Level.PROBLEM for finding in findings)
+    lines.append(
+        f"{problems} thing{'s' if problems != 1 else ''} need{'' if problems != 1 else 's'} "
+        "attention (marked PROBLEM)."
+        if problems
+        else "All fine."
+    )
+    return "\n".join(lines)
+
+
+def run_doctor(
+    config_path: Path, home: Path | None = None, env: Mapping[str, str] | None = None
+) -> int:
+    """Prints the report; 0 when all is fine, 1 when something needs attention."""
+    env = os.environ if env is None else env
+    findings, found, config = diagnose(config_path, home or Path.home(), env)
+    text = render(findings, found, env)
+    for secret in secrets_in(config, env):
+        text = text.replace(secret, REDACTED)
+    print(text)
+    return EXIT_ATTENTION if any(f.level is Level.PROBLEM for f in findings) else EXIT_OK
+
+
+def command_doctor(args: argparse.Namespace) -> int:
+    return run_doctor((args.config or default_config_path()).expanduser().absolute())
+
+
+def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    """Adds `doctor` to the command line (cli.py calls this once)."""
+    parser = commands.add_parser(
+        "doctor",
+        parents=[common],
+        help="check the set-up and print a report to paste into a bug report",
+        description="Checks the rules file, folders, the service's reachability, the state "
+        "folder, the tray and autostart, and prints the versions involved. The API key is "
+        "never printed. Exits 0 when all is fine, 1 when something needs attention.",
+    )
+    parser.set_defaults(handler=command_doctor)
