@@ -23,7 +23,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.polling import PollingObserver
@@ -46,6 +57,18 @@ NETWORK_FS_TYPES = frozenset(
 # still this long, or 10 settle periods if longer, so that the daemon can tell the user why.
 GIVE_UP_SECONDS = 60.0
 _IGNORED_FOLDERS = frozenset(name.casefold() for name in BUILTIN_IGNORED_FOLDERS)
+# Only these are asked of the OS: our own reads of inbox files (hash, checks, upload) would
+# otherwise come back as opened/closed-without-writing events, several per file.
+_WANTED_EVENTS = [
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileClosedEvent,
+    FileMovedEvent,
+    FileDeletedEvent,
+    DirCreatedEvent,
+    DirMovedEvent,
+    DirDeletedEvent,
+]
 _ARRIVALS = frozenset({"created", "modified", "closed", "moved"})  # watchdog event types
 _MIN_PAUSE = 0.2  # between looks at a changing file, even with settle_seconds = 0
 
@@ -152,6 +175,15 @@ def _state(path: Path) -> tuple[int, int] | None:
         log.warning("cannot look at %s: %s", path.name, exc.strerror or exc)
         return None
     return info.st_size, info.st_mtime_ns
+
+
+def _still_since(state: tuple[int, int], settle: float, now: float) -> float:
+    """When the file last changed, on the monotonic clock: its mtime tells, so a file that
+    was written a moment before we looked is not made to wait a whole settle period more.
+    Credited at most one settle period (a clock step or a preserved mtime proves nothing
+    beyond that), and never into the future."""
+    age = time.time() - state[1] / 1e9
+    return now - min(settle, max(0.0, age))
 
 
 def _looks_complete(path: Path) -> bool:
@@ -312,7 +344,9 @@ class InboxWatcher:
         if identity is not None:
             try:
                 observer = self._observer(polling)
-                observed = observer.schedule(self._handler, str(folder), recursive=recursive)
+                observed = observer.schedule(
+                    self._handler, str(folder), recursive=recursive, event_filter=_WANTED_EVENTS
+                )
             except OSError as exc:  # e.g. the inotify watch limit
                 problem = exc.strerror or str(exc)
             else:
@@ -379,9 +413,10 @@ class InboxWatcher:
         with self._cond:
             if state is None or path in self._pending or self._handed.get(path) == state:
                 return
-            candidate = _Candidate(state, time.monotonic())
+            settle = config.watch.settle_seconds
+            candidate = _Candidate(state, _still_since(state, settle, time.monotonic()))
             self._pending[path] = candidate
-            self._schedule(path, candidate, candidate.since + config.watch.settle_seconds)
+            self._schedule(path, candidate, candidate.since + settle)
 
     def _schedule(self, path: Path, candidate: _Candidate, due: float) -> None:
         """Queue the candidate's next look; wakes the settle thread if it is now the first."""
@@ -431,7 +466,8 @@ class InboxWatcher:
         state = _state(path)
         verdict = None
         if state != candidate.state:  # any change restarts the settle clock
-            candidate.state, candidate.since = state, now
+            candidate.state = state
+            candidate.since = now if state is None else _still_since(state, settle, now)
         elif now - candidate.since >= settle and (
             _looks_complete(path) or self._give_up(path, now - candidate.since, settle)
         ):
@@ -440,7 +476,7 @@ class InboxWatcher:
             if self._pending.get(path) is not candidate:
                 return  # deleted or moved away meanwhile
             if state is not None and verdict is None:
-                self._schedule(path, candidate, now + max(settle, _MIN_PAUSE))
+                self._schedule(path, candidate, max(candidate.since + settle, now + _MIN_PAUSE))
                 return
             del self._pending[path]
             if verdict is None or not verdict.accepted or verdict.rule is None:

@@ -71,7 +71,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, not_before);
 CREATE INDEX IF NOT EXISTS jobs_source ON jobs (source);
 CREATE INDEX IF NOT EXISTS jobs_twin ON jobs (content_hash, outformat, lang, ocr);
-CREATE INDEX IF NOT EXISTS jobs_charged ON jobs (charged_on);
+CREATE INDEX IF NOT EXISTS jobs_charged ON jobs (charged_on, inbox, pages);
 CREATE INDEX IF NOT EXISTS jobs_updated ON jobs (updated_at);
 CREATE TABLE IF NOT EXISTS history (
     day TEXT NOT NULL,
@@ -107,6 +107,11 @@ _MUTABLE = frozenset(
         "approved",
     }
 )
+
+
+def local_day(moment: float | None = None) -> str:
+    """The local calendar day pages are counted against, as stored in `charged_on`."""
+    return time.strftime("%Y-%m-%d", time.localtime(moment))
 
 
 class JournalError(WatcherError):
@@ -212,18 +217,23 @@ class Journal:
             row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return _job_from_row(row) if row else None
 
-    def move(self, job: Job, target: JobState, **changes: Any) -> Job:
-        """Commits a state change (checked against the state machine) with its new facts;
-        staying in the same state (a retry later) is always allowed."""
+    def move(
+        self, job: Job, target: JobState, *, meta: dict[str, str] | None = None, **changes: Any
+    ) -> Job:
+        """Commits a state change (checked against the state machine) with its new facts, and
+        `meta` facts about the daemon in the same transaction; staying in the same state (a
+        retry later) is always allowed."""
         if target is not job.state:
             check_transition(job.state, target)
-        return self._write(job, target, changes)
+        return self._write(job, target, changes, meta or {})
 
     def update(self, job: Job, **changes: Any) -> Job:
         """Commits new facts about a job that stays in its state (a chosen output name…)."""
-        return self._write(job, job.state, changes)
+        return self._write(job, job.state, changes, {})
 
-    def _write(self, job: Job, target: JobState, changes: dict[str, Any]) -> Job:
+    def _write(
+        self, job: Job, target: JobState, changes: dict[str, Any], meta: dict[str, str]
+    ) -> Job:
         unknown = set(changes) - _MUTABLE
         if unknown:
             raise ValueError(f"journal fields that cannot change: {sorted(unknown)}")
@@ -238,6 +248,7 @@ class Journal:
             )
             if updated.rowcount != 1:
                 raise RuntimeError(f"job {job.id} changed under us (expected {job.state.value})")
+            db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", meta.items())
         if target is not job.state and os.environ.get(CRASH_AFTER_ENV) == target.value:
             os._exit(137)
         return replace(job, state=target, updated_at=now, **changes)

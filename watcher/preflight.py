@@ -99,14 +99,9 @@ def inspect_file(path: Path, *, outformat: str | None = None) -> FileFacts:
 def _pdf_pages(path: Path) -> int:
     name = path.name
     try:
-        reader = PdfReader(path, strict=False)
-        if reader.is_encrypted:
-            raise FileRejected(
-                f"{name} is password- or permission-protected, and the service refuses locked "
-                "PDFs. Open it, remove the protection (or print it to a new PDF), and drop the "
-                "unlocked copy in again."
-            )
-        pages = len(reader.pages)
+        with path.open("rb") as handle:  # a path would make pypdf read the whole file first
+            reader = PdfReader(handle, strict=False)
+            return _unlocked_pages(reader, name)
     except FileRejected:
         raise
     except (PdfReadError, ValueError, KeyError, TypeError, OSError, RecursionError) as exc:
@@ -114,6 +109,16 @@ def _pdf_pages(path: Path) -> int:
             f"{name} is a damaged or incomplete PDF ({type(exc).__name__}). "
             "Open it in a PDF viewer; if it opens, save a fresh copy and drop that in."
         ) from None
+
+
+def _unlocked_pages(reader: PdfReader, name: str) -> int:
+    if reader.is_encrypted:
+        raise FileRejected(
+            f"{name} is password- or permission-protected, and the service refuses locked "
+            "PDFs. Open it, remove the protection (or print it to a new PDF), and drop the "
+            "unlocked copy in again."
+        )
+    pages = len(reader.pages)
     if pages == 0:
         raise FileRejected(f"{name} is a PDF with no pages: there is nothing to convert.")
     return pages

@@ -38,7 +38,7 @@ from watcher.filing import (
     write_reason,
 )
 from watcher.jobs import ORIGINAL_DELETED, Job, JobState, SourceKind
-from watcher.journal import META_PAGES, META_PAGES_AT, Journal
+from watcher.journal import META_PAGES, META_PAGES_AT, Journal, local_day
 from watcher.preflight import FileFacts, FileKind, inspect_file
 from watcher.shortcuts import read_shortcut
 
@@ -60,10 +60,6 @@ class Timing:
 
 # What the journal must forget when the service surely does not have our upload.
 NOT_SENT: dict[str, object] = {"sent_at": None, "charged_on": None}
-
-
-def local_day(moment: float | None = None) -> str:
-    return time.strftime("%Y-%m-%d", time.localtime(moment))
 
 
 def next_local_midnight(now: float | None = None) -> float:
@@ -270,12 +266,13 @@ class JobRunner:
         return job
 
     def _got_result(self, job: Job, result: ConversionResult) -> Job:
+        meta = {}
         if result.available_pages is not None:
-            self._journal.set_meta(META_PAGES, str(result.available_pages))
-            self._journal.set_meta(META_PAGES_AT, str(time.time()))
+            meta = {META_PAGES: str(result.available_pages), META_PAGES_AT: str(time.time())}
         return self._journal.move(
             job,
             JobState.DOWNLOADING,
+            meta=meta,
             link=result.link,
             available_pages=result.available_pages,
             attempts=0,

@@ -43,6 +43,7 @@ class WorkerPool:
         self._held = False
         self._paused = False
         self._busy = 0
+        self._generation = 0  # counts wake-ups, so none is lost between a claim and a wait
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
@@ -53,6 +54,7 @@ class WorkerPool:
 
     def wake(self) -> None:
         with self._wakeup:
+            self._generation += 1
             self._wakeup.notify_all()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -75,22 +77,25 @@ class WorkerPool:
     def set_held(self, held: bool) -> None:
         with self._wakeup:
             self._held = held
-            self._wakeup.notify_all()
+        self.wake()
 
     def set_paused(self, paused: bool) -> None:
         with self._wakeup:
             self._paused = paused
-            self._wakeup.notify_all()
+        self.wake()
 
     def _work(self) -> None:
         while not self._stop.is_set():
-            job = None
             with self._wakeup:
-                if not (self._held or self._paused):
-                    job = self._journal.claim()
-                if job is None:
-                    self._wakeup.wait(self._sleep_seconds())
-                    continue
+                generation, idle = self._generation, self._held or self._paused
+            # Claimed outside the condition's lock, so a wake() never waits on the journal.
+            job = None if idle else self._journal.claim()
+            if job is None:
+                with self._wakeup:
+                    if generation == self._generation:  # nothing happened since we looked
+                        self._wakeup.wait(self._sleep_seconds())
+                continue
+            with self._wakeup:
                 self._busy += 1
             try:
                 self._runner.advance(job)
@@ -111,6 +116,7 @@ class WorkerPool:
                 self._journal.release(job)
                 with self._wakeup:
                     self._busy -= 1
+                    self._generation += 1
                     self._wakeup.notify_all()
 
     def _sleep_seconds(self) -> float:
