@@ -185,7 +185,7 @@ class Daemon:
         self._recover()
         self._compact_journal()
         with self._lock:
-            self._batch_total = sum(1 for _ in self._active_jobs())
+            self._batch_total = self._active_count()
         self.pool.start()
         self.inbox.start()
         self._watch_rules_file()
@@ -356,9 +356,14 @@ class Daemon:
             self._tell(
                 NoticeKind.FILE_FAILED, "Conversion failed", f"{job.display_name}: {job.error}"
             )
-        if batch_over and not any(True for _ in self._active_jobs()):
+        if batch_over and not self._active_count():
             summary = f"{done} file(s) converted" + (f", {failed} failed" if failed else "")
             self._tell(NoticeKind.BATCH_DONE, "Batch finished", summary)
+
+    def _active_count(self) -> int:
+        """Jobs still on their way, counted in the journal (not loaded: a burst has many)."""
+        counts = self.journal.counts()
+        return sum(counts.get(state, 0) for state in ACTIVE_STATES)
 
     def _active_jobs(self) -> list[Job]:
         return self.journal.jobs(states=tuple(ACTIVE_STATES))
