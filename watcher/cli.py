@@ -29,7 +29,7 @@ from watcher.config import (
 )
 from watcher.contract import LANGUAGES, OUTFORMATS, canonical_language, estimated_cost
 from watcher.errors import AccountError, ConfigError, WatcherError
-from watcher.instance import AlreadyRunning, InstanceLock
+from watcher.instance import AlreadyRunning, InstanceLock, daemon_running
 from watcher.jobs import Job, JobState, Rule, SourceKind
 from watcher.journal import (
     JOURNAL_FILE_NAME,
@@ -456,13 +456,7 @@ def command_status(args: argparse.Namespace) -> int:
 
 
 def _status_report(journal: Journal, config: Config, last: int) -> dict[str, object]:
-    lock = InstanceLock(config.files.state_dir)
-    try:
-        lock.acquire()
-        running = False
-        lock.release()
-    except AlreadyRunning:
-        running = True
+    running = daemon_running(config.files.state_dir)
     pages_at = journal.get_meta(META_PAGES_AT)
     pages = journal.get_meta(META_PAGES)
     return {

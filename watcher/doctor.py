@@ -37,7 +37,7 @@ from watcher.config import (
     parse_config,
 )
 from watcher.errors import ConfigError
-from watcher.instance import LOCK_FILE_NAME, AlreadyRunning, InstanceLock
+from watcher.instance import daemon_running
 from watcher.journal import JOURNAL_FILE_NAME, META_PAGES, META_PAGES_AT, Journal
 from watcher.logs import LOG_FILE_NAME, REDACTED
 
@@ -186,20 +186,6 @@ def check_endpoint(endpoint: str) -> Finding:
 
 
 # -- state: journal, log, daemon -------------------------------------------------------------
-
-
-def daemon_running(state_dir: Path) -> bool:
-    """Whether a daemon holds this state folder's lock. A folder without a lock file never
-    had a daemon, and is left untouched (doctor creates nothing)."""
-    if not (state_dir / LOCK_FILE_NAME).exists():
-        return False
-    lock = InstanceLock(state_dir)
-    try:
-        lock.acquire()
-    except AlreadyRunning:
-        return True
-    lock.release()
-    return False
 
 
 def _last_credit(journal_path: Path) -> str | None:

@@ -47,14 +47,6 @@ def candidate_names(folder: Path, name: str) -> Iterator[Path]:
         yield folder / _fit(stem, f" ({number}){suffix}")
 
 
-def free_name(folder: Path, name: str) -> Path:
-    """The first candidate not taken now (a later claim may still lose the race)."""
-    for candidate in candidate_names(folder, name):
-        if not os.path.lexists(candidate):
-            return candidate
-    raise FileExistsError(errno.EEXIST, "no free name left", str(folder / name))
-
-
 def link_without_overwrite(source: Path, target: Path) -> None:
     """Makes `target` the same file as `source`; FileExistsError if the name is taken."""
     try:

@@ -56,6 +56,20 @@ class InstanceLock:
         self.release()
 
 
+def daemon_running(state_dir: Path) -> bool:
+    """Whether a daemon holds this state folder's lock. A folder without a lock file never
+    had a daemon and is left untouched: asking creates nothing."""
+    if not (state_dir / LOCK_FILE_NAME).exists():
+        return False
+    lock = InstanceLock(state_dir)
+    try:
+        lock.acquire()
+    except AlreadyRunning:
+        return True
+    lock.release()
+    return False
+
+
 if os.name == "nt":
     import msvcrt
 
