@@ -136,27 +136,30 @@ class JobRunner:
         reused = self._reuse_twin(job)
         if reused:
             return reused
-        pages = job.pages
+        # What the checks learn is journaled with the next move, not in a write of its own.
+        learned: dict[str, object] = {}
         try:
             if job.kind is SourceKind.URL:
-                job = self._journal.update(job, url=read_shortcut(job.source))
+                learned["url"] = read_shortcut(job.source)
             else:
                 facts = inspect_file(job.source, outformat=job.rule.outformat)
-                pages = facts.pages
-                job = self._journal.update(job, remote_name=_named_for(job.remote_name, facts))
+                learned["pages"] = facts.pages
+                learned["remote_name"] = _named_for(job.remote_name, facts)
         except FileRejected as exc:
             return self._fail(job, exc.message, advice=_FILE_ADVICE)
-        remote = self._remote(job)
         with self._budget_lock:
-            refusal = self._credit_guard(job, pages or 0)
+            refusal = self._credit_guard(job, int(learned.get("pages") or 0))
             if refusal:
                 reason, until = refusal
                 log.warning("%s: held: %s", job.display_name, reason)
-                return self._journal.move(job, JobState.HELD, error=reason, held_until=until)
+                return self._journal.move(
+                    job, JobState.HELD, error=reason, held_until=until, **learned
+                )
             job = self._journal.move(
-                job, JobState.UPLOADING, sent_at=time.time(), pages=pages, charged_on=local_day()
+                job, JobState.UPLOADING, sent_at=time.time(), charged_on=local_day(), **learned
             )
         self._on_change(job)
+        remote = self._remote(job)
         log.info("%s: sending to the service as %s", job.display_name, job.remote_name)
         try:
             if job.kind is SourceKind.URL:
