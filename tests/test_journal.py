@@ -12,6 +12,9 @@ from watcher.journal import Journal, NewJob
 
 
 def new_job(tmp_path: Path, name: str = "a.pdf", content: str = "h1") -> NewJob:
+    source = tmp_path / "in" / name
+    source.parent.mkdir(exist_ok=True)
+    source.touch()
     rule = Rule(
         "txt", "English", True, tmp_path / "out", tmp_path / "arch", tmp_path / "f", "archive"
     )
@@ -62,6 +65,17 @@ def test_the_same_file_seen_again_is_not_a_new_job(journal: Journal, tmp_path: P
     assert journal.add(new_job(tmp_path)) is not None
     assert journal.add(new_job(tmp_path)) is None
     assert journal.add(new_job(tmp_path, content="h2")) is not None  # new content: new job
+
+
+def test_a_file_already_moved_away_is_not_a_new_job(journal: Journal, tmp_path: Path) -> None:
+    """The watcher looked at the file; a job archived it before the watcher's job was added."""
+    job = journal.add(new_job(tmp_path))
+    assert job is not None
+    job.source.unlink()  # the job moved the original away, then recorded where it went
+    journal.move(job, JobState.DROPPED, original_at="archived")
+    seen_again = new_job(tmp_path)
+    seen_again.source.unlink()
+    assert journal.add(seen_again) is None
 
 
 def test_a_twin_waits_while_the_first_copy_is_in_flight(journal: Journal, tmp_path: Path) -> None:

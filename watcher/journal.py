@@ -190,7 +190,10 @@ class Journal:
                 "AND content_hash = ? AND original_at IS NULL AND state != ? LIMIT 1",
                 (str(new.source), new.size, new.mtime_ns, new.content_hash, JobState.DROPPED.value),
             ).fetchone()
-            if seen:
+            # A job may have moved the file away between the caller's look and this one:
+            # checked under the journal's lock, after the query above, that race is closed
+            # (a job moves the original before it records where it went).
+            if seen or not new.source.is_file():
                 return None
             rule = new.rule
             cursor = db.execute(
