@@ -382,7 +382,7 @@ class Daemon:
                 "Credit running low",
                 f"{int(pages):,} pages left on your pdfocr.org account",
             )
-        elif not low and self.journal.counts().get(JobState.HELD):
+        elif not low and self.journal.count(JobState.HELD):
             # More credit than we knew of (bought on the website): files the credit guard
             # held may fit now; the runner judges them again.
             self._release_held(approve=False)

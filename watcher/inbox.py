@@ -166,13 +166,16 @@ def _wants_polling(mode: PollingMode, folder: Path) -> bool:
 
 
 def _state(path: Path) -> tuple[int, int] | None:
-    """Size and mtime_ns, or None when the file is gone or cannot be looked at (then logged)."""
+    """Size and mtime_ns, or None when the file is gone, is no longer a regular file (replaced
+    by a link, say) or cannot be looked at (then logged)."""
     try:
         info = path.lstat()
     except FileNotFoundError:
         return None
     except OSError as exc:
         log.warning("cannot look at %s: %s", path.name, exc.strerror or exc)
+        return None
+    if not stat.S_ISREG(info.st_mode):
         return None
     return info.st_size, info.st_mtime_ns
 
@@ -208,6 +211,8 @@ class _Candidate:
 
     state: tuple[int, int] | None  # size, mtime_ns at the last look
     since: float  # time.monotonic() when that state was first seen
+    config: Config  # the rules it was judged by
+    rule: InboxRule  # the inbox rule that took it
 
 
 @dataclass(frozen=True)
@@ -406,7 +411,7 @@ class InboxWatcher:
                 return
             config = self._config
         verdict = judge(config, path)
-        if not verdict.accepted:
+        if not verdict.accepted or verdict.rule is None:
             log.debug("not taking it: %s", verdict.reason)
             return
         state = _state(path)
@@ -414,7 +419,8 @@ class InboxWatcher:
             if state is None or path in self._pending or self._handed.get(path) == state:
                 return
             settle = config.watch.settle_seconds
-            candidate = _Candidate(state, _still_since(state, settle, time.monotonic()))
+            since = _still_since(state, settle, time.monotonic())
+            candidate = _Candidate(state, since, config, verdict.rule)
             self._pending[path] = candidate
             self._schedule(path, candidate, candidate.since + settle)
 
@@ -464,30 +470,41 @@ class InboxWatcher:
         settle = self._config.watch.settle_seconds
         now = time.monotonic()
         state = _state(path)
-        verdict = None
+        settled = False
         if state != candidate.state:  # any change restarts the settle clock
             candidate.state = state
             candidate.since = now if state is None else _still_since(state, settle, now)
-        elif now - candidate.since >= settle and (
-            _looks_complete(path) or self._give_up(path, now - candidate.since, settle)
-        ):
-            verdict = judge(self._config, path)  # the rules may have changed since it arrived
+        else:
+            still_for = now - candidate.since
+            settled = still_for >= settle and (
+                _looks_complete(path) or self._give_up(path, still_for, settle)
+            )
+        rule = self._rule_now(path, candidate) if settled else None
         with self._cond:
             if self._pending.get(path) is not candidate:
                 return  # deleted or moved away meanwhile
-            if state is not None and verdict is None:
+            if state is not None and not settled:
                 self._schedule(path, candidate, max(candidate.since + settle, now + _MIN_PAUSE))
                 return
             del self._pending[path]
-            if verdict is None or not verdict.accepted or verdict.rule is None:
+            if rule is None:
                 return  # gone, or no longer wanted under the current rules
             self._handed[path] = state
         try:
-            self._on_ready(path, verdict.rule)  # outside the lock: it may take its time
+            self._on_ready(path, rule)  # outside the lock: it may take its time
         except Exception:
             with self._cond:  # not taken on: the next rescan offers it again
                 self._handed.pop(path, None)
             raise
+
+    def _rule_now(self, path: Path, candidate: _Candidate) -> InboxRule | None:
+        """The rule a settled file goes by: the one that took it, unless the rules changed
+        since (then it is judged again: its inbox may be gone, or its pattern)."""
+        config = self._config
+        if config is candidate.config:
+            return candidate.rule
+        verdict = judge(config, path)
+        return verdict.rule if verdict.accepted else None
 
     @staticmethod
     def _give_up(path: Path, still_for: float, settle: float) -> bool:

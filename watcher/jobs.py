@@ -107,6 +107,8 @@ class Rule:
 
 @dataclass(frozen=True)
 class Job:
+    """One file's conversion as the journal knows it; the defaults are a new job's."""
+
     id: int
     source: Path
     inbox: Path | None
@@ -118,21 +120,23 @@ class Job:
     rule: Rule
     state: JobState
     remote_name: str
-    pages: int | None
-    sent_at: float | None  # set while the service may hold an upload of ours
-    link: str | None
-    staged: Path | None  # the downloaded result, waiting to be filed
-    output: Path | None
-    attempts: int
-    not_before: float
-    error: str | None
-    available_pages: int | None
-    original_at: str | None  # where the original went; None while it is in the inbox
-    charged_on: str | None  # the local day its pages count against, once possibly sent
-    held_until: float | None  # a HELD job's automatic release (the next day), if any
-    approved: bool  # the user released it from a hold: spend the pages whatever the guard says
     created_at: float
     updated_at: float
+    pages: int | None = None
+    sent_at: float | None = None  # set while the service may hold an upload of ours
+    link: str | None = None
+    staged: Path | None = None  # the downloaded result, waiting to be filed
+    output: Path | None = None
+    attempts: int = 0
+    not_before: float = 0.0
+    error: str | None = None
+    available_pages: int | None = None
+    original_at: str | None = None  # where the original went; None while it is in the inbox
+    charged_on: str | None = None  # the local day its pages count against, once possibly sent
+    held_until: float | None = None  # a HELD job's automatic release (the next day), if any
+    approved: bool = (
+        False  # the user released it from a hold: spend the pages whatever the guard says
+    )
 
     @property
     def display_name(self) -> str:

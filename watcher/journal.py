@@ -135,13 +135,20 @@ class Journal:
     def __init__(self, path: Path | str):
         self.path = path
         self._lock = threading.RLock()
+        # Jobs reserved by workers; a lock of its own, so a release never waits for a write.
+        self._claims_lock = threading.Lock()
         self._claimed: set[int] = set()
+        self._crash_after = os.environ.get(CRASH_AFTER_ENV)
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(SCHEMA)
+        # The meta facts are written only by the one daemon that owns this state folder (and
+        # through this object), so a copy in memory answers reads without waiting for the lock
+        # a commit holds. Another process reading them opens its own Journal.
+        self._meta: dict[str, str] = dict(self._db.execute("SELECT key, value FROM meta"))
 
     @classmethod
     def in_folder(cls, state_dir: Path) -> Journal:
@@ -153,77 +160,96 @@ class Journal:
             self._db.close()
 
     @contextmanager
-    def _transaction(self, *, durable: bool = True) -> Iterator[sqlite3.Connection]:
-        """One write transaction. `durable=False` skips the disk sync at commit, for records
-        whose loss in a power cut costs nothing (the next durable commit syncs them too)."""
+    def _writing(self) -> Iterator[sqlite3.Connection]:
+        """The connection, for writing under the lock; a journal that cannot be written
+        becomes a JournalError the daemon can explain."""
         with self._lock:
             try:
-                if not durable:
-                    self._db.execute("PRAGMA synchronous=NORMAL")
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    yield self._db
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-                self._db.execute("COMMIT")
+                yield self._db
             except sqlite3.OperationalError as exc:
                 raise JournalError(
                     f"the journal {self.path} cannot be written ({exc}); nothing is sent or "
                     "filed until it can. Check that its folder is writable and not full."
                 ) from None
-            finally:
-                if not durable:
-                    self._db.execute("PRAGMA synchronous=FULL")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """Several statements committed together. Most writes are one statement, committed on
+        its own (the connection is in autocommit mode): SQLite lets go of Python's GIL for
+        every statement and must win it back before the journal's lock is released, so a
+        write of one statement keeps the other threads waiting the shortest time."""
+        with self._writing() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
 
     def add(self, new: NewJob) -> Job | None:
         """Records a job, unless a job still owns this very file (same place, bytes and time):
         events, rescans and restarts all see the same file again. Once a job has moved its
-        original away, the same file dropped in again is a new request.
-
-        Not synced to disk at once: a new job lost in a power cut had sent nothing, and its
-        file, still in the inbox, is found again at the next start."""
+        original away, the same file dropped in again is a new request."""
         now = time.time()
-        with self._transaction(durable=False) as db:
-            seen = db.execute(
-                "SELECT 1 FROM jobs WHERE source = ? AND size = ? AND mtime_ns = ? "
-                "AND content_hash = ? AND original_at IS NULL AND state != ? LIMIT 1",
-                (str(new.source), new.size, new.mtime_ns, new.content_hash, JobState.DROPPED.value),
-            ).fetchone()
-            # A job may have moved the file away between the caller's look and this one:
-            # checked under the journal's lock, after the query above, that race is closed
-            # (a job moves the original before it records where it went).
-            if seen or not new.source.is_file():
+        rule = new.rule
+        values = {
+            "source": str(new.source),
+            "inbox": str(new.inbox) if new.inbox else None,
+            "kind": new.kind.value,
+            "url": new.url,
+            "content_hash": new.content_hash,
+            "size": new.size,
+            "mtime_ns": new.mtime_ns,
+            "outformat": rule.outformat,
+            "lang": rule.lang,
+            "ocr": int(rule.ocr),
+            "outbox": str(rule.outbox),
+            "archive": str(rule.archive),
+            "failed": str(rule.failed),
+            "after_success": rule.after_success,
+            "state": JobState.QUEUED.value,
+            "remote_name": new.remote_name,
+            "created_at": now,
+            "updated_at": now,
+        }
+        with self._writing() as db:
+            # A job moves its original away before it records where it went, so a file found
+            # here, under the lock, is still owned by any job that has not recorded that.
+            if not new.source.is_file():
                 return None
-            rule = new.rule
             cursor = db.execute(
-                "INSERT INTO jobs (source, inbox, kind, url, content_hash, size, mtime_ns, "
-                "outformat, lang, ocr, outbox, archive, failed, after_success, state, "
-                "remote_name, created_at, updated_at) "
-                "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO jobs ({', '.join(values)}) "
+                f"SELECT {', '.join('?' * len(values))} WHERE NOT EXISTS ("
+                "  SELECT 1 FROM jobs WHERE source = ? AND size = ? AND mtime_ns = ? "
+                "  AND content_hash = ? AND original_at IS NULL AND state != ?)",
                 (
-                    str(new.source),
-                    str(new.inbox) if new.inbox else None,
-                    new.kind.value,
-                    new.url,
-                    new.content_hash,
+                    *values.values(),
+                    values["source"],
                     new.size,
                     new.mtime_ns,
-                    rule.outformat,
-                    rule.lang,
-                    int(rule.ocr),
-                    str(rule.outbox),
-                    str(rule.archive),
-                    str(rule.failed),
-                    rule.after_success,
-                    JobState.QUEUED.value,
-                    new.remote_name,
-                    now,
-                    now,
+                    new.content_hash,
+                    JobState.DROPPED.value,
                 ),
             )
-            row = db.execute("SELECT * FROM jobs WHERE id = ?", (cursor.lastrowid,)).fetchone()
-        return _job_from_row(row)
+            if cursor.rowcount != 1:
+                return None
+            job_id = cursor.lastrowid
+        return Job(
+            id=job_id,
+            source=new.source,
+            inbox=new.inbox,
+            kind=new.kind,
+            url=new.url,
+            content_hash=new.content_hash,
+            size=new.size,
+            mtime_ns=new.mtime_ns,
+            rule=rule,
+            state=JobState.QUEUED,
+            remote_name=new.remote_name,
+            created_at=now,
+            updated_at=now,
+        )
 
     def get(self, job_id: int) -> Job | None:
         with self._lock:
@@ -254,7 +280,7 @@ class Journal:
         columns = {key: _to_column(value) for key, value in changes.items()}
         columns.update(state=target.value, updated_at=now)
         assignments = ", ".join(f"{key} = ?" for key in columns)
-        with self._transaction() as db:
+        with self._transaction() if meta else self._writing() as db:
             updated = db.execute(
                 f"UPDATE jobs SET {assignments} WHERE id = ? AND state = ?",
                 (*columns.values(), job.id, job.state.value),
@@ -262,42 +288,41 @@ class Journal:
             if updated.rowcount != 1:
                 raise RuntimeError(f"job {job.id} changed under us (expected {job.state.value})")
             db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", meta.items())
-        if target is not job.state and os.environ.get(CRASH_AFTER_ENV) == target.value:
+        self._meta.update(meta)
+        if target is not job.state and self._crash_after == target.value:
             os._exit(137)
         return replace(job, state=target, updated_at=now, **changes)
 
     def claim(self, now: float | None = None) -> Job | None:
         """The next job a worker should advance, reserved for the calling thread.
 
-        Jobs wait while an identical twin (same bytes, same settings) is in flight, so the
-        second copy can reuse the first one's result instead of paying for it again.
+        A queued job waits while an identical earlier twin (same bytes, same settings) is in
+        flight, so it can reuse that result instead of paying for it again. One query decides
+        it all, so a claim holds the lock for one statement.
         """
         now = time.time() if now is None else now
         with self._lock:
-            rows = self._db.execute(
-                f"SELECT * FROM jobs WHERE state IN ({_PLACEHOLDERS}) AND not_before <= ? "
-                "ORDER BY not_before, id LIMIT 64",
-                (*_ACTIVE, now),
-            ).fetchall()
-            for row in rows:
-                job = _job_from_row(row)
-                if job.id in self._claimed or self._twin_in_flight(job):
-                    continue
-                self._claimed.add(job.id)
-                return job
-        return None
+            with self._claims_lock:
+                claimed = tuple(self._claimed)
+            row = self._db.execute(
+                f"SELECT * FROM jobs AS job WHERE state IN ({_PLACEHOLDERS}) AND not_before <= ? "
+                f"AND id NOT IN ({','.join('?' * len(claimed))}) "
+                "AND NOT (state = ? AND EXISTS (SELECT 1 FROM jobs AS twin "
+                "  WHERE twin.content_hash = job.content_hash AND twin.outformat = job.outformat "
+                "  AND twin.lang = job.lang AND twin.ocr = job.ocr AND twin.id < job.id "
+                f"  AND twin.state IN ({_PLACEHOLDERS}))) "
+                "ORDER BY not_before, id LIMIT 1",
+                (*_ACTIVE, now, *claimed, JobState.QUEUED.value, *_ACTIVE),
+            ).fetchone()
+            if row is None:
+                return None
+            with self._claims_lock:
+                self._claimed.add(row["id"])
+        return _job_from_row(row)
 
     def release(self, job: Job | int) -> None:
-        with self._lock:
+        with self._claims_lock:
             self._claimed.discard(job if isinstance(job, int) else job.id)
-
-    def _twin_in_flight(self, job: Job) -> bool:
-        if job.state is not JobState.QUEUED:
-            return False
-        return any(
-            other.id != job.id and other.id < job.id and other.state.is_active
-            for other in self.twins(job)
-        )
 
     def twins(self, job: Job) -> list[Job]:
         """Other jobs for the same bytes with the same settings, newest first."""
@@ -333,6 +358,14 @@ class Journal:
         with self._lock:
             rows = self._db.execute(query, params).fetchall()
         return [_job_from_row(row) for row in rows]
+
+    def count(self, state: JobState) -> int:
+        """Jobs in one state, counted in the index (cheap however long the history is)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM jobs WHERE state = ?", (state.value,)
+            ).fetchone()
+        return int(row[0])
 
     def counts(self) -> dict[JobState, int]:
         with self._lock:
@@ -400,7 +433,7 @@ class Journal:
         if due_before is not None:
             condition += " AND held_until IS NOT NULL AND held_until <= ?"
             params.append(due_before)
-        with self._transaction() as db:
+        with self._writing() as db:
             released = db.execute(
                 f"UPDATE jobs SET state = ?, held_until = NULL, not_before = 0, "
                 f"approved = approved OR ?, updated_at = ? WHERE {condition}",
@@ -409,16 +442,20 @@ class Journal:
         return released.rowcount
 
     def set_meta(self, key: str, value: str | None) -> None:
-        with self._transaction() as db:
+        if self._meta.get(key) == value:
+            return  # already so: no commit needed
+        with self._writing() as db:
             if value is None:
                 db.execute("DELETE FROM meta WHERE key = ?", (key,))
             else:
                 db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+        if value is None:
+            self._meta.pop(key, None)
+        else:
+            self._meta[key] = value
 
     def get_meta(self, key: str) -> str | None:
-        with self._lock:
-            row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return row[0] if row else None
+        return self._meta.get(key)
 
 
 def _to_column(value: Any) -> Any:

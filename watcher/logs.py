@@ -41,7 +41,12 @@ def redact(text: str) -> str:
 
 class RedactingFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+        # Every handler (and the log file's size check) asks for the same text: render once.
+        cached = record.__dict__.get("_watcher_text")
+        if cached is None or cached[0] is not self:
+            cached = (self, redact(super().format(record)))
+            record.__dict__["_watcher_text"] = cached
+        return cached[1]
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -64,6 +69,17 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
             super().emit(record)
 
 
+class _LogFile(logging.handlers.RotatingFileHandler):
+    """The rotating log in our own state folder. The standard size check also makes sure the
+    log is a regular file, with two stat calls for every line; ours always is."""
+
+    def shouldRollover(self, record: logging.LogRecord) -> bool:
+        if self.stream is None:
+            self.stream = self._open()
+        size = self.stream.tell() + len(self.format(record)) + 1
+        return 0 < self.maxBytes <= size
+
+
 def log_path(state_dir: Path) -> Path:
     return state_dir / LOG_FILE_NAME
 
@@ -81,7 +97,7 @@ def setup_logging(state_dir: Path | None, *, verbose: bool = False) -> None:
     root.addHandler(stream)
     if state_dir is not None:
         state_dir.mkdir(parents=True, exist_ok=True)
-        rotating = logging.handlers.RotatingFileHandler(
+        rotating = _LogFile(
             log_path(state_dir), maxBytes=2 * 1024 * 1024, backupCount=5, encoding="utf-8"
         )
         rotating.setFormatter(formatter)

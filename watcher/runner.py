@@ -160,7 +160,6 @@ class JobRunner:
             )
         self._on_change(job)
         remote = self._remote(job)
-        log.info("%s: sending to the service as %s", job.display_name, job.remote_name)
         try:
             if job.kind is SourceKind.URL:
                 result = self._client.submit_url(job.url or "", remote)
@@ -227,7 +226,7 @@ class JobRunner:
                     job.display_name,
                     twin.display_name,
                 )
-                return self._journal.move(job, JobState.FILING, staged=staged, pages=0)
+                return self._to_filing(job, staged, pages=0)
         return None
 
     def _resume_interrupted_upload(self, job: Job) -> Job:
@@ -301,9 +300,16 @@ class JobRunner:
             return self._fail(job, exc.message, advice=_SERVICE_ADVICE)
         except OSError as exc:
             return self._disk_trouble(job, job.rule.outbox, exc)
-        return self._journal.move(job, JobState.FILING, staged=staged)
+        return self._to_filing(job, staged)
 
     # -- FILING: result into the outbox, original away -----------------------------------
+
+    def _to_filing(self, job: Job, staged: Path, **changes: object) -> Job:
+        """The move to FILING carries the result's name too, chosen now (the first free one),
+        so that in the usual case filing needs no journal write of its own."""
+        return self._journal.move(
+            job, JobState.FILING, staged=staged, output=_free_name(job), **changes
+        )
 
     def _file(self, job: Job) -> Job:
         try:
@@ -312,7 +318,16 @@ class JobRunner:
         except OSError as exc:
             return self._disk_trouble(job, job.rule.outbox, exc)
         job = self._journal.move(job, JobState.DONE, original_at=original_at, error=None)
-        log.info("%s: done → %s", job.display_name, job.output)
+        if job.pages:
+            log.info(
+                "%s: done → %s (%d page(s), sent as %s)",
+                job.display_name,
+                job.output,
+                job.pages,
+                job.remote_name,
+            )
+        else:
+            log.info("%s: done → %s", job.display_name, job.output)
         return job
 
     def _place_result(self, job: Job) -> Job:
@@ -331,7 +346,8 @@ class JobRunner:
         ):
             if candidate.exists():
                 continue
-            job = self._journal.update(job, output=candidate)
+            if candidate != job.output:
+                job = self._journal.update(job, output=candidate)
             try:
                 link_without_overwrite(staged, candidate)
             except FileExistsError:
@@ -419,6 +435,12 @@ class JobRunner:
 
     def _remote(self, job: Job) -> RemoteJob:
         return RemoteJob(job.remote_name, job.rule.outformat, job.rule.lang, job.rule.ocr)
+
+
+def _free_name(job: Job) -> Path | None:
+    """The first name for the result not taken in the outbox (None if all are)."""
+    names = candidate_names(job.rule.outbox, result_name(job.source.name, job.rule.outformat))
+    return next((name for name in names if not name.exists()), None)
 
 
 def _named_for(name: str, facts: FileFacts) -> str:
