@@ -8,14 +8,14 @@ import queue
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from watcher import inbox
 from watcher.config import Config, InboxRule, parse_config
-from watcher.inbox import InboxWatcher, judge
+from watcher.inbox import InboxWatcher, OnReady, ReadyFile, judge
 from watcher.samplepdf import make_pdf
 
 pytestmark = pytest.mark.timeout(30)
@@ -54,13 +54,15 @@ def make_config(
 
 
 class Recorder:
-    """An on_ready callback that remembers each call with the file's size at that moment."""
+    """An on_ready callback that takes every file and remembers each with its size then."""
 
     def __init__(self) -> None:
         self.calls: queue.Queue[tuple[Path, int, InboxRule, float]] = queue.Queue()
 
-    def __call__(self, path: Path, rule: InboxRule) -> None:
-        self.calls.put((path, path.stat().st_size, rule, time.monotonic()))
+    def __call__(self, files: Sequence[ReadyFile]) -> list[Path]:
+        for path, rule in files:
+            self.calls.put((path, path.stat().st_size, rule, time.monotonic()))
+        return []
 
     def next(self, timeout: float = 5.0) -> tuple[Path, int, InboxRule, float]:
         try:
@@ -84,7 +86,7 @@ def start_watcher(recorder: Recorder) -> Iterator[Callable[..., InboxWatcher]]:
     """Factory for started watchers (reporting to `recorder` by default), stopped afterwards."""
     started: list[InboxWatcher] = []
 
-    def start(config: Config, on_ready: Callable[[Path, InboxRule], None] = recorder):
+    def start(config: Config, on_ready: OnReady = recorder):
         watcher = InboxWatcher(config, on_ready)
         watcher.start()
         started.append(watcher)
@@ -328,19 +330,76 @@ def test_missing_inbox_is_watched_after_a_rescan(tmp_path, start_watcher, record
     assert recorder.next()[0].name == "second.pdf"
 
 
-def test_a_failing_file_does_not_stop_the_next(tmp_path, start_watcher, recorder, caplog):
-    def on_ready(path: Path, rule: InboxRule) -> None:
-        if path.name == "bad.pdf":
+def test_a_failing_hand_on_does_not_stop_the_watcher(
+    tmp_path, start_watcher, recorder, caplog
+) -> None:
+    """The daemon could not take the files (its journal was full, say): they are offered
+    again at the next rescan, and files arriving later are handed on as usual."""
+    failures = []
+
+    def on_ready(files: Sequence[ReadyFile]) -> list[Path]:
+        if not failures:
+            failures.append([path.name for path, _ in files])
             raise RuntimeError("boom")
-        recorder(path, rule)
+        return recorder(files)
 
     config = make_config(tmp_path)
+    watcher = start_watcher(config, on_ready)
+    (config.inboxes[0].path / "first.pdf").write_bytes(PDF)
+    deadline = time.monotonic() + 5
+    while "boom" not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert failures == [["first.pdf"]]
+    assert "could not hand on 1 file(s)" in caplog.text and "boom" in caplog.text
+    (config.inboxes[0].path / "second.pdf").write_bytes(PDF)
+    assert recorder.next()[0].name == "second.pdf"
+    recorder.assert_quiet(SETTLE * 3)  # not offered again before a rescan
+    watcher.rescan()
+    assert recorder.next()[0].name == "first.pdf"
+
+
+def test_files_the_daemon_did_not_take_are_offered_again_at_the_next_rescan(
+    tmp_path, start_watcher, recorder
+) -> None:
+    offered: list[str] = []
+
+    def on_ready(files: Sequence[ReadyFile]) -> list[Path]:
+        offered.extend(path.name for path, _ in files)
+        recorder(files)
+        return [path for path, _ in files if path.name == "unreadable.pdf"]
+
+    config = make_config(tmp_path)
+    watcher = start_watcher(config, on_ready)
+    for name in ("unreadable.pdf", "fine.pdf"):
+        (config.inboxes[0].path / name).write_bytes(PDF)
+    assert {recorder.next()[0].name, recorder.next()[0].name} == {"unreadable.pdf", "fine.pdf"}
+    watcher.rescan()
+    assert recorder.next()[0].name == "unreadable.pdf"
+    recorder.assert_quiet(SETTLE * 3)
+    assert sorted(offered) == ["fine.pdf", "unreadable.pdf", "unreadable.pdf"]
+
+
+def test_files_settling_together_are_handed_on_together(tmp_path, start_watcher) -> None:
+    """A burst is journaled in a few commits: one call carries every file due at once, up to
+    HAND_ON_BATCH of them."""
+    calls: queue.Queue[int] = queue.Queue()
+
+    def on_ready(files: Sequence[ReadyFile]) -> list[Path]:
+        calls.put(len(files))
+        return []
+
+    config = make_config(tmp_path, settle=1.0)
+    count = inbox.HAND_ON_BATCH + 36
+    written = time.time()
+    for number in range(count):
+        path = config.inboxes[0].path / f"scan{number:03}.pdf"
+        path.write_bytes(PDF)
+        os.utime(path, (written, written))  # last written at the same moment: due together
     start_watcher(config, on_ready)
-    (config.inboxes[0].path / "bad.pdf").write_bytes(PDF)
-    time.sleep(0.05)
-    (config.inboxes[0].path / "good.pdf").write_bytes(PDF)
-    assert recorder.next()[0].name == "good.pdf"
-    assert "bad.pdf" in caplog.text and "boom" in caplog.text
+    sizes = []
+    while sum(sizes) < count:
+        sizes.append(calls.get(timeout=10))
+    assert sizes == [inbox.HAND_ON_BATCH, 36]
 
 
 def test_update_config_watches_added_inboxes_and_releases_removed_ones(

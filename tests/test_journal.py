@@ -67,6 +67,22 @@ def test_the_same_file_seen_again_is_not_a_new_job(journal: Journal, tmp_path: P
     assert journal.add(new_job(tmp_path, content="h2")) is not None  # new content: new job
 
 
+def test_files_journaled_together_skip_known_and_vanished_ones(
+    journal: Journal, tmp_path: Path
+) -> None:
+    known = journal.add(new_job(tmp_path, "known.pdf", "h0"))
+    vanished = new_job(tmp_path, "vanished.pdf", "h9")
+    vanished.source.unlink()
+    batch = [new_job(tmp_path, f"{number}.pdf", f"h{number}") for number in range(1, 4)]
+    added = journal.add_many([*batch, new_job(tmp_path, "known.pdf", "h0"), vanished])
+    assert [job.source.name for job in added] == ["1.pdf", "2.pdf", "3.pdf"]
+    assert known is not None and all(job.id > known.id for job in added)
+    reopened = Journal(journal.path)  # committed, and what add_many returned is what is stored
+    assert [reopened.get(job.id) for job in added] == added
+    assert reopened.counts() == {JobState.QUEUED: 4}
+    reopened.close()
+
+
 def test_a_file_already_moved_away_is_not_a_new_job(journal: Journal, tmp_path: Path) -> None:
     """The watcher looked at the file; a job archived it before the watcher's job was added."""
     job = journal.add(new_job(tmp_path))

@@ -12,7 +12,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
@@ -24,7 +24,7 @@ from watcher.api import DOWNLOAD_TEMP_PREFIX, PdfOcrClient, new_token, remote_na
 from watcher.config import Config, InboxRule, check_runnable, load_config
 from watcher.errors import AccountError, ConfigError, CreditError
 from watcher.filing import STAGING_PREFIX
-from watcher.inbox import InboxWatcher
+from watcher.inbox import InboxWatcher, ReadyFile
 from watcher.jobs import ACTIVE_STATES, Job, JobState, Rule, SourceKind
 from watcher.journal import (
     META_HOLD,
@@ -224,41 +224,55 @@ class Daemon:
 
     # -- arrivals --------------------------------------------------------------------------
 
-    def enqueue(self, path: Path, rule: InboxRule) -> Job | None:
-        """Journals a complete file as a job (before anything is sent) and wakes a worker.
+    def enqueue(self, files: Sequence[ReadyFile]) -> list[Path]:
+        """Journals complete files as jobs (before anything is sent), together in one commit,
+        and wakes the workers. Returns the files that could not be read, for the watcher to
+        offer again at its next rescan.
 
-        Raises when the journal cannot be written: the watcher then offers the file again
-        at its next rescan, and nothing is sent for a job that is not recorded."""
-        try:
-            stat = path.stat()
-            content_hash = file_hash(path)
-        except FileNotFoundError:
-            log.debug("%s went away before it was journaled", path.name)
-            return None
-        shortcut = is_shortcut(path)
-        sent_name = f"{path.stem}.pdf" if shortcut else path.name
-        job = self.journal.add(
-            NewJob(
-                source=path,
-                inbox=rule.path,
-                kind=SourceKind.URL if shortcut else SourceKind.FILE,
-                url=None,
-                content_hash=content_hash,
-                size=stat.st_size,
-                mtime_ns=stat.st_mtime_ns,
-                rule=self.job_rule(rule),
-                remote_name=remote_name(sent_name, new_token()),
-            )
-        )
-        if job is not None:
-            log.info("%s: queued (job %d)", path.name, job.id)
+        Raises when the journal cannot be written: the watcher then offers the files again,
+        and nothing is sent for a job that is not recorded."""
+        new_jobs: list[NewJob] = []
+        unread: list[Path] = []
+        for path, rule in files:
+            try:
+                new_jobs.append(self._new_job(path, rule))
+            except FileNotFoundError:
+                log.debug("%s went away before it was journaled", path.name)
+            except OSError as exc:
+                log.error(
+                    "%s cannot be read (%s); it is tried again at the next rescan",
+                    path.name,
+                    exc.strerror or exc,
+                )
+                unread.append(path)
+        jobs = self.journal.add_many(new_jobs)
+        for job in jobs:
+            log.info("%s: queued (job %d)", job.display_name, job.id)
+        if jobs:
             with self._lock:
                 if self._batch_done >= self._batch_total:
                     self._batch_total = self._batch_done = self._batch_failed = 0
-                self._batch_total += 1
+                self._batch_total += len(jobs)
             self.pool.wake()
             self._notify()
-        return job
+        return unread
+
+    def _new_job(self, path: Path, rule: InboxRule) -> NewJob:
+        stat = path.stat()
+        content_hash = file_hash(path)
+        shortcut = is_shortcut(path)
+        sent_name = f"{path.stem}.pdf" if shortcut else path.name
+        return NewJob(
+            source=path,
+            inbox=rule.path,
+            kind=SourceKind.URL if shortcut else SourceKind.FILE,
+            url=None,
+            content_hash=content_hash,
+            size=stat.st_size,
+            mtime_ns=stat.st_mtime_ns,
+            rule=self.job_rule(rule),
+            remote_name=remote_name(sent_name, new_token()),
+        )
 
     def job_rule(self, rule: InboxRule) -> Rule:
         return Rule(

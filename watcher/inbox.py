@@ -3,7 +3,8 @@
 Scanners reopen a file between pages, FTP and NAS uploads create it empty and fill it later,
 browsers download under a temporary name: a file is only handed on once its size and time
 have stood still for `settle_seconds` and it looks whole. Events only nominate candidates;
-one settle thread decides, so a flood of events costs a dictionary lookup each.
+one settle thread decides, so a flood of events costs a dictionary lookup each. Files that
+settle together are handed on together, so a scanner's burst is journaled in a few commits.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +72,12 @@ _WANTED_EVENTS = [
 ]
 _ARRIVALS = frozenset({"created", "modified", "closed", "moved"})  # watchdog event types
 _MIN_PAUSE = 0.2  # between looks at a changing file, even with settle_seconds = 0
+HAND_ON_BATCH = 64  # files handed on at once: one journal commit, and the first not kept long
+
+ReadyFile = tuple[Path, InboxRule]
+# Takes complete files and returns those it could not take yet (offered again at the next
+# rescan); raises when it could take none of them.
+OnReady = Callable[[Sequence[ReadyFile]], Collection[Path]]
 
 
 @dataclass(frozen=True)
@@ -246,9 +253,9 @@ class _Events(FileSystemEventHandler):
 
 
 class InboxWatcher:
-    """Watches every inbox and calls `on_ready(path, rule)` once per complete file."""
+    """Watches every inbox and hands each complete file to `on_ready` once."""
 
-    def __init__(self, config: Config, on_ready: Callable[[Path, InboxRule], None]):
+    def __init__(self, config: Config, on_ready: OnReady):
         self._config = config
         self._on_ready = on_ready
         self._cond = threading.Condition()  # guards everything below up to _watch_lock
@@ -455,18 +462,42 @@ class InboxWatcher:
                     self.rescan()
                 except Exception:
                     log.exception("the periodic rescan of the inboxes failed")
+            ready: list[ReadyFile] = []
             for path, candidate in batch:
                 if self._stopping:
                     return
                 try:
-                    self._settle(path, candidate)
-                except WatcherError as exc:  # the daemon's words, for the user
-                    log.error("%s: %s", path.name, exc)
+                    settled = self._settle(path, candidate)
                 except Exception:  # one bad file never stops the others
-                    log.exception("could not check or hand on %s", path.name)
+                    log.exception("could not check %s", path.name)
+                    continue
+                if settled is not None:
+                    ready.append(settled)
+                if len(ready) >= HAND_ON_BATCH:
+                    self._hand_on(ready)
+                    ready = []
+            if ready:
+                self._hand_on(ready)
 
-    def _settle(self, path: Path, candidate: _Candidate) -> None:
-        """Look again at one due candidate: hand it on if complete, else plan the next look."""
+    def _hand_on(self, files: list[ReadyFile]) -> None:
+        """Outside the lock: the daemon takes its time. Files it did not take are offered
+        again at the next rescan."""
+        try:
+            not_taken = set(self._on_ready(files))
+        except WatcherError as exc:  # the daemon's words, for the user
+            log.error("%d file(s) not taken yet: %s", len(files), exc)
+            not_taken = {path for path, _ in files}
+        except Exception:
+            log.exception("could not hand on %d file(s)", len(files))
+            not_taken = {path for path, _ in files}
+        if not_taken:
+            with self._cond:
+                for path in not_taken:
+                    self._handed.pop(path, None)
+
+    def _settle(self, path: Path, candidate: _Candidate) -> ReadyFile | None:
+        """Look again at one due candidate: return it if it is complete and still wanted,
+        else plan the next look."""
         settle = self._config.watch.settle_seconds
         now = time.monotonic()
         state = _state(path)
@@ -482,20 +513,15 @@ class InboxWatcher:
         rule = self._rule_now(path, candidate) if settled else None
         with self._cond:
             if self._pending.get(path) is not candidate:
-                return  # deleted or moved away meanwhile
+                return None  # deleted or moved away meanwhile
             if state is not None and not settled:
                 self._schedule(path, candidate, max(candidate.since + settle, now + _MIN_PAUSE))
-                return
+                return None
             del self._pending[path]
             if rule is None:
-                return  # gone, or no longer wanted under the current rules
+                return None  # gone, or no longer wanted under the current rules
             self._handed[path] = state
-        try:
-            self._on_ready(path, rule)  # outside the lock: it may take its time
-        except Exception:
-            with self._cond:  # not taken on: the next rescan offers it again
-                self._handed.pop(path, None)
-            raise
+        return path, rule
 
     def _rule_now(self, path: Path, candidate: _Candidate) -> InboxRule | None:
         """The rule a settled file goes by: the one that took it, unless the rules changed

@@ -12,7 +12,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -188,68 +188,29 @@ class Journal:
             db.execute("COMMIT")
 
     def add(self, new: NewJob) -> Job | None:
-        """Records a job, unless a job still owns this very file (same place, bytes and time):
-        events, rescans and restarts all see the same file again. Once a job has moved its
-        original away, the same file dropped in again is a new request."""
+        """Records one job (see `add_many`); None when the file is already known or gone."""
+        added = self.add_many([new])
+        return added[0] if added else None
+
+    def add_many(self, new_jobs: Sequence[NewJob]) -> list[Job]:
+        """Records jobs, together in one commit, except for a file a job still owns (same
+        place, bytes and time): events, rescans and restarts all see the same file again.
+        Once a job has moved its original away, the same file dropped in again is a new
+        request. Returns the jobs recorded."""
+        if not new_jobs:
+            return []
         now = time.time()
-        rule = new.rule
-        values = {
-            "source": str(new.source),
-            "inbox": str(new.inbox) if new.inbox else None,
-            "kind": new.kind.value,
-            "url": new.url,
-            "content_hash": new.content_hash,
-            "size": new.size,
-            "mtime_ns": new.mtime_ns,
-            "outformat": rule.outformat,
-            "lang": rule.lang,
-            "ocr": int(rule.ocr),
-            "outbox": str(rule.outbox),
-            "archive": str(rule.archive),
-            "failed": str(rule.failed),
-            "after_success": rule.after_success,
-            "state": JobState.QUEUED.value,
-            "remote_name": new.remote_name,
-            "created_at": now,
-            "updated_at": now,
-        }
-        with self._writing() as db:
-            # A job moves its original away before it records where it went, so a file found
-            # here, under the lock, is still owned by any job that has not recorded that.
-            if not new.source.is_file():
-                return None
-            cursor = db.execute(
-                f"INSERT INTO jobs ({', '.join(values)}) "
-                f"SELECT {', '.join('?' * len(values))} WHERE NOT EXISTS ("
-                "  SELECT 1 FROM jobs WHERE source = ? AND size = ? AND mtime_ns = ? "
-                "  AND content_hash = ? AND original_at IS NULL AND state != ?)",
-                (
-                    *values.values(),
-                    values["source"],
-                    new.size,
-                    new.mtime_ns,
-                    new.content_hash,
-                    JobState.DROPPED.value,
-                ),
-            )
-            if cursor.rowcount != 1:
-                return None
-            job_id = cursor.lastrowid
-        return Job(
-            id=job_id,
-            source=new.source,
-            inbox=new.inbox,
-            kind=new.kind,
-            url=new.url,
-            content_hash=new.content_hash,
-            size=new.size,
-            mtime_ns=new.mtime_ns,
-            rule=rule,
-            state=JobState.QUEUED,
-            remote_name=new.remote_name,
-            created_at=now,
-            updated_at=now,
-        )
+        added: list[Job] = []
+        with self._transaction() if len(new_jobs) > 1 else self._writing() as db:
+            for new in new_jobs:
+                # A job moves its original away before it records where it went, so a file
+                # found here, under the lock, is still owned by a job that has not said so.
+                if not new.source.is_file():
+                    continue
+                cursor = db.execute(_INSERT_NEW, (*_new_row(new, now), *_ownership(new)))
+                if cursor.rowcount == 1:
+                    added.append(_new_job(new, cursor.lastrowid, now))
+        return added
 
     def get(self, job_id: int) -> Job | None:
         with self._lock:
@@ -456,6 +417,64 @@ class Journal:
 
     def get_meta(self, key: str) -> str | None:
         return self._meta.get(key)
+
+
+_NEW_COLUMNS = (
+    "source, inbox, kind, url, content_hash, size, mtime_ns, outformat, lang, ocr, outbox, "
+    "archive, failed, after_success, state, remote_name, created_at, updated_at"
+)
+_INSERT_NEW = (
+    f"INSERT INTO jobs ({_NEW_COLUMNS}) SELECT {', '.join('?' * 18)} WHERE NOT EXISTS ("
+    "SELECT 1 FROM jobs WHERE source = ? AND size = ? AND mtime_ns = ? AND content_hash = ? "
+    "AND original_at IS NULL AND state != ?)"
+)
+
+
+def _new_row(new: NewJob, now: float) -> tuple[Any, ...]:
+    rule = new.rule
+    return (
+        str(new.source),
+        str(new.inbox) if new.inbox else None,
+        new.kind.value,
+        new.url,
+        new.content_hash,
+        new.size,
+        new.mtime_ns,
+        rule.outformat,
+        rule.lang,
+        int(rule.ocr),
+        str(rule.outbox),
+        str(rule.archive),
+        str(rule.failed),
+        rule.after_success,
+        JobState.QUEUED.value,
+        new.remote_name,
+        now,
+        now,
+    )
+
+
+def _ownership(new: NewJob) -> tuple[Any, ...]:
+    """What makes a job the owner of this very file, for the NOT EXISTS above."""
+    return (str(new.source), new.size, new.mtime_ns, new.content_hash, JobState.DROPPED.value)
+
+
+def _new_job(new: NewJob, job_id: int, now: float) -> Job:
+    return Job(
+        id=job_id,
+        source=new.source,
+        inbox=new.inbox,
+        kind=new.kind,
+        url=new.url,
+        content_hash=new.content_hash,
+        size=new.size,
+        mtime_ns=new.mtime_ns,
+        rule=new.rule,
+        state=JobState.QUEUED,
+        remote_name=new.remote_name,
+        created_at=now,
+        updated_at=now,
+    )
 
 
 def _to_column(value: Any) -> Any:
