@@ -147,7 +147,10 @@ class Config:
 
     def inbox_for(self, file: Path) -> InboxRule | None:
         """The rule whose folder holds this file (at any depth when watching recursively)."""
-        folder = file.parent.expanduser().resolve()
+        return self.inbox_holding(file.parent.expanduser().resolve())
+
+    def inbox_holding(self, folder: Path) -> InboxRule | None:
+        """The rule of a folder (resolved), or of a folder above it when recursive."""
         for rule in self.inboxes:
             if folder == rule.path or (self.watch.recursive and rule.path in folder.parents):
                 return rule

@@ -42,7 +42,7 @@ from watchdog.observers.polling import PollingObserver
 
 from watcher.config import BUILTIN_IGNORED_FOLDERS, BUILTIN_IGNORES, Config, InboxRule, PollingMode
 from watcher.errors import WatcherError
-from watcher.preflight import pdf_looks_complete
+from watcher.preflight import is_whole_pdf, read_ends
 from watcher.shortcuts import is_shortcut
 
 log = logging.getLogger("watcher.inbox")
@@ -102,15 +102,16 @@ def judge(config: Config, path: Path) -> Verdict:
     `check --explain` and the watcher both ask this, so they can never disagree.
     """
     path = Path(path).expanduser().absolute()
-    rule = config.inbox_for(path)
+    folder = path.parent.resolve()
+    rule = config.inbox_holding(folder)
     if rule is None:
-        outer = next((r for r in config.inboxes if r.path in path.parent.resolve().parents), None)
+        outer = next((r for r in config.inboxes if r.path in folder.parents), None)
         if outer is not None:
             reason = f"is in a subfolder of inbox {outer.path}; set recursive = true in [watch]"
             return Verdict(False, f"{path.name} {reason}", outer)
         watched = ", ".join(str(r.path) for r in config.inboxes) or "none are configured"
         return Verdict(False, f"{path.name} is not in any inbox (inboxes: {watched})", None)
-    refusal = _refusal(config, rule, path)
+    refusal = _refusal(config, rule, path, folder)
     if refusal is not None:
         return Verdict(False, f"{path.name} {refusal}", rule)
     kind = " as an internet shortcut" if is_shortcut(path) else ""
@@ -118,9 +119,10 @@ def judge(config: Config, path: Path) -> Verdict:
     return Verdict(True, reason, rule)
 
 
-def _refusal(config: Config, rule: InboxRule, path: Path) -> str | None:
-    """What keeps a file of this inbox out (to follow its name), or None when nothing does."""
-    within = path.parent.resolve().relative_to(rule.path).parts
+def _refusal(config: Config, rule: InboxRule, path: Path, folder: Path) -> str | None:
+    """What keeps a file of this inbox out (to follow its name), or None when nothing does.
+    `folder` is the file's folder, resolved."""
+    within = folder.relative_to(rule.path).parts
     ignored = next((p for p in within if p.casefold() in _IGNORED_FOLDERS), None)
     if ignored is not None:
         return f"is inside the ignored folder {ignored!r} (NAS, sync-tool or system litter)"
@@ -202,14 +204,13 @@ def _looks_complete(path: Path) -> bool:
     On Windows a file that is not read-only is also opened for writing, which fails (a sharing
     violation) while another process still has it open to write.
     """
-    try:
-        if os.name == "nt" and os.access(path, os.W_OK):
+    if os.name == "nt" and os.access(path, os.W_OK):
+        try:
             open(path, "r+b").close()  # opening is the whole test
-        with open(path, "rb") as handle:
-            head = handle.read(4)
-    except OSError:
-        return False
-    return head != b"%PDF" or pdf_looks_complete(path)
+        except OSError:
+            return False
+    ends = read_ends(path)
+    return ends is not None and (not ends[0].startswith(b"%PDF") or is_whole_pdf(*ends))
 
 
 @dataclass

@@ -248,7 +248,10 @@ class Journal:
             )
             if updated.rowcount != 1:
                 raise RuntimeError(f"job {job.id} changed under us (expected {job.state.value})")
-            db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", meta.items())
+            if meta:
+                db.executemany(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", meta.items()
+                )
         self._meta.update(meta)
         if target is not job.state and self._crash_after == target.value:
             os._exit(137)

@@ -7,11 +7,13 @@ not their names: a JPEG called `.pdf` is an image, an HTML page called `.pdf` is
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image, UnidentifiedImageError
 from pypdf import PdfReader
@@ -26,6 +28,7 @@ PDF_MAGIC = b"%PDF-"
 PDF_END_MARKER = b"%%EOF"
 # Writers append whitespace, a linearisation trailer or incremental-update junk after %%EOF.
 EOF_SEARCH_BYTES = 2048
+IN_MEMORY_PDF_BYTES = 2 * 1024 * 1024  # PDFs up to this size are parsed from memory
 
 
 class FileKind(Enum):
@@ -41,31 +44,52 @@ class FileFacts:
     image_format: str = ""  # "jpeg", "png"… for images
 
 
+def read_ends(path: Path) -> tuple[bytes, bytes] | None:
+    """The first bytes and the last EOF_SEARCH_BYTES of a file, or None if it cannot be read."""
+    try:
+        with path.open("rb") as handle:
+            return _ends(handle)
+    except OSError:
+        return None
+
+
+def _ends(handle: BinaryIO) -> tuple[bytes, bytes]:
+    handle.seek(0)
+    head = handle.read(16)
+    size = handle.seek(0, os.SEEK_END)
+    handle.seek(max(0, size - EOF_SEARCH_BYTES))
+    return head, handle.read()
+
+
 def pdf_looks_complete(path: Path) -> bool:
     """A cheap completeness test for a file that may still be being written.
 
     Scanners and sync clients create the file first and fill it later; a PDF is only worth
     submitting once it starts with its magic and ends with its end marker.
     """
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(len(PDF_MAGIC))
-            handle.seek(0, os.SEEK_END)
-            size = handle.tell()
-            handle.seek(max(0, size - EOF_SEARCH_BYTES))
-            tail = handle.read()
-    except OSError:
-        return False
-    return head == PDF_MAGIC and PDF_END_MARKER in tail
+    ends = read_ends(path)
+    return ends is not None and is_whole_pdf(*ends)
+
+
+def is_whole_pdf(head: bytes, tail: bytes) -> bool:
+    return head.startswith(PDF_MAGIC) and PDF_END_MARKER in tail
 
 
 def inspect_file(path: Path, *, outformat: str | None = None) -> FileFacts:
     """What the file is and how many pages it will cost, or FileRejected saying what to do."""
     name = path.name
     try:
-        size = path.stat().st_size
-        with path.open("rb") as handle:
-            head = handle.read(16)
+        with path.open("rb") as handle:  # opened once: checks, then pages, from one handle
+            head, tail = _ends(handle)
+            size = handle.tell()
+            if head.startswith(PDF_MAGIC):
+                if not is_whole_pdf(head, tail):
+                    raise FileRejected(
+                        f"{name} is an incomplete PDF: its end is missing, as when a copy or "
+                        "download was cut short. Copy or download it again, then drop the "
+                        "complete file in."
+                    )
+                return FileFacts(FileKind.PDF, _pdf_pages(handle, size, name), size)
     except OSError as exc:
         raise FileRejected(f"{name} could not be read ({exc.strerror}).") from None
     if size == 0:
@@ -73,13 +97,6 @@ def inspect_file(path: Path, *, outformat: str | None = None) -> FileFacts:
             f"{name} is empty (0 bytes). Check that the scan or download finished, "
             "then drop the complete file in again."
         )
-    if head.startswith(PDF_MAGIC):
-        if not pdf_looks_complete(path):
-            raise FileRejected(
-                f"{name} is an incomplete PDF: its end is missing, as when a copy or download "
-                "was cut short. Copy or download it again, then drop the complete file in."
-            )
-        return FileFacts(FileKind.PDF, _pdf_pages(path), size)
     image = _image_facts(path)
     if image is None:
         raise FileRejected(
@@ -96,12 +113,13 @@ def inspect_file(path: Path, *, outformat: str | None = None) -> FileFacts:
     return FileFacts(FileKind.IMAGE, pages, size, image_format)
 
 
-def _pdf_pages(path: Path) -> int:
-    name = path.name
+def _pdf_pages(handle: BinaryIO, size: int, name: str) -> int:
+    """Pages of an open PDF. A small one is parsed from memory (pypdf seeks dozens of times,
+    each a system call); a big one from the file, so that it is never read whole."""
     try:
-        with path.open("rb") as handle:  # a path would make pypdf read the whole file first
-            reader = PdfReader(handle, strict=False)
-            return _unlocked_pages(reader, name)
+        handle.seek(0)
+        source = io.BytesIO(handle.read()) if size <= IN_MEMORY_PDF_BYTES else handle
+        return _unlocked_pages(PdfReader(source, strict=False), name)
     except FileRejected:
         raise
     except (PdfReadError, ValueError, KeyError, TypeError, OSError, RecursionError) as exc:

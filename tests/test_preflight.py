@@ -1,0 +1,54 @@
+"""Local checks before anything is paid for: pages counted, broken files refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from watcher import preflight
+from watcher.errors import FileRejected
+from watcher.preflight import FileKind, inspect_file, pdf_looks_complete
+from watcher.samplepdf import make_pdf
+
+PAGES = ["one", "two", "three"]
+
+
+@pytest.mark.parametrize("in_memory_up_to", [0, 10 * 1024 * 1024])
+def test_pages_are_counted_from_memory_or_from_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_memory_up_to: int
+) -> None:
+    """Small PDFs are parsed from memory, big ones from the file: same answer either way."""
+    monkeypatch.setattr(preflight, "IN_MEMORY_PDF_BYTES", in_memory_up_to)
+    path = tmp_path / "scan.pdf"
+    path.write_bytes(make_pdf(PAGES))
+    facts = inspect_file(path, outformat="docx")
+    assert (facts.kind, facts.pages, facts.size) == (FileKind.PDF, 3, path.stat().st_size)
+
+
+@pytest.mark.parametrize("in_memory_up_to", [0, 10 * 1024 * 1024])
+def test_a_pdf_cut_short_is_refused_before_upload(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_memory_up_to: int
+) -> None:
+    monkeypatch.setattr(preflight, "IN_MEMORY_PDF_BYTES", in_memory_up_to)
+    whole = make_pdf(PAGES)
+    path = tmp_path / "cut.pdf"
+    path.write_bytes(whole[: len(whole) // 2])
+    assert not pdf_looks_complete(path)
+    with pytest.raises(FileRejected, match="incomplete PDF"):
+        inspect_file(path)
+    damaged = tmp_path / "damaged.pdf"  # its end is there, its insides are not
+    damaged.write_bytes(whole[:20] + b"\0" * 200 + whole[-40:])
+    assert pdf_looks_complete(damaged)
+    with pytest.raises(FileRejected, match="damaged or incomplete PDF"):
+        inspect_file(damaged)
+
+
+def test_empty_and_unreadable_files_are_refused_in_words(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.pdf"
+    empty.write_bytes(b"")
+    with pytest.raises(FileRejected, match="is empty"):
+        inspect_file(empty)
+    with pytest.raises(FileRejected, match="could not be read"):
+        inspect_file(tmp_path / "missing.pdf")
+    assert not pdf_looks_complete(tmp_path / "missing.pdf")
