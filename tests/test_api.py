@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import http.server
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 from hypothesis import given
@@ -249,3 +252,46 @@ def test_any_reply_body_is_classified_without_crashing(body: bytes, status: int)
     reply = parse_reply(status, body)
     if reply.retcode is not None and not reply.succeeded:
         assert isinstance(failure_from(reply), Exception)
+
+
+class _RecordingProxy(http.server.BaseHTTPRequestHandler):
+    """A forward proxy that notes what it is asked for and answers 502 (the test needs only
+    to know whether a request went through it)."""
+
+    seen: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        self.seen.append(self.path)
+        body = b"<html>proxy says no</html>"
+        self.send_response(502)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_proxies_from_the_environment_are_used_except_for_no_proxy_hosts(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The environment is read once per client, but still obeyed: a proxy for everything
+    but the hosts NO_PROXY exempts (a TLS-inspecting office network needs this)."""
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RecordingProxy)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.server_address[1]}")
+        _RecordingProxy.seen = []
+        assert client_for(sandbox).poll(job()) is None  # the proxy's 502 page: "not ready"
+        assert len(_RecordingProxy.seen) == 1
+        assert _RecordingProxy.seen[0].startswith(sandbox.url)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        with pytest.raises(UnknownRemoteName):  # the sandbox itself answered
+            client_for(sandbox).poll(job())
+        assert len(_RecordingProxy.seen) == 1
+    finally:
+        proxy.shutdown()
+        proxy.server_close()

@@ -250,7 +250,11 @@ class PdfOcrClient:
         self._session = session or requests.Session()
         self._session.headers["User-Agent"] = f"pdfocr-watcher/{__version__}"
         self._max_result_bytes = settings.max_result_mb * 1024 * 1024
-        self._session.verify = settings.verify_tls
+        # The environment's proxy and certificate settings are read once, here: requests
+        # would otherwise scan the whole environment (twice) for every request it makes.
+        self._session.trust_env = False
+        self._session.verify = settings.verify_tls and (_ca_bundle_from_environment() or True)
+        self._proxies: dict[tuple[str, str], dict[str, str]] = {}
         if not settings.verify_tls:
             log.warning(
                 "TLS CERTIFICATE CHECKS ARE OFF ([api] verify_tls = false): anyone on the way "
@@ -274,6 +278,19 @@ class PdfOcrClient:
 
     def close(self) -> None:
         self._session.close()
+
+    def _request(self, method: str, url: str, **options: Any) -> requests.Response:
+        return self._session.request(method, url, proxies=self._proxies_for(url), **options)
+
+    def _proxies_for(self, url: str) -> dict[str, str]:
+        """The proxies the environment names for this URL's host (none when NO_PROXY
+        exempts it), worked out once per host."""
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc)
+        proxies = self._proxies.get(key)
+        if proxies is None:
+            proxies = self._proxies[key] = requests.utils.get_environ_proxies(url)
+        return proxies
 
     def _fields(self, job: RemoteJob) -> dict[str, str]:
         return {
@@ -306,7 +323,8 @@ class PdfOcrClient:
                 (lambda m: on_progress(m.bytes_read, m.len)) if on_progress else None,
             )
             try:
-                response = self._session.post(
+                response = self._request(
+                    "POST",
                     self._settings.endpoint,
                     data=monitor,
                     headers={"Content-Type": monitor.content_type},
@@ -320,7 +338,8 @@ class PdfOcrClient:
     def submit_url(self, url: str, job: RemoteJob) -> ConversionResult:
         """Asks the service to fetch `url` itself (GET); same outcomes as `upload`."""
         try:
-            response = self._session.get(
+            response = self._request(
+                "GET",
                 self._settings.endpoint,
                 params={**self._fields(job), "url": url},
                 timeout=(CONNECT_TIMEOUT, self._settings.request_timeout),
@@ -336,7 +355,8 @@ class PdfOcrClient:
         a 524 page, an in-progress reply, a page from the CDN.
         """
         try:
-            response = self._session.get(
+            response = self._request(
+                "GET",
                 self._settings.endpoint,
                 params={
                     "apikey": self._settings.key,
@@ -427,7 +447,8 @@ class PdfOcrClient:
                     f"({_describe_link(url)}); it was not followed"
                 )
             try:
-                response = self._session.get(
+                response = self._request(
+                    "GET",
                     url,
                     stream=True,
                     allow_redirects=False,
@@ -468,6 +489,11 @@ class PdfOcrClient:
         if expected is not None and written != expected:
             raise BadDownload(f"the download was cut: {written:,} of {expected:,} bytes arrived")
         return written
+
+
+def _ca_bundle_from_environment() -> str | None:
+    """The certificate bundle a TLS-inspecting network asks for, as requests would read it."""
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
 
 
 def _rate_limited(response: requests.Response) -> TransientError:
