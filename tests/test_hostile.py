@@ -275,3 +275,48 @@ def test_pages_instead_of_json_are_classified(service, pdf, status, body, expect
     service.on_api = page
     with pytest.raises(expected):
         client_for(service).upload(pdf, JOB)
+
+
+def test_a_staged_result_removed_by_hand_fails_the_job_with_a_way_back(
+    service, tmp_path: Path
+) -> None:
+    """Someone (a cleaner, a sync tool) deletes our hidden result before it is filed: the
+    job fails in words that say the conversion is paid and how to fetch it again, instead of
+    retrying forever or pointing at a file that is not its result."""
+    asked: list[str] = []
+    service.on_api = service.on_other = lambda request: asked.append(request.path)
+    inbox, outbox, failed = tmp_path / "inbox", tmp_path / "outbox", tmp_path / "failed"
+    source = samplepdf.write_pdf(inbox / "Invoice.pdf", ["x"])
+    outbox.mkdir()
+    (outbox / "Invoice.txt").write_text("somebody else's file, under the name we would use")
+    journal = Journal(tmp_path / "journal.sqlite3")
+    runner = JobRunner(journal, client_for(service), Timing(0.1, 5))
+    rule = Rule("txt", "English", True, outbox, tmp_path / "archive", failed, "archive")
+    stat = source.stat()
+    job = journal.add(
+        NewJob(
+            source,
+            inbox,
+            SourceKind.FILE,
+            None,
+            "h",
+            stat.st_size,
+            stat.st_mtime_ns,
+            rule,
+            "Invoice-abc.pdf",
+        )
+    )
+    assert job is not None
+    job = journal.move(job, JobState.UPLOADING, sent_at=time.time(), pages=1)
+    job = journal.move(job, JobState.DOWNLOADING, link="https://example.invalid/r")
+    job = journal.move(
+        job, JobState.FILING, staged=outbox / ".pdfocr-job1.txt", output=outbox / "Invoice.txt"
+    )
+    job = runner.advance(job)
+    assert job.state is JobState.FAILED
+    assert "removed from the outbox before it was filed" in (job.error or "")
+    reason = (failed / "Invoice.pdf.error.txt").read_text()
+    assert "pdfocr-watcher retry --failed" in reason and "paid" in reason
+    assert (outbox / "Invoice.txt").read_text().startswith("somebody else's")
+    assert asked == []  # nothing was asked of the service
+    journal.close()

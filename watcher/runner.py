@@ -312,12 +312,21 @@ class JobRunner:
         )
 
     def _file(self, job: Job) -> Job:
+        if job.staged is None or not job.staged.exists():
+            # Only a hand in the outbox removes it before the job is done: fetch it again.
+            return self._fail(
+                job,
+                "the downloaded result was removed from the outbox before it was filed",
+                advice="The conversion is paid. Run `pdfocr-watcher retry --failed`: it asks "
+                "the service for the result again without uploading.",
+            )
         try:
-            job = self._place_result(job)
+            job = self._place_result(job, job.staged)
             original_at = self._put_original_away(job)
         except OSError as exc:
             return self._disk_trouble(job, job.rule.outbox, exc)
         job = self._journal.move(job, JobState.DONE, original_at=original_at, error=None)
+        remove_quietly(job.staged)  # a leftover after a crash here is cleared at start-up
         if job.pages:
             log.info(
                 "%s: done → %s (%d page(s), sent as %s)",
@@ -330,16 +339,12 @@ class JobRunner:
             log.info("%s: done → %s", job.display_name, job.output)
         return job
 
-    def _place_result(self, job: Job) -> Job:
-        """Gives the staged result its final name. Idempotent: after a crash it finishes
-        whatever part was done (the chosen name is journaled before it is claimed)."""
-        staged = job.staged
-        if staged is None or not staged.exists():
-            if job.output and job.output.exists():
-                return job
-            raise FileNotFoundError(f"the staged result of job {job.id} is missing")
+    def _place_result(self, job: Job, staged: Path) -> Job:
+        """Gives the staged result its final name, as a second name of the same file; the
+        staged name goes only once the job is done. Idempotent: the chosen name is
+        journaled before it is claimed, so after a crash a name that is already the staged
+        file is recognised as ours."""
         if job.output and job.output.exists() and job.output.samefile(staged):
-            staged.unlink()
             return job
         for candidate in candidate_names(
             job.rule.outbox, result_name(job.source.name, job.rule.outformat)
@@ -352,7 +357,6 @@ class JobRunner:
                 link_without_overwrite(staged, candidate)
             except FileExistsError:
                 continue
-            staged.unlink()
             return job
         raise FileExistsError(f"no free name for the result in {job.rule.outbox}")
 
