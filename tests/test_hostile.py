@@ -101,6 +101,13 @@ def service() -> Iterator[ScriptedService]:
     scripted.close()
 
 
+def file_job(source: Path, inbox: Path | None, rule: Rule, remote_name: str) -> NewJob:
+    stat = source.stat()
+    return NewJob(
+        source, inbox, SourceKind.FILE, None, "h", stat.st_size, stat.st_mtime_ns, rule, remote_name
+    )
+
+
 def client_for(service: ScriptedService, **api: object) -> PdfOcrClient:
     settings = parse_config("", None, env={}).api
     return PdfOcrClient(
@@ -230,20 +237,7 @@ def test_a_hostile_reply_never_writes_outside_the_folders(service, tmp_path) -> 
         journal = Journal(":memory:")
         runner = JobRunner(journal, client_for(service), Timing(0.1, 5), file_originals=False)
         rule = Rule("txt", "English", True, outbox, outbox, outbox, "keep")
-        stat = source.stat()
-        job = journal.add(
-            NewJob(
-                source,
-                None,
-                SourceKind.FILE,
-                None,
-                "h",
-                stat.st_size,
-                stat.st_mtime_ns,
-                rule,
-                "Report-abc.pdf",
-            )
-        )
+        job = journal.add(file_job(source, None, rule, "Report-abc.pdf"))
         assert job is not None
         job = runner.advance(job)
         assert job.state is JobState.DONE
@@ -292,20 +286,7 @@ def test_a_staged_result_removed_by_hand_fails_the_job_with_a_way_back(
     journal = Journal(tmp_path / "journal.sqlite3")
     runner = JobRunner(journal, client_for(service), Timing(0.1, 5))
     rule = Rule("txt", "English", True, outbox, tmp_path / "archive", failed, "archive")
-    stat = source.stat()
-    job = journal.add(
-        NewJob(
-            source,
-            inbox,
-            SourceKind.FILE,
-            None,
-            "h",
-            stat.st_size,
-            stat.st_mtime_ns,
-            rule,
-            "Invoice-abc.pdf",
-        )
-    )
+    job = journal.add(file_job(source, inbox, rule, "Invoice-abc.pdf"))
     assert job is not None
     job = journal.move(job, JobState.UPLOADING, sent_at=time.time(), pages=1)
     job = journal.move(job, JobState.DOWNLOADING, link="https://example.invalid/r")
