@@ -72,6 +72,24 @@ def test_status_shows_pages_per_day_and_inbox_with_estimated_spend(
     assert report["available_pages"] == 996
 
 
+def test_the_tray_lists_the_latest_results_newest_first_across_restarts(
+    sandbox: Sandbox, tmp_path: Path, make_daemon
+) -> None:
+    rules = write_rules(tmp_path, sandbox)
+    daemon = make_daemon(rules)
+    inbox = tmp_path / "inbox" / "to-text"
+    for name in ("first", "second"):
+        samplepdf.write_pdf(inbox / f"{name}.pdf", [name])
+        wait_for(lambda: (tmp_path / "outbox" / f"{name}.txt").exists(), what=name)  # noqa: B023
+    newest_first = [(c.name, c.output.name) for c in daemon.snapshot().recent]
+    assert newest_first == [("second.pdf", "second.txt"), ("first.pdf", "first.txt")]
+    daemon.stop()
+    daemon.close()
+    again = make_daemon(rules)  # a new process reads them back from the journal
+    assert [(c.name, c.output.name) for c in again.snapshot().recent] == newest_first
+    assert again.snapshot().last_conversion_at == again.snapshot().recent[0].finished_at
+
+
 def test_a_pause_keeps_files_queued_until_it_ends(
     sandbox: Sandbox, tmp_path: Path, make_daemon
 ) -> None:

@@ -12,6 +12,7 @@ import logging
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
@@ -49,6 +50,8 @@ HOUSEKEEPING_SECONDS = 30.0
 RULES_QUIET_SECONDS = 0.5
 HASH_CHUNK = 1024 * 1024
 RECENT_LIMIT = 10
+# What the tray counts after every change: never the finished jobs of a long history.
+_SHOWN_STATES = (JobState.QUEUED, JobState.HELD, JobState.FAILED)
 DAY = 24 * 3600.0
 
 
@@ -149,6 +152,9 @@ class Daemon:
         self._batch_done = 0
         self._batch_failed = 0
         self._low_credit_noticed = False
+        # The tray shows the latest results after every change: kept here, newest first, so
+        # that never means sorting a long history in the journal.
+        self._recent: deque[RecentConversion] = deque(maxlen=RECENT_LIMIT)
         self._reload_at: float | None = None
         self._compacted_at = time.monotonic()
         self._rules_observer: Observer | None = None
@@ -184,6 +190,9 @@ class Daemon:
             )
         self._recover()
         self._compact_journal()
+        done = self.journal.jobs(states=(JobState.DONE,), limit=RECENT_LIMIT)
+        with self._lock:
+            self._recent.extend(_recent(job, job.output) for job in done if job.output)
         with self._lock:
             self._batch_total = self._active_count()
         self.pool.start()
@@ -288,16 +297,11 @@ class Daemon:
     # -- what the user sees ----------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:
-        counts = self.journal.counts()
+        counts = self.journal.counts(_SHOWN_STATES)
         pages = self.journal.get_meta(META_PAGES)
         available = int(pages) if pages else None
-        done = self.journal.jobs(states=(JobState.DONE,), limit=RECENT_LIMIT)
-        recent = tuple(
-            RecentConversion(job.display_name, job.output, job.updated_at)
-            for job in done
-            if job.output is not None
-        )
         with self._lock:
+            recent = tuple(self._recent)
             held = self.journal.get_meta(META_HOLD) if self._held_since is not None else None
             held_jobs = counts.get(JobState.HELD, 0)
             if held is None and held_jobs:
@@ -320,7 +324,7 @@ class Daemon:
                 failed=counts.get(JobState.FAILED, 0),
                 available_pages=available,
                 low_credit=available is not None and available < self.config.credits.low_warning,
-                last_conversion_at=done[0].updated_at if done else None,
+                last_conversion_at=recent[0].finished_at if recent else None,
                 recent=recent,
                 inboxes=tuple(rule.path for rule in rules),
                 outboxes=tuple(dict.fromkeys(rule.outbox for rule in rules)),
@@ -359,6 +363,8 @@ class Daemon:
 
     def _job_finished(self, job: Job) -> None:
         with self._lock:
+            if job.state is JobState.DONE and job.output is not None:
+                self._recent.appendleft(_recent(job, job.output))
             self._batch_done += 1
             if job.state is JobState.FAILED:
                 self._batch_failed += 1
@@ -376,8 +382,7 @@ class Daemon:
 
     def _active_count(self) -> int:
         """Jobs still on their way, counted in the journal (not loaded: a burst has many)."""
-        counts = self.journal.counts()
-        return sum(counts.get(state, 0) for state in ACTIVE_STATES)
+        return sum(self.journal.counts(ACTIVE_STATES).values())
 
     def _active_jobs(self) -> list[Job]:
         return self.journal.jobs(states=tuple(ACTIVE_STATES))
@@ -641,6 +646,10 @@ class Daemon:
         for job in self.journal.jobs(states=(JobState.FAILED,)):
             if job.original_at is None:
                 self.runner.file_failed_original(job)
+
+
+def _recent(job: Job, output: Path) -> RecentConversion:
+    return RecentConversion(job.display_name, output, job.updated_at)
 
 
 def _our_temporary_files(folder: Path) -> list[Path]:
