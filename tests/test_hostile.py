@@ -276,7 +276,7 @@ def test_a_staged_result_removed_by_hand_fails_the_job_with_a_way_back(
 ) -> None:
     """Someone (a cleaner, a sync tool) deletes our hidden result before it is filed: the
     job fails in words that say the conversion is paid and how to fetch it again, instead of
-    retrying forever or pointing at a file that is not its result."""
+    retrying forever; a file under the name the result would have had is left alone."""
     asked: list[str] = []
     service.on_api = service.on_other = lambda request: asked.append(request.path)
     inbox, outbox, failed = tmp_path / "inbox", tmp_path / "outbox", tmp_path / "failed"
@@ -290,9 +290,7 @@ def test_a_staged_result_removed_by_hand_fails_the_job_with_a_way_back(
     assert job is not None
     job = journal.move(job, JobState.UPLOADING, sent_at=time.time(), pages=1)
     job = journal.move(job, JobState.DOWNLOADING, link="https://example.invalid/r")
-    job = journal.move(
-        job, JobState.FILING, staged=outbox / ".pdfocr-job1.txt", output=outbox / "Invoice.txt"
-    )
+    job = journal.move(job, JobState.FILING, staged=outbox / ".pdfocr-job1.txt")
     job = runner.advance(job)
     assert job.state is JobState.FAILED
     assert "removed from the outbox before it was filed" in (job.error or "")

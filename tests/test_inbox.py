@@ -333,8 +333,8 @@ def test_missing_inbox_is_watched_after_a_rescan(tmp_path, start_watcher, record
 def test_a_failing_hand_on_does_not_stop_the_watcher(
     tmp_path, start_watcher, recorder, caplog
 ) -> None:
-    """The daemon could not take the files (its journal was full, say): they are offered
-    again at the next rescan, and files arriving later are handed on as usual."""
+    """The daemon could not take a file (a name its journal cannot store, say): it is
+    offered again at the next rescan, and files arriving later are handed on as usual."""
     failures = []
 
     def on_ready(files: Sequence[ReadyFile]) -> list[Path]:
@@ -350,12 +350,33 @@ def test_a_failing_hand_on_does_not_stop_the_watcher(
     while "boom" not in caplog.text and time.monotonic() < deadline:
         time.sleep(0.05)
     assert failures == [["first.pdf"]]
-    assert "could not hand on 1 file(s)" in caplog.text and "boom" in caplog.text
+    assert "could not hand on first.pdf" in caplog.text and "boom" in caplog.text
     (config.inboxes[0].path / "second.pdf").write_bytes(PDF)
     assert recorder.next()[0].name == "second.pdf"
     recorder.assert_quiet(SETTLE * 3)  # not offered again before a rescan
     watcher.rescan()
     assert recorder.next()[0].name == "first.pdf"
+
+
+def test_one_file_the_daemon_chokes_on_does_not_hold_back_its_batch(
+    tmp_path, start_watcher, recorder, caplog
+) -> None:
+    def on_ready(files: Sequence[ReadyFile]) -> list[Path]:
+        if any(path.name == "odd.pdf" for path, _ in files):
+            raise UnicodeEncodeError("utf-8", "odd", 0, 1, "surrogates not allowed")
+        return recorder(files)
+
+    config = make_config(tmp_path, settle=1.0)
+    written = time.time()
+    names = ["a.pdf", "odd.pdf", "b.pdf", "c.pdf"]
+    for name in names:
+        path = config.inboxes[0].path / name
+        path.write_bytes(PDF)
+        os.utime(path, (written, written))  # due together: one batch
+    start_watcher(config, on_ready)
+    taken = {recorder.next()[0].name for _ in range(3)}
+    assert taken == {"a.pdf", "b.pdf", "c.pdf"}
+    assert "could not hand on odd.pdf" in caplog.text
 
 
 def test_files_the_daemon_did_not_take_are_offered_again_at_the_next_rescan(

@@ -119,3 +119,19 @@ def test_compaction_folds_old_jobs_into_daily_totals(journal: Journal, tmp_path:
     assert journal.history_counts() == {JobState.DONE: 4}
     assert journal.spend(since_day="2026-01-01") == [("2026-01-02", str(tmp_path / "in"), 10)]
     assert journal.add(new_job(tmp_path, "4.pdf", "h4")) is None  # the kept file stays known
+
+
+def test_a_write_that_returns_is_committed_even_after_a_failed_commit(
+    journal: Journal, tmp_path: Path
+) -> None:
+    """SQLite may leave a transaction open when a COMMIT fails (a full disk): the next
+    write must not slip into it and look committed while it is not."""
+    job = journal.add(new_job(tmp_path))
+    assert job is not None
+    journal._db.execute("BEGIN")  # what a COMMIT that failed can leave behind
+    journal._db.execute("UPDATE jobs SET error = 'half-written' WHERE id = ?", (job.id,))
+    journal.move(job, JobState.UPLOADING, sent_at=5.0)
+    fresh = Journal(journal.path)  # another connection sees only what is committed
+    seen = fresh.get(job.id)
+    assert seen is not None and seen.state is JobState.UPLOADING and seen.error is None
+    fresh.close()

@@ -485,12 +485,16 @@ class InboxWatcher:
         again at the next rescan."""
         try:
             not_taken = set(self._on_ready(files))
-        except WatcherError as exc:  # the daemon's words, for the user
+        except WatcherError as exc:  # the daemon's words (its journal cannot be written)
             log.error("%d file(s) not taken yet: %s", len(files), exc)
             not_taken = {path for path, _ in files}
         except Exception:
-            log.exception("could not hand on %d file(s)", len(files))
-            not_taken = {path for path, _ in files}
+            if len(files) > 1:  # one odd file must not hold back the others: one at a time
+                for ready in files:
+                    self._hand_on([ready])
+                return
+            log.exception("could not hand on %s", files[0][0].name)
+            not_taken = {files[0][0]}
         if not_taken:
             with self._cond:
                 for path in not_taken:

@@ -165,6 +165,10 @@ class Journal:
         becomes a JournalError the daemon can explain."""
         with self._lock:
             try:
+                if self._db.in_transaction:
+                    # Only a COMMIT that failed (a full disk) leaves one open here; a statement
+                    # run inside it would look committed and be lost with it.
+                    self._db.execute("ROLLBACK")
                 yield self._db
             except sqlite3.OperationalError as exc:
                 raise JournalError(
@@ -182,10 +186,11 @@ class Journal:
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
+                db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
-            db.execute("COMMIT")
 
     def add(self, new: NewJob) -> Job | None:
         """Records one job (see `add_many`); None when the file is already known or gone."""
@@ -241,18 +246,21 @@ class Journal:
         columns = {key: _to_column(value) for key, value in changes.items()}
         columns.update(state=target.value, updated_at=now)
         assignments = ", ".join(f"{key} = ?" for key in columns)
-        with self._transaction() if meta else self._writing() as db:
-            updated = db.execute(
-                f"UPDATE jobs SET {assignments} WHERE id = ? AND state = ?",
-                (*columns.values(), job.id, job.state.value),
-            )
-            if updated.rowcount != 1:
-                raise RuntimeError(f"job {job.id} changed under us (expected {job.state.value})")
-            if meta:
-                db.executemany(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", meta.items()
+        with self._lock:  # the meta copy changes in the order of the commits
+            with self._transaction() if meta else self._writing() as db:
+                updated = db.execute(
+                    f"UPDATE jobs SET {assignments} WHERE id = ? AND state = ?",
+                    (*columns.values(), job.id, job.state.value),
                 )
-        self._meta.update(meta)
+                if updated.rowcount != 1:
+                    raise RuntimeError(
+                        f"job {job.id} changed under us (expected {job.state.value})"
+                    )
+                if meta:
+                    db.executemany(
+                        "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", meta.items()
+                    )
+            self._meta.update(meta)
         if target is not job.state and self._crash_after == target.value:
             os._exit(137)
         return replace(job, state=target, updated_at=now, **changes)
@@ -412,17 +420,15 @@ class Journal:
         return released.rowcount
 
     def set_meta(self, key: str, value: str | None) -> None:
-        if self._meta.get(key) == value:
-            return  # already so: no commit needed
         with self._writing() as db:
+            if self._meta.get(key) == value:
+                return  # already so: no commit needed
             if value is None:
                 db.execute("DELETE FROM meta WHERE key = ?", (key,))
+                self._meta.pop(key, None)
             else:
                 db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
-        if value is None:
-            self._meta.pop(key, None)
-        else:
-            self._meta[key] = value
+                self._meta[key] = value
 
     def get_meta(self, key: str) -> str | None:
         return self._meta.get(key)

@@ -68,6 +68,10 @@ def next_local_midnight(now: float | None = None) -> float:
     return midnight.timestamp()
 
 
+class ResultMissing(Exception):
+    """A FILING job's staged result is gone and nothing was placed: someone removed it."""
+
+
 def backoff(attempts: int, retry_after: float | None = None) -> float:
     """Exponential backoff with jitter, so many daemons behind one router do not retry in step;
     a server's Retry-After, when given, is the floor."""
@@ -226,7 +230,7 @@ class JobRunner:
                     job.display_name,
                     twin.display_name,
                 )
-                return self._to_filing(job, staged, pages=0)
+                return self._journal.move(job, JobState.FILING, staged=staged, pages=0)
         return None
 
     def _resume_interrupted_upload(self, job: Job) -> Job:
@@ -300,33 +304,24 @@ class JobRunner:
             return self._fail(job, exc.message, advice=_SERVICE_ADVICE)
         except OSError as exc:
             return self._disk_trouble(job, job.rule.outbox, exc)
-        return self._to_filing(job, staged)
+        return self._journal.move(job, JobState.FILING, staged=staged)
 
     # -- FILING: result into the outbox, original away -----------------------------------
 
-    def _to_filing(self, job: Job, staged: Path, **changes: object) -> Job:
-        """The move to FILING carries the result's name too, chosen now (the first free one),
-        so that in the usual case filing needs no journal write of its own."""
-        return self._journal.move(
-            job, JobState.FILING, staged=staged, output=_free_name(job), **changes
-        )
-
     def _file(self, job: Job) -> Job:
-        if job.staged is None or not job.staged.exists():
-            # Only a hand in the outbox removes it before the job is done: fetch it again.
+        try:
+            job = self._place_result(job)
+            original_at = self._put_original_away(job)
+        except ResultMissing:
             return self._fail(
                 job,
                 "the downloaded result was removed from the outbox before it was filed",
                 advice="The conversion is paid. Run `pdfocr-watcher retry --failed`: it asks "
-                "the service for the result again without uploading.",
+                "the service for the result again before anything is uploaded.",
             )
-        try:
-            job = self._place_result(job, job.staged)
-            original_at = self._put_original_away(job)
         except OSError as exc:
             return self._disk_trouble(job, job.rule.outbox, exc)
         job = self._journal.move(job, JobState.DONE, original_at=original_at, error=None)
-        remove_quietly(job.staged)  # a leftover after a crash here is cleared at start-up
         if job.pages:
             log.info(
                 "%s: done → %s (%d page(s), sent as %s)",
@@ -339,24 +334,29 @@ class JobRunner:
             log.info("%s: done → %s", job.display_name, job.output)
         return job
 
-    def _place_result(self, job: Job, staged: Path) -> Job:
-        """Gives the staged result its final name, as a second name of the same file; the
-        staged name goes only once the job is done. Idempotent: the chosen name is
-        journaled before it is claimed, so after a crash a name that is already the staged
-        file is recognised as ours."""
+    def _place_result(self, job: Job) -> Job:
+        """Gives the staged result its final name. Idempotent: after a crash it finishes
+        whatever part was done (the chosen name is journaled before it is claimed, and the
+        staged name is removed only once the result has its own)."""
+        staged = job.staged
+        if staged is None or not staged.exists():
+            if job.output and job.output.exists():
+                return job
+            raise ResultMissing(f"the staged result of job {job.id} is missing")
         if job.output and job.output.exists() and job.output.samefile(staged):
+            staged.unlink()
             return job
         for candidate in candidate_names(
             job.rule.outbox, result_name(job.source.name, job.rule.outformat)
         ):
             if candidate.exists():
                 continue
-            if candidate != job.output:
-                job = self._journal.update(job, output=candidate)
+            job = self._journal.update(job, output=candidate)
             try:
                 link_without_overwrite(staged, candidate)
             except FileExistsError:
                 continue
+            staged.unlink()
             return job
         raise FileExistsError(f"no free name for the result in {job.rule.outbox}")
 
@@ -439,12 +439,6 @@ class JobRunner:
 
     def _remote(self, job: Job) -> RemoteJob:
         return RemoteJob(job.remote_name, job.rule.outformat, job.rule.lang, job.rule.ocr)
-
-
-def _free_name(job: Job) -> Path | None:
-    """The first name for the result not taken in the outbox (None if all are)."""
-    names = candidate_names(job.rule.outbox, result_name(job.source.name, job.rule.outformat))
-    return next((name for name in names if not name.exists()), None)
 
 
 def _named_for(name: str, facts: FileFacts) -> str:
