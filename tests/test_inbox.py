@@ -409,7 +409,7 @@ def test_files_settling_together_are_handed_on_together(tmp_path, start_watcher)
         calls.put(len(files))
         return []
 
-    config = make_config(tmp_path, settle=1.0)
+    config = make_config(tmp_path, settle=2.5)  # all are scanned well before they are due
     count = inbox.HAND_ON_BATCH + 36
     written = time.time()
     for number in range(count):
