@@ -193,7 +193,6 @@ class Daemon:
         done = self.journal.jobs(states=(JobState.DONE,), limit=RECENT_LIMIT)
         with self._lock:
             self._recent.extend(_recent(job, job.output) for job in done if job.output)
-        with self._lock:
             self._batch_total = self._active_count()
         self.pool.start()
         self.inbox.start()
@@ -401,7 +400,7 @@ class Daemon:
                 "Credit running low",
                 f"{int(pages):,} pages left on your pdfocr.org account",
             )
-        elif not low and self.journal.count(JobState.HELD):
+        elif not low and self.journal.counts((JobState.HELD,)):
             # More credit than we knew of (bought on the website): files the credit guard
             # held may fit now; the runner judges them again.
             self._release_held(approve=False)

@@ -134,9 +134,7 @@ class Job:
     original_at: str | None = None  # where the original went; None while it is in the inbox
     charged_on: str | None = None  # the local day its pages count against, once possibly sent
     held_until: float | None = None  # a HELD job's automatic release (the next day), if any
-    approved: bool = (
-        False  # the user released it from a hold: spend the pages whatever the guard says
-    )
+    approved: bool = False  # released from a hold by the user: spend its pages, guard or not
 
     @property
     def display_name(self) -> str:

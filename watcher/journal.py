@@ -214,7 +214,7 @@ class Journal:
                     continue
                 cursor = db.execute(_INSERT_NEW, (*_new_row(new, now), *_ownership(new)))
                 if cursor.rowcount == 1:
-                    added.append(_new_job(new, cursor.lastrowid, now))
+                    added.append(_queued_job(new, cursor.lastrowid, now))
         return added
 
     def get(self, job_id: int) -> Job | None:
@@ -330,14 +330,6 @@ class Journal:
         with self._lock:
             rows = self._db.execute(query, params).fetchall()
         return [_job_from_row(row) for row in rows]
-
-    def count(self, state: JobState) -> int:
-        """Jobs in one state, counted in the index (cheap however long the history is)."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT COUNT(*) FROM jobs WHERE state = ?", (state.value,)
-            ).fetchone()
-        return int(row[0])
 
     def counts(self, states: Iterable[JobState] = ()) -> dict[JobState, int]:
         """Jobs per state; only the `states` asked for, when given, so that the daemon's
@@ -474,7 +466,7 @@ def _ownership(new: NewJob) -> tuple[Any, ...]:
     return (str(new.source), new.size, new.mtime_ns, new.content_hash, JobState.DROPPED.value)
 
 
-def _new_job(new: NewJob, job_id: int, now: float) -> Job:
+def _queued_job(new: NewJob, job_id: int, now: float) -> Job:
     return Job(
         id=job_id,
         source=new.source,
