@@ -227,7 +227,14 @@ def test_a_full_outbox_keeps_the_original_and_retries_without_paying_again(
     assert target.exists() and files_in(tmp_path / "archive") == []
     assert all(job.state is not JobState.DONE for job in daemon.journal.jobs())
     filler.unlink()
-    wait_for(lambda: (small_disk / "report.docx").exists(), timeout=40, what="delivered")
+    wait_for(
+        lambda: (
+            all(job.state is JobState.DONE for job in daemon.journal.jobs())
+            and files_in(small_disk) == ["report.docx"]  # the staged copy gone too
+        ),
+        timeout=40,
+        what="delivered",
+    )
     assert len(sandbox.ledger()) == 1
     assert files_in(tmp_path / "archive") == ["report.pdf"]
 

@@ -17,7 +17,7 @@ import pytest
 from watcher import samplepdf
 from watcher.api import PdfOcrClient, RemoteJob
 from watcher.config import parse_config
-from watcher.errors import BadDownload, ConversionCut, FileRejected
+from watcher.errors import AccountError, BadDownload, ConversionCut, FileRejected
 from watcher.jobs import JobState, Rule, SourceKind
 from watcher.journal import Journal, NewJob
 from watcher.runner import JobRunner, Timing
@@ -42,7 +42,7 @@ class ScriptedService:
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                self.rfile.read(length)
+                self.body = self.rfile.read(length)
                 self._dispatch()
 
             def _dispatch(self) -> None:
@@ -299,3 +299,102 @@ def test_a_staged_result_removed_by_hand_fails_the_job_with_a_way_back(
     assert (outbox / "Invoice.txt").read_text().startswith("somebody else's")
     assert asked == []  # nothing was asked of the service
     journal.close()
+
+
+@pytest.mark.parametrize("placed_as", ["link", "copy"])
+def test_filing_again_after_a_kill_reuses_the_name_that_holds_the_result(
+    service, tmp_path: Path, placed_as: str
+) -> None:
+    """A kill after the result got its name but before DONE was journaled: the next try finds
+    that name holding this very result (a hard link, or a byte copy where an outbox cannot
+    link) and keeps it, instead of filing "Invoice (2).txt". A different file under the name
+    the result wants is still left alone."""
+    inbox, outbox = tmp_path / "inbox", tmp_path / "outbox"
+    source = samplepdf.write_pdf(inbox / "Invoice.pdf", ["x"])
+    outbox.mkdir()
+    (outbox / "Invoice.txt").write_text("somebody else's file")
+    staged = outbox / ".pdfocr-job1.txt"
+    staged.write_text("the converted text")
+    placed = outbox / "Invoice (2).txt"
+    if placed_as == "link":
+        placed.hardlink_to(staged)
+    else:
+        placed.write_bytes(staged.read_bytes())
+    journal = Journal(tmp_path / "journal.sqlite3")
+    runner = JobRunner(journal, client_for(service), Timing(0.1, 5))
+    rule = Rule("txt", "English", True, outbox, tmp_path / "archive", tmp_path / "f", "archive")
+    job = journal.add(file_job(source, inbox, rule, "Invoice-abc.pdf"))
+    assert job is not None
+    job = journal.move(job, JobState.UPLOADING, sent_at=time.time(), pages=1)
+    job = journal.move(job, JobState.DOWNLOADING, link="https://example.invalid/r")
+    job = journal.move(job, JobState.FILING, staged=staged)
+    job = runner.advance(job)
+    assert job.state is JobState.DONE and job.output == placed
+    assert sorted(p.name for p in outbox.iterdir()) == ["Invoice (2).txt", "Invoice.txt"]
+    assert placed.read_text() == "the converted text"
+    assert (outbox / "Invoice.txt").read_text() == "somebody else's file"
+    assert [p.name for p in (tmp_path / "archive").iterdir()] == ["Invoice.pdf"]
+    journal.close()
+
+
+def test_an_upload_says_its_length_instead_of_being_sent_in_chunks(service, pdf) -> None:
+    """A streamed body without a length goes out chunked, which front ends may refuse."""
+    seen: list[tuple[str | None, str | None, bytes]] = []
+
+    def record(request: http.server.BaseHTTPRequestHandler) -> None:
+        headers = request.headers
+        seen.append((headers["Content-Length"], headers["Transfer-Encoding"], request.body))
+        success(service)(request)
+
+    service.on_api = record
+    assert client_for(service).upload(pdf, JOB).available_pages == 10
+    [(length, chunked, body)] = seen
+    assert chunked is None and int(length or 0) == len(body) > pdf.stat().st_size
+    assert pdf.read_bytes() in body
+
+
+def test_a_redirected_upload_is_not_followed_and_holds_the_queue(service, pdf) -> None:
+    """An endpoint that moved answers uploads with a redirect: the file is not sent after it
+    (a stream goes once; a POST turned GET would lose it); the user is told what to change.
+    Polls, being GETs, do follow a redirect."""
+    asked: list[str] = []
+
+    def moved(request: http.server.BaseHTTPRequestHandler) -> None:
+        asked.append(f"{request.command} {request.path.partition('?')[0]}")
+        request.send_response(301)
+        request.send_header("Location", f"{service.base}/v2/ocrapiv1")
+        request.send_header("Content-Length", "0")
+        request.end_headers()
+
+    service.on_api = moved
+    service.on_other = success(service)
+    with pytest.raises(AccountError, match=r"\[api\] endpoint"):
+        client_for(service).upload(pdf, JOB)
+    assert asked == ["POST /ocrapiv1.html"]
+    assert client_for(service).poll(JOB) is not None
+
+
+@pytest.mark.parametrize("body_kind", ["small", "several chunks", "cut short"])
+def test_a_pdf_result_is_filed_only_whole(service, tmp_path: Path, body_kind: str) -> None:
+    """The end marker is looked for in the bytes as they arrive, across chunk borders."""
+    whole = samplepdf.make_pdf(["result"])
+    if body_kind == "several chunks":  # a comment line pads it past two download chunks
+        whole = whole.replace(b"\n", b"\n%" + b"x" * 600_000 + b"\n", 1)
+    body = whole[: len(whole) // 2] if body_kind == "cut short" else whole
+
+    def serve(request: http.server.BaseHTTPRequestHandler) -> None:
+        request.send_response(200)
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        request.wfile.write(body)
+
+    service.on_other = serve
+    dest = tmp_path / "r.pdf"
+    client = client_for(service)
+    if body_kind == "cut short":
+        with pytest.raises(BadDownload, match="damaged"):
+            client.download(f"{service.base}/doc/r.pdf", dest, "pdf")
+        assert list(tmp_path.iterdir()) == []
+    else:
+        assert client.download(f"{service.base}/doc/r.pdf", dest, "pdf") == len(body)
+        assert dest.read_bytes() == body

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from watcher.jobs import IllegalTransition, JobState, Rule, SourceKind
-from watcher.journal import Journal, NewJob
+from watcher.journal import META_PAGES, META_PAGES_AT, Journal, NewJob
 
 
 def new_job(tmp_path: Path, name: str = "a.pdf", content: str = "h1") -> NewJob:
@@ -135,3 +135,19 @@ def test_a_write_that_returns_is_committed_even_after_a_failed_commit(
     seen = fresh.get(job.id)
     assert seen is not None and seen.state is JobState.UPLOADING and seen.error is None
     fresh.close()
+
+
+def test_the_balance_a_result_brings_is_committed_with_it(journal: Journal, tmp_path: Path) -> None:
+    """The last balance is what `status` and a restarted daemon show: it is written by the
+    same statement as the result that reported it, and only a reported one replaces it."""
+    job = journal.add(new_job(tmp_path))
+    assert job is not None
+    job = journal.move(job, JobState.UPLOADING, sent_at=5.0, pages=2)
+    job = journal.move(job, JobState.DOWNLOADING, link="x", available_pages=998)
+    assert journal.get_meta(META_PAGES) == "998"
+    other_process = Journal(journal.path)
+    assert other_process.get_meta(META_PAGES) == "998"
+    assert float(other_process.get_meta(META_PAGES_AT) or 0) == pytest.approx(job.updated_at)
+    other_process.close()
+    journal.move(job, JobState.FILING, staged=tmp_path / "s")
+    assert Journal(journal.path).get_meta(META_PAGES) == "998"

@@ -8,7 +8,7 @@ import pytest
 
 from watcher import preflight
 from watcher.errors import FileRejected
-from watcher.preflight import FileKind, inspect_file, pdf_looks_complete
+from watcher.preflight import FileKind, inspect_file, is_whole_pdf, read_ends
 from watcher.samplepdf import make_pdf
 
 PAGES = ["one", "two", "three"]
@@ -34,12 +34,12 @@ def test_a_pdf_cut_short_is_refused_before_upload(
     whole = make_pdf(PAGES)
     path = tmp_path / "cut.pdf"
     path.write_bytes(whole[: len(whole) // 2])
-    assert not pdf_looks_complete(path)
+    assert not is_whole_pdf(*(read_ends(path) or (b"", b"")))
     with pytest.raises(FileRejected, match="incomplete PDF"):
         inspect_file(path)
     damaged = tmp_path / "damaged.pdf"  # its end is there, its insides are not
     damaged.write_bytes(whole[:20] + b"\0" * 200 + whole[-40:])
-    assert pdf_looks_complete(damaged)
+    assert is_whole_pdf(*(read_ends(damaged) or (b"", b"")))
     with pytest.raises(FileRejected, match="damaged or incomplete PDF"):
         inspect_file(damaged)
 
@@ -51,4 +51,4 @@ def test_empty_and_unreadable_files_are_refused_in_words(tmp_path: Path) -> None
         inspect_file(empty)
     with pytest.raises(FileRejected, match="could not be read"):
         inspect_file(tmp_path / "missing.pdf")
-    assert not pdf_looks_complete(tmp_path / "missing.pdf")
+    assert read_ends(tmp_path / "missing.pdf") is None

@@ -5,11 +5,17 @@ it turns every reply, page or network failure into either a result or one except
 `watcher.errors`, whose type tells the caller what to do next. Where the documentation is
 vague the client is tolerant, and where a wrong guess costs money (was the upload received?)
 it answers `ConversionCut`, so the caller polls before it ever uploads again.
+
+The bytes travel on urllib3 itself, not through requests' Session: the Session's cookie
+jar, hooks and settings merging cost 1.9 ms of CPU per upload + download, half the client's
+work and, with several workers, time every other thread waits for (benchmarks/README.md).
+requests still reads the environment's proxy rules, as it always did for us.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
@@ -18,7 +24,6 @@ import secrets
 import unicodedata
 import warnings
 import zipfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -26,8 +31,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-import requests
-import urllib3.exceptions
+import certifi
+import urllib3
+from requests.utils import get_environ_proxies
 from requests_toolbelt.multipart.encoder import MultipartEncoder, MultipartEncoderMonitor
 
 from watcher import __version__
@@ -42,14 +48,20 @@ from watcher.errors import (
     TransientError,
     UnknownRemoteName,
 )
-from watcher.preflight import pdf_looks_complete
+from watcher.preflight import EOF_SEARCH_BYTES, PDF_MAGIC, is_whole_pdf
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 15.0
 POLL_TIMEOUT = 30.0
 DOWNLOAD_CHUNK = 256 * 1024
+IN_MEMORY_UPLOAD_BYTES = 2 * 1024 * 1024
 MAX_REDIRECTS = 5
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+# Poll and URL submissions follow redirects (a GET is safe to repeat); nothing is retried.
+_FOLLOW_REDIRECTS = urllib3.Retry(
+    total=MAX_REDIRECTS, connect=0, read=0, status=0, other=0, redirect=MAX_REDIRECTS
+)
 ZIP_FORMATS = frozenset({"docx", "xlsx", "pptx"})
 # Downloads in progress are hidden files beside their destination; a start-up sweep removes
 # those a killed process left behind.
@@ -193,41 +205,43 @@ def retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, (moment - datetime.now(timezone.utc)).total_seconds())
 
 
-def _never_sent(exc: BaseException) -> bool:
-    """True when the request cannot have reached the service (no connection was made)."""
-    never_connected = (
-        requests.ConnectTimeout,
-        urllib3.exceptions.NewConnectionError,
-        urllib3.exceptions.NameResolutionError,
-        urllib3.exceptions.ConnectTimeoutError,
-    )
-    seen: BaseException | None = exc
-    for _ in range(10):  # causes form a short chain; the bound only guards against cycles
-        if seen is None:
-            return False
-        if isinstance(seen, never_connected):
-            return True
-        if isinstance(seen, urllib3.exceptions.MaxRetryError) and seen.reason is not None:
-            seen = seen.reason
-        elif seen.args and isinstance(seen.args[0], BaseException):
-            seen = seen.args[0]
+def _root_cause(exc: BaseException) -> BaseException:
+    """The network failure behind urllib3's wrappers (retries used up, proxy trouble)."""
+    for _ in range(10):  # wrappers nest shallowly; the bound only guards against cycles
+        if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
+            exc = exc.reason
+        elif isinstance(exc, urllib3.exceptions.ProxyError) and exc.original_error:
+            exc = exc.original_error
         else:
-            seen = seen.__cause__ or seen.__context__
-    return False
+            break
+    return exc
 
 
-def describe_network_error(exc: requests.RequestException) -> str:
+def _never_sent(exc: BaseException) -> bool:
+    """True when the request cannot have reached the service (no connection was made).
+
+    urllib3 raises ConnectTimeoutError, or its subclass NewConnectionError (refused, no
+    route, unknown name), only before a connection exists."""
+    return isinstance(_root_cause(exc), urllib3.exceptions.ConnectTimeoutError)
+
+
+def describe_network_error(exc: BaseException) -> str:
     """Plain words for a network failure. Never str(exc): it may hold the URL, and so the key."""
-    if isinstance(exc, requests.ConnectTimeout):
+    cause = _root_cause(exc)
+    if isinstance(cause, urllib3.exceptions.NameResolutionError):
+        return "the service's address could not be looked up (offline?)"
+    if isinstance(cause, urllib3.exceptions.ConnectTimeoutError) and not isinstance(
+        cause, urllib3.exceptions.NewConnectionError
+    ):
         return "the service did not accept the connection in time"
-    if isinstance(exc, requests.ReadTimeout):
+    if isinstance(cause, urllib3.exceptions.ReadTimeoutError):
         return "the service sent no reply in time"
-    if isinstance(exc, requests.exceptions.SSLError):
+    if isinstance(cause, urllib3.exceptions.SSLError):
         return "the secure connection failed (certificate problem)"
-    if isinstance(exc, requests.exceptions.TooManyRedirects):
+    if isinstance(cause, urllib3.exceptions.ResponseError) and "redirect" in str(cause):
         return "the service redirected in a loop"
-    text = repr(exc).lower()
-    if "nameresolution" in text or "name or service" in text or "getaddrinfo" in text:
+    text = repr(cause).lower()
+    if "name or service" in text or "getaddrinfo" in text:
         return "the service's address could not be looked up (offline?)"
     if "refused" in text:
         return "the connection was refused"
@@ -237,25 +251,20 @@ def describe_network_error(exc: requests.RequestException) -> str:
 
 
 class PdfOcrClient:
-    """One client per daemon; thread-safe as far as requests' Session is (one per thread is
-    not needed for our call pattern: each call is independent and the pool is shared)."""
+    """One client per daemon, shared by its workers: urllib3's pools are thread-safe and
+    keep one connection per busy worker open between requests."""
 
-    def __init__(
-        self,
-        settings: ApiSettings,
-        *,
-        session: requests.Session | None = None,
-    ):
+    def __init__(self, settings: ApiSettings):
         self._settings = settings
-        self._session = session or requests.Session()
-        self._session.headers["User-Agent"] = f"pdfocr-watcher/{__version__}"
+        self._headers = {"User-Agent": f"pdfocr-watcher/{__version__}"}
         self._max_result_bytes = settings.max_result_mb * 1024 * 1024
-        # The environment's proxy and certificate settings are read once, here: requests
-        # would otherwise scan the whole environment (twice) for every request it makes.
-        self._session.trust_env = False
-        self._session.verify = settings.verify_tls and (_ca_bundle_from_environment() or True)
-        self._proxies: dict[tuple[str, str], dict[str, str]] = {}
-        if not settings.verify_tls:
+        if settings.verify_tls:
+            # The bundle requests would use: a TLS-inspecting network's, else certifi's.
+            bundle = _ca_bundle_from_environment() or certifi.where()
+            where = "ca_cert_dir" if os.path.isdir(bundle) else "ca_certs"
+            tls: dict[str, Any] = {"cert_reqs": "CERT_REQUIRED", where: bundle}
+        else:
+            tls = {"cert_reqs": "CERT_NONE", "assert_hostname": False}
             log.warning(
                 "TLS CERTIFICATE CHECKS ARE OFF ([api] verify_tls = false): anyone on the way "
                 "to %s can read your documents and your API key. Turn it back on unless you "
@@ -263,6 +272,11 @@ class PdfOcrClient:
                 urlsplit(settings.endpoint).hostname,
             )
             warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+        self._pool_options: dict[str, Any] = {"maxsize": max(4, settings.concurrency), **tls}
+        self._direct = urllib3.PoolManager(**self._pool_options)
+        # The environment's proxy rules are read once per host, not per request.
+        self._routes: dict[tuple[str, str], urllib3.PoolManager] = {}
+        self._proxies: dict[str, urllib3.ProxyManager] = {}
         endpoint = urlsplit(settings.endpoint)
         self._trusted_hosts = {(endpoint.hostname or "").lower()} | {
             host.lower() for host in settings.download_hosts
@@ -277,20 +291,53 @@ class PdfOcrClient:
         return self._settings.endpoint
 
     def close(self) -> None:
-        self._session.close()
+        for manager in (self._direct, *self._proxies.values()):
+            manager.clear()
 
-    def _request(self, method: str, url: str, **options: Any) -> requests.Response:
-        return self._session.request(method, url, proxies=self._proxies_for(url), **options)
+    def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        read_timeout: float,
+        headers: dict[str, str] | None = None,
+        stream: bool = False,
+        follow_redirects: bool = False,
+        **options: Any,
+    ) -> urllib3.BaseHTTPResponse:
+        """One request, never retried; urllib3's errors propagate for the caller to word."""
+        return self._route(url).request(
+            method,
+            url,
+            headers={**self._headers, **(headers or {})},
+            timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=read_timeout),
+            retries=_FOLLOW_REDIRECTS if follow_redirects else False,
+            redirect=follow_redirects,
+            preload_content=not stream,
+            **options,
+        )
 
-    def _proxies_for(self, url: str) -> dict[str, str]:
-        """The proxies the environment names for this URL's host (none when NO_PROXY
-        exempts it), worked out once per host."""
+    def _route(self, url: str) -> urllib3.PoolManager:
+        """Direct, or through the proxy the environment names for this URL's host (none
+        when NO_PROXY exempts it), worked out once per host."""
         parts = urlsplit(url)
         key = (parts.scheme, parts.netloc)
-        proxies = self._proxies.get(key)
-        if proxies is None:
-            proxies = self._proxies[key] = requests.utils.get_environ_proxies(url)
-        return proxies
+        route = self._routes.get(key)
+        if route is None:
+            proxies = get_environ_proxies(url)
+            proxy = proxies.get(parts.scheme) or proxies.get("all")
+            route = self._routes[key] = self._through(proxy) if proxy else self._direct
+        return route
+
+    def _through(self, proxy: str) -> urllib3.ProxyManager:
+        manager = self._proxies.get(proxy)
+        if manager is None:
+            parts = urllib3.util.parse_url(proxy)
+            auth = {"proxy_basic_auth": parts.auth} if parts.auth else {}
+            manager = self._proxies[proxy] = urllib3.ProxyManager(
+                proxy, proxy_headers=urllib3.make_headers(**auth), **self._pool_options
+            )
+        return manager
 
     def _fields(self, job: RemoteJob) -> dict[str, str]:
         return {
@@ -301,36 +348,36 @@ class PdfOcrClient:
             "filename": job.remote_name,
         }
 
-    def upload(
-        self,
-        path: Path,
-        job: RemoteJob,
-        on_progress: Callable[[int, int], None] | None = None,
-    ) -> ConversionResult:
-        """Streams the file (never read whole) and returns the result, or raises.
+    def upload(self, path: Path, job: RemoteJob) -> ConversionResult:
+        """Sends the file and returns the result, or raises. A big file is streamed (never
+        read whole); a small one is read at once, because the encoder asks a real file for
+        its size and position some twenty times, each a system call.
 
         A streaming body can be sent only once, so every call builds its own encoder.
         """
         with path.open("rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            source = io.BytesIO(handle.read()) if size <= IN_MEMORY_UPLOAD_BYTES else handle
             encoder = MultipartEncoder(
                 fields={
                     **self._fields(job),
-                    "file": (job.remote_name, handle, "application/octet-stream"),
+                    "file": (job.remote_name, source, "application/octet-stream"),
                 }
             )
-            monitor = MultipartEncoderMonitor(
-                encoder,
-                (lambda m: on_progress(m.bytes_read, m.len)) if on_progress else None,
-            )
+            monitor = MultipartEncoderMonitor(encoder)
             try:
                 response = self._request(
                     "POST",
                     self._settings.endpoint,
-                    data=monitor,
-                    headers={"Content-Type": monitor.content_type},
-                    timeout=(CONNECT_TIMEOUT, self._settings.request_timeout),
+                    body=monitor,
+                    # A length, or urllib3 would send the stream chunked.
+                    headers={
+                        "Content-Type": monitor.content_type,
+                        "Content-Length": str(monitor.len),
+                    },
+                    read_timeout=self._settings.request_timeout,
                 )
-            except requests.RequestException as exc:
+            except urllib3.exceptions.HTTPError as exc:
                 sent_whole = monitor.bytes_read >= monitor.len and not _never_sent(exc)
                 raise self._lost_reply(exc, sent_whole=sent_whole) from None
         return self._submission_result(response)
@@ -341,10 +388,11 @@ class PdfOcrClient:
             response = self._request(
                 "GET",
                 self._settings.endpoint,
-                params={**self._fields(job), "url": url},
-                timeout=(CONNECT_TIMEOUT, self._settings.request_timeout),
+                fields={**self._fields(job), "url": url},
+                read_timeout=self._settings.request_timeout,
+                follow_redirects=True,
             )
-        except requests.RequestException as exc:
+        except urllib3.exceptions.HTTPError as exc:
             raise self._lost_reply(exc, sent_whole=not _never_sent(exc)) from None
         return self._submission_result(response)
 
@@ -358,18 +406,19 @@ class PdfOcrClient:
             response = self._request(
                 "GET",
                 self._settings.endpoint,
-                params={
+                fields={
                     "apikey": self._settings.key,
                     "filename": job.remote_name,
                     "outformat": job.outformat,
                 },
-                timeout=(CONNECT_TIMEOUT, POLL_TIMEOUT),
+                read_timeout=POLL_TIMEOUT,
+                follow_redirects=True,
             )
-        except requests.RequestException as exc:
+        except urllib3.exceptions.HTTPError as exc:
             raise TransientError(describe_network_error(exc)) from None
-        if response.status_code == 429:
+        if response.status == 429:
             raise _rate_limited(response)
-        reply = parse_reply(response.status_code, response.content)
+        reply = parse_reply(response.status, response.data)
         result = result_from(reply)
         if result or reply.retcode is None or reply.succeeded:
             return result
@@ -378,21 +427,46 @@ class PdfOcrClient:
             raise failure
         return None
 
-    def _lost_reply(self, exc: requests.RequestException, *, sent_whole: bool) -> ApiError:
+    def reach(self, url: str, connect_timeout: float, read_timeout: float) -> int:
+        """The HTTP status a plain GET of `url` gets (the way the daemon connects: same
+        proxy and certificates); TransientError in plain words when nothing answers."""
+        try:
+            response = self._route(url).request(
+                "GET",
+                url,
+                headers=self._headers,
+                timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
+                retries=_FOLLOW_REDIRECTS,
+                preload_content=False,
+            )
+        except urllib3.exceptions.HTTPError as exc:
+            raise TransientError(describe_network_error(exc)) from None
+        _let_go(response, whole=False)
+        return response.status
+
+    def _lost_reply(self, exc: urllib3.exceptions.HTTPError, *, sent_whole: bool) -> ApiError:
         reason = describe_network_error(exc)
         if sent_whole:
             return ConversionCut(f"{reason} after the file was sent")
         return TransientError(f"{reason} before the file was sent")
 
-    def _submission_result(self, response: requests.Response) -> ConversionResult:
-        if response.status_code == 429:
+    def _submission_result(self, response: urllib3.BaseHTTPResponse) -> ConversionResult:
+        if response.status == 429:
             raise _rate_limited(response)
-        reply = parse_reply(response.status_code, response.content)
+        if response.status in REDIRECT_STATUSES:
+            # Not followed: a POST's file cannot be sent twice, and a moved address needs
+            # the user's rules file changed, not a retry.
+            raise AccountError(
+                f"the service's address {_describe_link(self._settings.endpoint)} sends "
+                f"uploads elsewhere ({_describe_link(response.headers.get('location', ''))});"
+                " check [api] endpoint in the rules file"
+            )
+        reply = parse_reply(response.status, response.data)
         if reply.retcode is None:
-            if response.status_code == 413:
+            if response.status == 413:
                 raise FileRejected("the file is larger than the service accepts")
             raise ConversionCut(
-                f"the service's front end answered HTTP {response.status_code} instead of a result"
+                f"the service's front end answered HTTP {response.status} instead of a result"
             )
         result = result_from(reply)
         if result:
@@ -428,17 +502,23 @@ class PdfOcrClient:
         """
         response = self._open_download(link)
         temp = dest.with_name(f"{DOWNLOAD_TEMP_PREFIX}{new_token()}.part")
+        whole = False
         try:
-            written = self._stream_to(response, temp)
-            _check_result(temp, outformat)
+            written, head, tail = self._stream_to(response, temp)
+            whole = True
+            _check_result(temp, outformat, head, tail)
             os.replace(temp, dest)
-        finally:
-            response.close()
+        except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 temp.unlink()
+            raise
+        finally:
+            _let_go(response, whole=whole)
         return written
 
-    def _open_download(self, link: str) -> requests.Response:
+    def _open_download(self, link: str) -> urllib3.BaseHTTPResponse:
+        """The result's response, its body not yet read; redirects are followed here, one
+        by one, because each must lead to a trusted host."""
         url = link
         for _ in range(MAX_REDIRECTS + 1):
             if not self.is_trusted_link(url):
@@ -448,38 +528,42 @@ class PdfOcrClient:
                 )
             try:
                 response = self._request(
-                    "GET",
-                    url,
-                    stream=True,
-                    allow_redirects=False,
-                    timeout=(CONNECT_TIMEOUT, self._settings.request_timeout),
+                    "GET", url, stream=True, read_timeout=self._settings.request_timeout
                 )
-            except requests.RequestException as exc:
+            except urllib3.exceptions.HTTPError as exc:
                 reason = describe_network_error(exc)
                 raise BadDownload(f"downloading the result failed: {reason}") from None
-            if not response.is_redirect:
-                if response.status_code != 200:
-                    response.close()
-                    raise BadDownload(f"downloading the result failed: HTTP {response.status_code}")
+            if response.status == 200:
                 return response
-            url = urljoin(url, response.headers.get("location", ""))
-            response.close()
+            _let_go(response, whole=False)
+            location = response.headers.get("location")
+            if response.status not in REDIRECT_STATUSES or not location:
+                raise BadDownload(f"downloading the result failed: HTTP {response.status}")
+            url = urljoin(url, location)
         raise BadDownload("downloading the result failed: the service redirected in a loop")
 
-    def _stream_to(self, response: requests.Response, temp: Path) -> int:
+    def _stream_to(
+        self, response: urllib3.BaseHTTPResponse, temp: Path
+    ) -> tuple[int, bytes, bytes]:
+        """Writes the body to `temp`, durably; returns its size and its first and last
+        bytes, so that the format check need not read the file again."""
         announced = response.headers.get("content-length", "")
         expected = int(announced) if announced.isdigit() else None
         limit = self._max_result_bytes
         if expected is not None and expected > limit:
             raise FileRejected(f"the result is larger ({expected:,} bytes) than the cap")
         written = 0
+        head = tail = b""
         try:
             with temp.open("wb") as out:
-                for chunk in response.raw.stream(DOWNLOAD_CHUNK, decode_content=True):
+                for chunk in response.stream(DOWNLOAD_CHUNK, decode_content=True):
                     written += len(chunk)
                     if written > limit:
                         raise FileRejected(f"the result is larger than the cap ({limit:,} bytes)")
                     out.write(chunk)
+                    if len(head) < len(PDF_MAGIC):
+                        head += chunk[: len(PDF_MAGIC) - len(head)]
+                    tail = (tail + chunk[-EOF_SEARCH_BYTES:])[-EOF_SEARCH_BYTES:]
                 out.flush()
                 os.fsync(out.fileno())
         except (urllib3.exceptions.HTTPError, OSError) as exc:
@@ -488,7 +572,15 @@ class PdfOcrClient:
             raise BadDownload("the download was cut before the end") from None
         if expected is not None and written != expected:
             raise BadDownload(f"the download was cut: {written:,} of {expected:,} bytes arrived")
-        return written
+        return written, head, tail
+
+
+def _let_go(response: urllib3.BaseHTTPResponse, *, whole: bool) -> None:
+    """Gives the connection back to the pool: as it is when the body was read to the end,
+    closed first when it was not (unread bytes would garble the next reply on it)."""
+    if not whole:
+        response.close()
+    response.release_conn()
 
 
 def _ca_bundle_from_environment() -> str | None:
@@ -496,7 +588,7 @@ def _ca_bundle_from_environment() -> str | None:
     return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
 
 
-def _rate_limited(response: requests.Response) -> TransientError:
+def _rate_limited(response: urllib3.BaseHTTPResponse) -> TransientError:
     return TransientError(
         "the service asked us to slow down (HTTP 429)",
         retcode="429",
@@ -513,7 +605,7 @@ def _describe_link(url: str) -> str:
         return "an unreadable address"
 
 
-def _check_result(path: Path, outformat: str) -> None:
+def _check_result(path: Path, outformat: str, head: bytes, tail: bytes) -> None:
     """A result that is not a whole file of its format was damaged on the way."""
     if outformat in ZIP_FORMATS:
         try:
@@ -522,5 +614,5 @@ def _check_result(path: Path, outformat: str) -> None:
                     raise BadDownload(f"the {outformat} result arrived damaged")
         except (zipfile.BadZipFile, OSError, EOFError):
             raise BadDownload(f"the {outformat} result arrived damaged") from None
-    elif outformat == "pdf" and not pdf_looks_complete(path):
+    elif outformat == "pdf" and not is_whole_pdf(head, tail):
         raise BadDownload("the pdf result arrived damaged")

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit, urlunsplit
 from watcher import __version__, autostart
 from watcher.config import (
     API_KEY_ENV,
+    ApiSettings,
     Config,
     all_folders,
     check_runnable,
@@ -36,7 +37,7 @@ from watcher.config import (
     load_config,
     parse_config,
 )
-from watcher.errors import ConfigError
+from watcher.errors import ConfigError, TransientError
 from watcher.instance import daemon_running
 from watcher.journal import JOURNAL_FILE_NAME, META_PAGES, META_PAGES_AT, Journal
 from watcher.logs import LOG_FILE_NAME, REDACTED
@@ -47,7 +48,15 @@ EXIT_ATTENTION = 1
 CONNECT_TIMEOUT = 3.0
 READ_TIMEOUT = 5.0
 # The distributions whose versions matter in a bug report, in the order they are printed.
-DISTRIBUTIONS = ("watchdog", "requests", "pystray", "pypdf", "pillow", "platformdirs")
+DISTRIBUTIONS = (
+    "watchdog",
+    "requests",
+    "urllib3",
+    "pystray",
+    "pypdf",
+    "pillow",
+    "platformdirs",
+)
 
 
 class Level(enum.Enum):
@@ -160,27 +169,23 @@ def public_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-def check_endpoint(endpoint: str) -> Finding:
-    """One GET to the endpoint, without the key: any answer below 500 means this computer
-    reaches the service (the key itself is checked by the first real request)."""
-    import requests  # here, not at the top: every other command starts faster without it
+def check_endpoint(api: ApiSettings) -> Finding:
+    """One GET to the endpoint, without the key, the way the daemon connects (same proxy
+    and certificates): any answer below 500 means this computer reaches the service (the
+    key itself is checked by the first real request)."""
+    from watcher.api import PdfOcrClient  # here: every other check starts faster without it
 
-    from watcher.api import describe_network_error
-
-    url = public_url(endpoint)
+    url = public_url(api.endpoint)
+    client = PdfOcrClient(api)
     started = time.monotonic()
     try:
-        response = requests.get(
-            url,
-            timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
-            headers={"User-Agent": f"pdfocr-watcher/{__version__} doctor"},
-        )
-    except requests.RequestException as exc:
-        return problem("service", f"{url}: not reachable: {describe_network_error(exc)}")
-    took = time.monotonic() - started
-    response.close()
-    answer = f"HTTP {response.status_code} in {took:.2f} s"
-    if response.status_code >= 500:
+        status = client.reach(url, CONNECT_TIMEOUT, READ_TIMEOUT)
+    except TransientError as exc:
+        return problem("service", f"{url}: not reachable: {exc.message}")
+    finally:
+        client.close()
+    answer = f"HTTP {status} in {time.monotonic() - started:.2f} s"
+    if status >= 500:
         return problem("service", f"{url}: reached, but it answered {answer}; try again later")
     return ok("service", f"{url}: reachable ({answer})")
 
@@ -303,7 +308,7 @@ def diagnose(
     settings = config or parse_config("", None, env)  # defaults: endpoint and state folder
     if config is not None:
         findings += check_folders(config)
-    findings.append(check_endpoint(settings.api.endpoint))
+    findings.append(check_endpoint(settings.api))
     findings += check_state(settings.files.state_dir)
     findings.append(check_tray(env))
     findings.append(check_autostart(home, env))

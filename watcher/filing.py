@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import filecmp
 import os
 import shutil
 import tempfile
@@ -61,6 +62,18 @@ def link_without_overwrite(source: Path, target: Path) -> None:
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         os.close(fd)
         shutil.copyfile(source, target)
+
+
+def same_content(path: Path, other: Path) -> bool:
+    """The same file, or a byte-for-byte copy of it (as placed where hard links fail)."""
+    try:
+        if path.samefile(other):
+            return True
+        return path.stat().st_size == other.stat().st_size and filecmp.cmp(
+            path, other, shallow=False
+        )
+    except OSError:
+        return False
 
 
 def move_without_overwrite(source: Path, folder: Path, name: str | None = None) -> Path:

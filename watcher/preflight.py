@@ -61,17 +61,12 @@ def _ends(handle: BinaryIO) -> tuple[bytes, bytes]:
     return head, handle.read()
 
 
-def pdf_looks_complete(path: Path) -> bool:
-    """A cheap completeness test for a file that may still be being written.
+def is_whole_pdf(head: bytes, tail: bytes) -> bool:
+    """A cheap completeness test, for a file that may still be being written or a download.
 
     Scanners and sync clients create the file first and fill it later; a PDF is only worth
-    submitting once it starts with its magic and ends with its end marker.
+    submitting (or filing) once it starts with its magic and ends with its end marker.
     """
-    ends = read_ends(path)
-    return ends is not None and is_whole_pdf(*ends)
-
-
-def is_whole_pdf(head: bytes, tail: bytes) -> bool:
     return head.startswith(PDF_MAGIC) and PDF_END_MARKER in tail
 
 

@@ -34,11 +34,12 @@ from watcher.filing import (
     reason_path,
     remove_quietly,
     result_name,
+    same_content,
     staging_path,
     write_reason,
 )
 from watcher.jobs import ORIGINAL_DELETED, Job, JobState, SourceKind
-from watcher.journal import META_PAGES, META_PAGES_AT, Journal, local_day
+from watcher.journal import META_PAGES, Journal, local_day
 from watcher.preflight import FileFacts, FileKind, inspect_file
 from watcher.shortcuts import read_shortcut
 
@@ -272,13 +273,9 @@ class JobRunner:
         return job
 
     def _got_result(self, job: Job, result: ConversionResult) -> Job:
-        meta = {}
-        if result.available_pages is not None:
-            meta = {META_PAGES: str(result.available_pages), META_PAGES_AT: str(time.time())}
         return self._journal.move(
             job,
             JobState.DOWNLOADING,
-            meta=meta,
             link=result.link,
             available_pages=result.available_pages,
             attempts=0,
@@ -309,8 +306,10 @@ class JobRunner:
     # -- FILING: result into the outbox, original away -----------------------------------
 
     def _file(self, job: Job) -> Job:
+        """Result placed, original put away, then DONE with both places in one write. The
+        staged name goes last: until DONE is journaled it is what a retry places again."""
         try:
-            job = self._place_result(job)
+            output = self._place_result(job)
             original_at = self._put_original_away(job)
         except ResultMissing:
             return self._fail(
@@ -321,7 +320,10 @@ class JobRunner:
             )
         except OSError as exc:
             return self._disk_trouble(job, job.rule.outbox, exc)
-        job = self._journal.move(job, JobState.DONE, original_at=original_at, error=None)
+        job = self._journal.move(
+            job, JobState.DONE, output=output, original_at=original_at, error=None
+        )
+        remove_quietly(job.staged)  # if a kill leaves it, the sweep at start removes it
         if job.pages:
             log.info(
                 "%s: done → %s (%d page(s), sent as %s)",
@@ -334,30 +336,25 @@ class JobRunner:
             log.info("%s: done → %s", job.display_name, job.output)
         return job
 
-    def _place_result(self, job: Job) -> Job:
-        """Gives the staged result its final name. Idempotent: after a crash it finishes
-        whatever part was done (the chosen name is journaled before it is claimed, and the
-        staged name is removed only once the result has its own)."""
+    def _place_result(self, job: Job) -> Path:
+        """Gives the staged result its final name in the outbox and returns it. Idempotent:
+        a retry, or a restart after a kill, finds the name that already holds this result
+        (the same file, or a copy where links are not supported) instead of placing it twice."""
         staged = job.staged
         if staged is None or not staged.exists():
-            if job.output and job.output.exists():
-                return job
+            if job.output and job.output.exists():  # named by an older version, then killed
+                return job.output
             raise ResultMissing(f"the staged result of job {job.id} is missing")
-        if job.output and job.output.exists() and job.output.samefile(staged):
-            staged.unlink()
-            return job
         for candidate in candidate_names(
             job.rule.outbox, result_name(job.source.name, job.rule.outformat)
         ):
-            if candidate.exists():
-                continue
-            job = self._journal.update(job, output=candidate)
             try:
                 link_without_overwrite(staged, candidate)
             except FileExistsError:
+                if same_content(candidate, staged):
+                    return candidate
                 continue
-            staged.unlink()
-            return job
+            return candidate
         raise FileExistsError(f"no free name for the result in {job.rule.outbox}")
 
     def _put_original_away(self, job: Job) -> str | None:
