@@ -355,9 +355,9 @@ class PdfOcrClient:
 
         A streaming body can be sent only once, so every call builds its own encoder.
         """
-        with path.open("rb") as handle:
+        with path.open("rb", buffering=0) as handle:  # read whole or in 16 KiB pieces
             size = os.fstat(handle.fileno()).st_size
-            source = io.BytesIO(handle.read()) if size <= IN_MEMORY_UPLOAD_BYTES else handle
+            source = io.BytesIO(handle.read(size)) if size <= IN_MEMORY_UPLOAD_BYTES else handle
             encoder = MultipartEncoder(
                 fields={
                     **self._fields(job),

@@ -662,7 +662,7 @@ def _our_temporary_files(folder: Path) -> list[Path]:
 def file_hash(path: Path) -> str:
     """SHA-256 of the content: identical bytes with identical settings are paid for once."""
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with path.open("rb", buffering=0) as handle:  # see preflight: big reads, no buffer
         while chunk := handle.read(HASH_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()

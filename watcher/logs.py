@@ -69,15 +69,24 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
             super().emit(record)
 
 
-class _LogFile(logging.handlers.RotatingFileHandler):
-    """The rotating log in our own state folder. The standard size check also makes sure the
-    log is a regular file, with two stat calls for every line; ours always is."""
+class LogFile(logging.handlers.RotatingFileHandler):
+    """The rotating log in our own state folder. The standard size check asks the file for
+    its position and makes sure it is a regular file (ours always is): three system calls
+    for every line. This one counts what it writes, and asks once per file."""
+
+    _size: int | None = None  # of the open file, as far as our lines go (characters)
 
     def shouldRollover(self, record: logging.LogRecord) -> bool:
         if self.stream is None:
             self.stream = self._open()
-        size = self.stream.tell() + len(self.format(record)) + 1
-        return 0 < self.maxBytes <= size
+        if self._size is None:
+            self._size = self.stream.tell()
+        self._size += len(self.format(record)) + 1
+        return 0 < self.maxBytes <= self._size
+
+    def doRollover(self) -> None:
+        super().doRollover()
+        self._size = None
 
 
 def log_path(state_dir: Path) -> Path:
@@ -97,7 +106,7 @@ def setup_logging(state_dir: Path | None, *, verbose: bool = False) -> None:
     root.addHandler(stream)
     if state_dir is not None:
         state_dir.mkdir(parents=True, exist_ok=True)
-        rotating = _LogFile(
+        rotating = LogFile(
             log_path(state_dir), maxBytes=2 * 1024 * 1024, backupCount=5, encoding="utf-8"
         )
         rotating.setFormatter(formatter)
