@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import importlib.util
 import threading
 import time
 from dataclasses import replace
@@ -272,18 +273,25 @@ class _RecordingProxy(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_proxies_from_the_environment_are_used_except_for_no_proxy_hosts(
-    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The environment is read once per client, but still obeyed: a proxy for everything
-    but the hosts NO_PROXY exempts (a TLS-inspecting office network needs this)."""
+@pytest.fixture
+def no_proxies(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.upper(), raising=False)
+    return monkeypatch
+
+
+@pytest.mark.parametrize("scheme", ["http://", ""])  # "host:port" alone means http
+def test_proxies_from_the_environment_are_used_except_for_no_proxy_hosts(
+    sandbox: Sandbox, no_proxies: pytest.MonkeyPatch, scheme: str
+) -> None:
+    """The environment is read once per client, but still obeyed: a proxy for everything
+    but the hosts NO_PROXY exempts (a TLS-inspecting office network needs this)."""
+    monkeypatch = no_proxies
     proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RecordingProxy)
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
     try:
-        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.server_address[1]}")
+        monkeypatch.setenv("HTTP_PROXY", f"{scheme}127.0.0.1:{proxy.server_address[1]}")
         _RecordingProxy.seen = []
         assert client_for(sandbox).poll(job()) is None  # the proxy's 502 page: "not ready"
         assert len(_RecordingProxy.seen) == 1
@@ -295,3 +303,13 @@ def test_proxies_from_the_environment_are_used_except_for_no_proxy_hosts(
     finally:
         proxy.shutdown()
         proxy.server_close()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("socks") is not None, reason="PySocks is here")
+def test_a_proxy_that_cannot_be_used_holds_the_queue_in_words(
+    sandbox: Sandbox, no_proxies: pytest.MonkeyPatch
+) -> None:
+    no_proxies.setenv("ALL_PROXY", "socks5://127.0.0.1:9")
+    with pytest.raises(AccountError, match="PySocks"):
+        client_for(sandbox).poll(job())
+    assert sandbox.ledger() == []

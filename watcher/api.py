@@ -276,7 +276,7 @@ class PdfOcrClient:
         self._direct = urllib3.PoolManager(**self._pool_options)
         # The environment's proxy rules are read once per host, not per request.
         self._routes: dict[tuple[str, str], urllib3.PoolManager] = {}
-        self._proxies: dict[str, urllib3.ProxyManager] = {}
+        self._proxies: dict[str, urllib3.PoolManager] = {}
         endpoint = urlsplit(settings.endpoint)
         self._trusted_hosts = {(endpoint.hostname or "").lower()} | {
             host.lower() for host in settings.download_hosts
@@ -300,6 +300,7 @@ class PdfOcrClient:
         url: str,
         *,
         read_timeout: float,
+        connect_timeout: float = CONNECT_TIMEOUT,
         headers: dict[str, str] | None = None,
         stream: bool = False,
         follow_redirects: bool = False,
@@ -310,7 +311,7 @@ class PdfOcrClient:
             method,
             url,
             headers={**self._headers, **(headers or {})},
-            timeout=urllib3.Timeout(connect=CONNECT_TIMEOUT, read=read_timeout),
+            timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
             retries=_FOLLOW_REDIRECTS if follow_redirects else False,
             redirect=follow_redirects,
             preload_content=not stream,
@@ -329,15 +330,34 @@ class PdfOcrClient:
             route = self._routes[key] = self._through(proxy) if proxy else self._direct
         return route
 
-    def _through(self, proxy: str) -> urllib3.ProxyManager:
+    def _through(self, proxy: str) -> urllib3.PoolManager:
         manager = self._proxies.get(proxy)
         if manager is None:
-            parts = urllib3.util.parse_url(proxy)
-            auth = {"proxy_basic_auth": parts.auth} if parts.auth else {}
-            manager = self._proxies[proxy] = urllib3.ProxyManager(
-                proxy, proxy_headers=urllib3.make_headers(**auth), **self._pool_options
-            )
+            manager = self._proxies[proxy] = self._proxy_manager(proxy)
         return manager
+
+    def _proxy_manager(self, proxy: str) -> urllib3.PoolManager:
+        """A pool through `proxy` ("host:port" means http), or AccountError in words: a
+        proxy the environment names but we cannot use fails every request the same way."""
+        url = proxy if "://" in proxy else f"http://{proxy}"
+        try:
+            parts = urllib3.util.parse_url(url)
+            if (parts.scheme or "").startswith("socks"):
+                with warnings.catch_warnings():  # our own words say it, below
+                    warnings.simplefilter("ignore", urllib3.exceptions.DependencyWarning)
+                    from urllib3.contrib.socks import SOCKSProxyManager
+                return SOCKSProxyManager(url, **self._pool_options)
+            auth = {"proxy_basic_auth": parts.auth} if parts.auth else {}
+            return urllib3.ProxyManager(
+                url, proxy_headers=urllib3.make_headers(**auth), **self._pool_options
+            )
+        except (ImportError, ValueError, urllib3.exceptions.HTTPError):
+            raise AccountError(
+                f"the proxy {_describe_link(url)} named in this computer's settings "
+                "(HTTP_PROXY, HTTPS_PROXY or ALL_PROXY) cannot be used: a SOCKS proxy needs "
+                "the PySocks package, other kinds must be http:// or https://. Install "
+                "PySocks, or change the proxy setting, then restart pdfocr-watcher."
+            ) from None
 
     def _fields(self, job: RemoteJob) -> dict[str, str]:
         return {
@@ -431,13 +451,13 @@ class PdfOcrClient:
         """The HTTP status a plain GET of `url` gets (the way the daemon connects: same
         proxy and certificates); TransientError in plain words when nothing answers."""
         try:
-            response = self._route(url).request(
+            response = self._request(
                 "GET",
                 url,
-                headers=self._headers,
-                timeout=urllib3.Timeout(connect=connect_timeout, read=read_timeout),
-                retries=_FOLLOW_REDIRECTS,
-                preload_content=False,
+                read_timeout=read_timeout,
+                connect_timeout=connect_timeout,
+                stream=True,
+                follow_redirects=True,
             )
         except urllib3.exceptions.HTTPError as exc:
             raise TransientError(describe_network_error(exc)) from None

@@ -37,7 +37,7 @@ from watcher.config import (
     load_config,
     parse_config,
 )
-from watcher.errors import ConfigError, TransientError
+from watcher.errors import ApiError, ConfigError
 from watcher.instance import daemon_running
 from watcher.journal import JOURNAL_FILE_NAME, META_PAGES, META_PAGES_AT, Journal
 from watcher.logs import LOG_FILE_NAME, REDACTED
@@ -180,7 +180,7 @@ def check_endpoint(api: ApiSettings) -> Finding:
     started = time.monotonic()
     try:
         status = client.reach(url, CONNECT_TIMEOUT, READ_TIMEOUT)
-    except TransientError as exc:
+    except ApiError as exc:  # offline, or a proxy setting that cannot work
         return problem("service", f"{url}: not reachable: {exc.message}")
     finally:
         client.close()
