@@ -265,7 +265,6 @@ KILLS = {
     "while-polling": ("state:waiting_for_result", 1.5, 0.2),
     "mid-download": ("state:downloading", 0.0, 100.0),
     "after-journaling-upload": ("crash:uploading", 0.0, 100.0),
-    "between-download-and-filing": ("crash:filing", 0.0, 100.0),
     "before-done": ("crash:done", 0.0, 100.0),
 }
 

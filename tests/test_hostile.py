@@ -274,9 +274,10 @@ def test_pages_instead_of_json_are_classified(service, pdf, status, body, expect
 def test_a_staged_result_removed_by_hand_fails_the_job_with_a_way_back(
     service, tmp_path: Path
 ) -> None:
-    """Someone (a cleaner, a sync tool) deletes our hidden result before it is filed: the
-    job fails in words that say the conversion is paid and how to fetch it again, instead of
-    retrying forever; a file under the name the result would have had is left alone."""
+    """Someone (a cleaner, a sync tool) deletes our hidden result before it is filed (here
+    the copy of an identical earlier result): the job fails in words that say how to get it
+    without paying twice, instead of retrying forever; a file under the name the result
+    would have had is left alone."""
     asked: list[str] = []
     service.on_api = service.on_other = lambda request: asked.append(request.path)
     inbox, outbox, failed = tmp_path / "inbox", tmp_path / "outbox", tmp_path / "failed"
@@ -288,9 +289,7 @@ def test_a_staged_result_removed_by_hand_fails_the_job_with_a_way_back(
     rule = Rule("txt", "English", True, outbox, tmp_path / "archive", failed, "archive")
     job = journal.add(file_job(source, inbox, rule, "Invoice-abc.pdf"))
     assert job is not None
-    job = journal.move(job, JobState.UPLOADING, sent_at=time.time(), pages=1)
-    job = journal.move(job, JobState.DOWNLOADING, link="https://example.invalid/r")
-    job = journal.move(job, JobState.FILING, staged=outbox / ".pdfocr-job1.txt")
+    job = journal.move(job, JobState.FILING, pages=0)
     job = runner.advance(job)
     assert job.state is JobState.FAILED
     assert "removed from the outbox before it was filed" in (job.error or "")
@@ -301,14 +300,17 @@ def test_a_staged_result_removed_by_hand_fails_the_job_with_a_way_back(
     journal.close()
 
 
-@pytest.mark.parametrize("placed_as", ["link", "copy"])
-def test_filing_again_after_a_kill_reuses_the_name_that_holds_the_result(
+@pytest.mark.parametrize("placed_as", ["nowhere yet", "link", "copy"])
+def test_filing_again_after_a_kill_neither_fetches_nor_files_twice(
     service, tmp_path: Path, placed_as: str
 ) -> None:
-    """A kill after the result got its name but before DONE was journaled: the next try finds
-    that name holding this very result (a hard link, or a byte copy where an outbox cannot
-    link) and keeps it, instead of filing "Invoice (2).txt". A different file under the name
-    the result wants is still left alone."""
+    """A kill after the download was staged, before DONE was journaled: the next try files
+    the staged result without asking the service again, and where it had already given it
+    its name (a hard link, or a byte copy where an outbox cannot link) keeps that name
+    instead of filing "Invoice (3).txt". A different file under the result's name is left
+    alone."""
+    asked: list[str] = []
+    service.on_api = service.on_other = lambda request: asked.append(request.path)
     inbox, outbox = tmp_path / "inbox", tmp_path / "outbox"
     source = samplepdf.write_pdf(inbox / "Invoice.pdf", ["x"])
     outbox.mkdir()
@@ -318,7 +320,7 @@ def test_filing_again_after_a_kill_reuses_the_name_that_holds_the_result(
     placed = outbox / "Invoice (2).txt"
     if placed_as == "link":
         placed.hardlink_to(staged)
-    else:
+    elif placed_as == "copy":
         placed.write_bytes(staged.read_bytes())
     journal = Journal(tmp_path / "journal.sqlite3")
     runner = JobRunner(journal, client_for(service), Timing(0.1, 5))
@@ -326,14 +328,15 @@ def test_filing_again_after_a_kill_reuses_the_name_that_holds_the_result(
     job = journal.add(file_job(source, inbox, rule, "Invoice-abc.pdf"))
     assert job is not None
     job = journal.move(job, JobState.UPLOADING, sent_at=time.time(), pages=1)
-    job = journal.move(job, JobState.DOWNLOADING, link="https://example.invalid/r")
-    job = journal.move(job, JobState.FILING, staged=staged)
+    job = journal.move(job, JobState.DOWNLOADING, link=f"{service.base}/doc/r.txt")
+    assert job.staged == staged
     job = runner.advance(job)
     assert job.state is JobState.DONE and job.output == placed
     assert sorted(p.name for p in outbox.iterdir()) == ["Invoice (2).txt", "Invoice.txt"]
     assert placed.read_text() == "the converted text"
     assert (outbox / "Invoice.txt").read_text() == "somebody else's file"
     assert [p.name for p in (tmp_path / "archive").iterdir()] == ["Invoice.pdf"]
+    assert asked == []
     journal.close()
 
 

@@ -211,6 +211,25 @@ def test_file_written_in_chunks_is_handed_on_after_its_last_chunk(
     recorder.assert_quiet(1.0)
 
 
+@pytest.mark.parametrize("polling", ["never", "always"])
+def test_a_file_rewritten_in_place_is_handed_on_again(
+    tmp_path, start_watcher, recorder, polling
+) -> None:
+    """No create, no move: only the write tells (a close after writing, with inotify). A new
+    link to the file changes its attributes, not its content: nothing to hand on."""
+    config = make_config(tmp_path, polling=polling)
+    start_watcher(config)
+    scan = config.inboxes[0].path / "scan.pdf"
+    scan.write_bytes(PDF)
+    assert recorder.next()[:2] == (scan, len(PDF))
+    os.link(scan, tmp_path / "a-link-elsewhere.pdf")
+    recorder.assert_quiet(3 * SETTLE)
+    with scan.open("r+b") as out:
+        out.seek(0, os.SEEK_END)
+        out.write(b"% one more page\n%%EOF\n")
+    assert recorder.next()[:2] == (scan, scan.stat().st_size)
+
+
 def test_file_created_empty_is_handed_on_once_filled(tmp_path, start_watcher, recorder) -> None:
     config = make_config(tmp_path, settle=0.8)
     start_watcher(config)

@@ -111,7 +111,6 @@ def test_compaction_folds_old_jobs_into_daily_totals(journal: Journal, tmp_path:
         assert job is not None
         job = journal.move(job, JobState.UPLOADING, sent_at=1.0, pages=2, charged_on="2026-01-02")
         job = journal.move(job, JobState.DOWNLOADING, link="x")
-        job = journal.move(job, JobState.FILING, staged=tmp_path / "s")
         kept = number == 4  # after_success = keep: its file is still in the inbox
         journal.move(job, JobState.DONE, original_at=None if kept else "archived")
     assert journal.compact(older_than=time.time() + 1) == 4
@@ -149,5 +148,5 @@ def test_the_balance_a_result_brings_is_committed_with_it(journal: Journal, tmp_
     assert other_process.get_meta(META_PAGES) == "998"
     assert float(other_process.get_meta(META_PAGES_AT) or 0) == pytest.approx(job.updated_at)
     other_process.close()
-    journal.move(job, JobState.FILING, staged=tmp_path / "s")
+    journal.move(job, JobState.DONE, output=tmp_path / "out.pdf")
     assert Journal(journal.path).get_meta(META_PAGES) == "998"

@@ -632,7 +632,9 @@ class Daemon:
     def _recover(self) -> None:
         """Finishes what a killed process left half-done, before any new work starts."""
         active = self._active_jobs()
-        staged = {job.staged for job in active if job.staged}
+        # Only a DOWNLOADING or FILING job's staged result is known to be whole (a QUEUED
+        # job's may be a copy from an identical earlier result that a kill cut short).
+        staged = {job.staged for job in active if job.state in _STAGED_STATES}
         outboxes = {rule.outbox for rule in self.config.inboxes} | {
             job.rule.outbox for job in active
         }
@@ -645,6 +647,9 @@ class Daemon:
         for job in self.journal.jobs(states=(JobState.FAILED,)):
             if job.original_at is None:
                 self.runner.file_failed_original(job)
+
+
+_STAGED_STATES = (JobState.DOWNLOADING, JobState.FILING)
 
 
 def _recent(job: Job, output: Path) -> RecentConversion:

@@ -70,6 +70,10 @@ _WANTED_EVENTS = [
     DirMovedEvent,
     DirDeletedEvent,
 ]
+# inotify (Linux) tells when a writer closes a file, which is all a modification means to us;
+# its "modified" events also fire for every write and every attribute change, such as the
+# link count our own move to the archive changes: one more event, and one more look, per file.
+_WANTED_FROM_INOTIFY = [kind for kind in _WANTED_EVENTS if kind is not FileModifiedEvent]
 _ARRIVALS = frozenset({"created", "modified", "closed", "moved"})  # watchdog event types
 _MIN_PAUSE = 0.2  # between looks at a changing file, even with settle_seconds = 0
 HAND_ON_BATCH = 64  # files handed on at once: one journal commit, and the first not kept long
@@ -242,6 +246,10 @@ def _identity(folder: Path) -> tuple[int, int] | None:
     return (info.st_dev, info.st_ino) if stat.S_ISDIR(info.st_mode) else None
 
 
+def _is_inotify(observer: BaseObserver) -> bool:
+    return type(observer).__module__ == "watchdog.observers.inotify"
+
+
 class _Events(FileSystemEventHandler):
     """Forwards every watchdog event to one callback."""
 
@@ -357,8 +365,9 @@ class InboxWatcher:
         if identity is not None:
             try:
                 observer = self._observer(polling)
+                wanted = _WANTED_FROM_INOTIFY if _is_inotify(observer) else _WANTED_EVENTS
                 observed = observer.schedule(
-                    self._handler, str(folder), recursive=recursive, event_filter=_WANTED_EVENTS
+                    self._handler, str(folder), recursive=recursive, event_filter=wanted
                 )
             except OSError as exc:  # e.g. the inotify watch limit
                 problem = exc.strerror or str(exc)

@@ -1,10 +1,10 @@
 """A job's life: its states, the moves allowed between them, and the record the journal keeps.
 
-    QUEUED ──► UPLOADING ──► DOWNLOADING ──► FILING ──► DONE
+    QUEUED ──► UPLOADING ──► DOWNLOADING ──► DONE     (downloaded, then filed)
       ▲  │         │    ▲          ▲
       │  │         ▼    │          │
       │  │   WAITING_FOR_RESULT ───┘        (any active state) ──► FAILED / HELD
-      │  └──────────────► FILING            (an identical earlier result is reused)
+      │  └──────────────► FILING ──► DONE   (an identical earlier result is reused)
       └── HELD, FAILED (the user resumes or retries)
     QUEUED ──► DROPPED   (the file left or changed before it was sent; its new version,
                           if any, is a new job)
@@ -12,7 +12,9 @@
 Every move is written to the journal before the side effect it guards (the journal refuses
 any move not listed here), so a process killed at any line resumes from a state that says
 exactly what may already have happened: a job found in UPLOADING may have reached the
-service and is polled by name before it is ever sent again.
+service and is polled by name before it is ever sent again. Only the steps that can be done
+again for free share a move: a DOWNLOADING job's result is fetched, staged (an atomic rename,
+the mark of a whole download) and filed, and filing recognises its own earlier work.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+
+from watcher.filing import staging_path
 
 
 class JobState(str, Enum):
@@ -64,9 +68,7 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.WAITING_FOR_RESULT: frozenset(
         {JobState.QUEUED, JobState.DOWNLOADING} | _ALWAYS_POSSIBLE
     ),
-    JobState.DOWNLOADING: frozenset(
-        {JobState.WAITING_FOR_RESULT, JobState.FILING, JobState.FAILED}
-    ),
+    JobState.DOWNLOADING: frozenset({JobState.WAITING_FOR_RESULT, JobState.DONE, JobState.FAILED}),
     JobState.FILING: frozenset({JobState.DONE, JobState.FAILED}),
     JobState.HELD: frozenset({JobState.QUEUED, JobState.WAITING_FOR_RESULT, JobState.FAILED}),
     JobState.FAILED: frozenset({JobState.QUEUED, JobState.WAITING_FOR_RESULT}),
@@ -125,7 +127,6 @@ class Job:
     pages: int | None = None
     sent_at: float | None = None  # set while the service may hold an upload of ours
     link: str | None = None
-    staged: Path | None = None  # the downloaded result, waiting to be filed
     output: Path | None = None
     attempts: int = 0
     not_before: float = 0.0
@@ -139,6 +140,11 @@ class Job:
     @property
     def display_name(self) -> str:
         return self.source.name
+
+    @property
+    def staged(self) -> Path:
+        """Where its result waits, whole, under a hidden name, until it is filed."""
+        return staging_path(self.rule.outbox, self.id, self.rule.outformat)
 
     @property
     def may_be_at_service(self) -> bool:

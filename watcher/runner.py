@@ -35,7 +35,6 @@ from watcher.filing import (
     remove_quietly,
     result_name,
     same_content,
-    staging_path,
     write_reason,
 )
 from watcher.jobs import ORIGINAL_DELETED, Job, JobState, SourceKind
@@ -223,7 +222,7 @@ class JobRunner:
         """The same bytes with the same settings were converted before: copy that result."""
         for twin in self._journal.twins(job):
             if twin.state is JobState.DONE and twin.output and twin.output.is_file():
-                staged = staging_path(job.rule.outbox, job.id, job.rule.outformat)
+                staged = job.staged
                 job.rule.outbox.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(twin.output, staged)
                 log.info(
@@ -231,7 +230,7 @@ class JobRunner:
                     job.display_name,
                     twin.display_name,
                 )
-                return self._journal.move(job, JobState.FILING, staged=staged, pages=0)
+                return self._journal.move(job, JobState.FILING, pages=0)
         return None
 
     def _resume_interrupted_upload(self, job: Job) -> Job:
@@ -281,13 +280,24 @@ class JobRunner:
             attempts=0,
         )
 
-    # -- DOWNLOADING -----------------------------------------------------------------------
+    # -- DOWNLOADING: fetch the result, then file it ---------------------------------------
 
     def _download(self, job: Job) -> Job:
-        staged = staging_path(job.rule.outbox, job.id, job.rule.outformat)
+        """Fetches the result to its staged name and files it, with no journal write between:
+        a staged result appears only by the atomic rename of a complete, synced download, so
+        one found here (after a kill, or a disk error while filing) is filed without being
+        fetched again, and filing finds its own earlier work instead of repeating it."""
+        if not job.staged.exists():
+            failed = self._fetch(job)
+            if failed is not None:
+                return failed
+        return self._file(job)
+
+    def _fetch(self, job: Job) -> Job | None:
+        """Downloads the result; the job's next move if that failed, None if it worked."""
         try:
             job.rule.outbox.mkdir(parents=True, exist_ok=True)
-            self._client.download(job.link or "", staged, job.rule.outformat)
+            self._client.download(job.link or "", job.staged, job.rule.outformat)
         except BadDownload as exc:
             if job.attempts + 1 >= DOWNLOAD_ATTEMPTS:
                 return self._fail(
@@ -301,9 +311,9 @@ class JobRunner:
             return self._fail(job, exc.message, advice=_SERVICE_ADVICE)
         except OSError as exc:
             return self._disk_trouble(job, job.rule.outbox, exc)
-        return self._journal.move(job, JobState.FILING, staged=staged)
+        return None
 
-    # -- FILING: result into the outbox, original away -----------------------------------
+    # -- filing: result into the outbox, original away (DOWNLOADING or FILING) -----------
 
     def _file(self, job: Job) -> Job:
         """Result placed, original put away, then DONE with both places in one write. The
@@ -314,9 +324,9 @@ class JobRunner:
         except ResultMissing:
             return self._fail(
                 job,
-                "the downloaded result was removed from the outbox before it was filed",
-                advice="The conversion is paid. Run `pdfocr-watcher retry --failed`: it asks "
-                "the service for the result again before anything is uploaded.",
+                "its result was removed from the outbox before it was filed",
+                advice="Run `pdfocr-watcher retry --failed`: nothing is paid twice (a conversion "
+                "already paid is asked for again before anything is uploaded).",
             )
         except OSError as exc:
             return self._disk_trouble(job, job.rule.outbox, exc)
@@ -341,7 +351,7 @@ class JobRunner:
         a retry, or a restart after a kill, finds the name that already holds this result
         (the same file, or a copy where links are not supported) instead of placing it twice."""
         staged = job.staged
-        if staged is None or not staged.exists():
+        if not staged.exists():
             if job.output and job.output.exists():  # named by an older version, then killed
                 return job.output
             raise ResultMissing(f"the staged result of job {job.id} is missing")
