@@ -19,7 +19,7 @@ def test_pages_are_counted_from_memory_or_from_the_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_memory_up_to: int
 ) -> None:
     """Small PDFs are parsed from memory, big ones from the file: same answer either way."""
-    monkeypatch.setattr(preflight, "IN_MEMORY_PDF_BYTES", in_memory_up_to)
+    monkeypatch.setattr(preflight, "IN_MEMORY_BYTES", in_memory_up_to)
     path = tmp_path / "scan.pdf"
     path.write_bytes(make_pdf(PAGES))
     facts = inspect_file(path, outformat="docx")
@@ -47,7 +47,7 @@ def test_pages_are_read_from_the_page_tree_or_counted(
 def test_a_pdf_cut_short_is_refused_before_upload(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_memory_up_to: int
 ) -> None:
-    monkeypatch.setattr(preflight, "IN_MEMORY_PDF_BYTES", in_memory_up_to)
+    monkeypatch.setattr(preflight, "IN_MEMORY_BYTES", in_memory_up_to)
     whole = make_pdf(PAGES)
     path = tmp_path / "cut.pdf"
     path.write_bytes(whole[: len(whole) // 2])

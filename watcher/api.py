@@ -48,14 +48,13 @@ from watcher.errors import (
     TransientError,
     UnknownRemoteName,
 )
-from watcher.preflight import EOF_SEARCH_BYTES, PDF_MAGIC, is_whole_pdf
+from watcher.preflight import EOF_SEARCH_BYTES, PDF_MAGIC, is_whole_pdf, open_small_in_memory
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 15.0
 POLL_TIMEOUT = 30.0
 DOWNLOAD_CHUNK = 256 * 1024
-IN_MEMORY_UPLOAD_BYTES = 2 * 1024 * 1024
 MAX_REDIRECTS = 5
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 # Poll and URL submissions follow redirects (a GET is safe to repeat); nothing is retried.
@@ -368,16 +367,18 @@ class PdfOcrClient:
             "filename": job.remote_name,
         }
 
-    def upload(self, path: Path, job: RemoteJob) -> ConversionResult:
-        """Sends the file and returns the result, or raises. A big file is streamed (never
-        read whole); a small one is read at once, because the encoder asks a real file for
-        its size and position some twenty times, each a system call.
+    def upload(self, path: Path, job: RemoteJob, content: bytes | None = None) -> ConversionResult:
+        """Sends the file (or `content`, its bytes as already read) and returns the result,
+        or raises. A big file is streamed (never read whole); a small one is read at once,
+        because the encoder asks a real file for its size and position some twenty times.
 
         A streaming body can be sent only once, so every call builds its own encoder.
         """
-        with path.open("rb", buffering=0) as handle:  # read whole or in 16 KiB pieces
-            size = os.fstat(handle.fileno()).st_size
-            source = io.BytesIO(handle.read(size)) if size <= IN_MEMORY_UPLOAD_BYTES else handle
+        with contextlib.ExitStack() as stack:
+            if content is None:
+                source, _, _ = stack.enter_context(open_small_in_memory(path))
+            else:
+                source = io.BytesIO(content)
             encoder = MultipartEncoder(
                 fields={
                     **self._fields(job),

@@ -12,7 +12,7 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import BinaryIO
@@ -30,7 +30,7 @@ PDF_MAGIC = b"%PDF-"
 PDF_END_MARKER = b"%%EOF"
 # Writers append whitespace, a linearisation trailer or incremental-update junk after %%EOF.
 EOF_SEARCH_BYTES = 2048
-IN_MEMORY_PDF_BYTES = 2 * 1024 * 1024  # PDFs up to this size are parsed from memory
+IN_MEMORY_BYTES = 2 * 1024 * 1024  # files up to this size are checked and sent from memory
 # Files read whole or in big pieces are opened unbuffered: a buffered open costs two more
 # system calls (a terminal check and a seek), each a hand-over of Python's GIL to a thread
 # that wants it, which under load costs more than the call itself.
@@ -47,6 +47,9 @@ class FileFacts:
     pages: int
     size: int
     image_format: str = ""  # "jpeg", "png"… for images
+    # The bytes that were checked, for a PDF small enough to be read whole: sending these,
+    # not the file again, sends exactly what was counted (and spares reading it twice).
+    content: bytes | None = field(default=None, repr=False)
 
 
 def read_ends(path: Path) -> tuple[bytes, bytes] | None:
@@ -79,7 +82,7 @@ def inspect_file(path: Path, *, outformat: str | None = None) -> FileFacts:
     """What the file is and how many pages it will cost, or FileRejected saying what to do."""
     name = path.name
     try:
-        with _opened(path) as (handle, size):  # once: checks, then pages
+        with open_small_in_memory(path) as (handle, size, content):  # once: checks, then pages
             head, tail = _ends(handle)
             if head.startswith(PDF_MAGIC):
                 if not is_whole_pdf(head, tail):
@@ -88,7 +91,7 @@ def inspect_file(path: Path, *, outformat: str | None = None) -> FileFacts:
                         "download was cut short. Copy or download it again, then drop the "
                         "complete file in."
                     )
-                return FileFacts(FileKind.PDF, _pdf_pages(handle, name), size)
+                return FileFacts(FileKind.PDF, _pdf_pages(handle, name), size, content=content)
     except OSError as exc:
         raise FileRejected(f"{name} could not be read ({exc.strerror}).") from None
     if size == 0:
@@ -113,16 +116,19 @@ def inspect_file(path: Path, *, outformat: str | None = None) -> FileFacts:
 
 
 @contextmanager
-def _opened(path: Path) -> Iterator[tuple[BinaryIO, int]]:
-    """The file and its size. A small one is read into memory with one system call (pypdf
-    then seeks in it dozens of times for free); a big one is buffered, never read whole."""
+def open_small_in_memory(path: Path) -> Iterator[tuple[BinaryIO, int, bytes | None]]:
+    """The file to read, its size and, for a small one, its bytes. A small one is read into
+    memory with one system call (pypdf then seeks in it dozens of times, and the upload's
+    encoder asks it its size and position some twenty times, all for free); a big one is
+    buffered, never read whole."""
     with path.open("rb", buffering=0) as raw:
         size = os.fstat(raw.fileno()).st_size
-        if size <= IN_MEMORY_PDF_BYTES:
-            yield io.BytesIO(raw.read(size)), size
+        if size <= IN_MEMORY_BYTES:
+            content = raw.read(size)
+            yield io.BytesIO(content), len(content), content
         else:
             with io.BufferedReader(raw) as buffered:
-                yield buffered, size
+                yield buffered, size, None
 
 
 def _pdf_pages(handle: BinaryIO, name: str) -> int:

@@ -142,6 +142,7 @@ class JobRunner:
             return reused
         # What the checks learn is journaled with the next move, not in a write of its own.
         learned: dict[str, object] = {}
+        content = None
         try:
             if job.kind is SourceKind.URL:
                 learned["url"] = read_shortcut(job.source)
@@ -149,6 +150,7 @@ class JobRunner:
                 facts = inspect_file(job.source, outformat=job.rule.outformat)
                 learned["pages"] = facts.pages
                 learned["remote_name"] = _named_for(job.remote_name, facts)
+                content = facts.content
         except FileRejected as exc:
             return self._fail(job, exc.message, advice=_FILE_ADVICE)
         with self._budget_lock:
@@ -168,7 +170,7 @@ class JobRunner:
             if job.kind is SourceKind.URL:
                 result = self._client.submit_url(job.url or "", remote)
             else:
-                result = self._client.upload(job.source, remote)
+                result = self._client.upload(job.source, remote, content)
         except ConversionCut as exc:
             log.info("%s: %s; asking for the result by name", job.display_name, exc.message)
             return self._journal.move(job, JobState.WAITING_FOR_RESULT)
