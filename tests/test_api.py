@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import http.server
 import importlib.util
 import threading
@@ -260,9 +261,11 @@ class _RecordingProxy(http.server.BaseHTTPRequestHandler):
     to know whether a request went through it)."""
 
     seen: ClassVar[list[str]] = []
+    credentials: ClassVar[list[str | None]] = []
 
     def do_GET(self) -> None:
         self.seen.append(self.path)
+        self.credentials.append(self.headers["Proxy-Authorization"])
         body = b"<html>proxy says no</html>"
         self.send_response(502)
         self.send_header("Content-Length", str(len(body)))
@@ -313,3 +316,21 @@ def test_a_proxy_that_cannot_be_used_holds_the_queue_in_words(
     with pytest.raises(AccountError, match="PySocks"):
         client_for(sandbox).poll(job())
     assert sandbox.ledger() == []
+
+
+def test_proxy_credentials_are_sent_decoded(
+    sandbox: Sandbox, no_proxies: pytest.MonkeyPatch
+) -> None:
+    """A password with an "@" is written "%40" in a proxy URL; the proxy must get "@"."""
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RecordingProxy)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        port = proxy.server_address[1]
+        no_proxies.setenv("HTTP_PROXY", f"http://office%5Cann:p%40ss@127.0.0.1:{port}")
+        _RecordingProxy.seen, _RecordingProxy.credentials = [], []
+        assert client_for(sandbox).poll(job()) is None
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+    expected = "Basic " + base64.b64encode(b"office\\ann:p@ss").decode()
+    assert _RecordingProxy.credentials == [expected]

@@ -18,8 +18,13 @@ from test_daemon import files_in, start_daemon_process, stop_process, wait_for, 
 
 import watcher.inbox
 from watcher import samplepdf
+from watcher.api import PdfOcrClient
 from watcher.cli import main
-from watcher.jobs import JobState
+from watcher.config import parse_config
+from watcher.filing import copy_whole
+from watcher.jobs import JobState, Rule, SourceKind
+from watcher.journal import Journal, NewJob
+from watcher.runner import JobRunner, Timing
 from watcher.sandbox import Sandbox
 
 SECRET = "sk-live-SECRET-7f3a9c1e5b"
@@ -370,3 +375,61 @@ def test_the_key_appears_in_nothing_the_program_writes(
     assert "urllib3" in err and "apikey=" in err  # debug logging really was on
     assert "chmod 600" in err  # and the permission warning was given
     assert not [text for text in written if SECRET in text]
+
+
+def test_an_archive_that_cannot_be_written_never_gets_the_result_filed_twice(
+    tmp_path: Path, small_disk: Path
+) -> None:
+    """The result is in the outbox, the original cannot go to the (full) archive: the job
+    waits, and its retries do not file the result again, even after a sync tool took it out
+    of the outbox; once the archive has room, the job finishes."""
+    filler = small_disk / "filler.bin"
+    with filler.open("wb") as out, pytest.raises(OSError):
+        out.write(b"\0" * 1024 * 1024)  # fills the disk
+    inbox, outbox = tmp_path / "inbox", tmp_path / "outbox"
+    source = samplepdf.write_pdf(inbox / "Invoice.pdf", ["x" * 2000])
+    outbox.mkdir()
+    journal = Journal(tmp_path / "journal.sqlite3")
+    client = PdfOcrClient(parse_config("", None, env={}).api)  # never asked: nothing to fetch
+    runner = JobRunner(journal, client, Timing(0.1, 5))
+    rule = Rule("txt", "English", True, outbox, small_disk / "archive", tmp_path / "f", "archive")
+    stat = source.stat()
+    job = journal.add(
+        NewJob(
+            source,
+            inbox,
+            SourceKind.FILE,
+            None,
+            "h",
+            stat.st_size,
+            stat.st_mtime_ns,
+            rule,
+            "I-a.pdf",
+        )
+    )
+    assert job is not None
+    job = journal.move(job, JobState.UPLOADING, sent_at=time.time(), pages=1)
+    job = journal.move(job, JobState.DOWNLOADING, link="http://127.0.0.1:9/doc/r.txt")
+    job.staged.write_text("the converted text")
+    job = runner.advance(job)
+    assert job.state is JobState.DOWNLOADING and "cannot be written" in (job.error or "")
+    assert str(small_disk / "archive") in (job.error or "")
+    assert files_in(outbox) == [".pdfocr-job1-I-a.txt", "Invoice.txt"]
+    (outbox / "Invoice.txt").unlink()  # a sync tool takes it
+    job = runner.advance(journal.update(job, not_before=0.0))
+    assert job.state is JobState.DOWNLOADING and files_in(outbox) == [".pdfocr-job1-I-a.txt"]
+    filler.unlink()
+    job = runner.advance(journal.update(job, not_before=0.0))
+    assert job.state is JobState.DONE and job.output == outbox / "Invoice.txt"
+    assert files_in(outbox) == [] and files_in(small_disk / "archive") == ["Invoice.pdf"]
+    journal.close()
+
+
+def test_a_copy_cut_short_by_a_full_disk_leaves_nothing_behind(
+    tmp_path: Path, small_disk: Path
+) -> None:
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(1024 * 1024))
+    with pytest.raises(OSError):
+        copy_whole(big, small_disk / "result.txt")
+    assert files_in(small_disk) == []

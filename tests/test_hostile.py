@@ -17,7 +17,14 @@ import pytest
 from watcher import samplepdf
 from watcher.api import PdfOcrClient, RemoteJob
 from watcher.config import parse_config
-from watcher.errors import AccountError, BadDownload, ConversionCut, FileRejected
+from watcher.errors import (
+    AccountError,
+    BadDownload,
+    ConversionCut,
+    EndpointMoved,
+    FileRejected,
+    TransientError,
+)
 from watcher.jobs import JobState, Rule, SourceKind
 from watcher.journal import Journal, NewJob
 from watcher.runner import JobRunner, Timing
@@ -315,7 +322,7 @@ def test_filing_again_after_a_kill_neither_fetches_nor_files_twice(
     source = samplepdf.write_pdf(inbox / "Invoice.pdf", ["x"])
     outbox.mkdir()
     (outbox / "Invoice.txt").write_text("somebody else's file")
-    staged = outbox / ".pdfocr-job1.txt"
+    staged = outbox / ".pdfocr-job1-Invoice-abc.txt"
     staged.write_text("the converted text")
     placed = outbox / "Invoice (2).txt"
     if placed_as == "link":
@@ -375,6 +382,82 @@ def test_a_redirected_upload_is_not_followed_and_holds_the_queue(service, pdf) -
         client_for(service).upload(pdf, JOB)
     assert asked == ["POST /ocrapiv1.html"]
     assert client_for(service).poll(JOB) is not None
+
+
+def test_a_redirected_upload_is_asked_about_before_it_is_sent_again(
+    service, tmp_path: Path
+) -> None:
+    """The file went out whole before the redirect came: the job waits for the user (the
+    queue is held) as one that may be at the service, so it is polled before any resend."""
+
+    def moved(request: http.server.BaseHTTPRequestHandler) -> None:
+        request.send_response(308)
+        request.send_header("Location", "https://elsewhere.invalid/ocrapiv1.html")
+        request.send_header("Content-Length", "0")
+        request.end_headers()
+
+    service.on_api = moved
+    inbox = tmp_path / "inbox"
+    source = samplepdf.write_pdf(inbox / "Invoice.pdf", ["x"])
+    journal = Journal(tmp_path / "journal.sqlite3")
+    runner = JobRunner(journal, client_for(service), Timing(0.1, 5))
+    rule = Rule("txt", "English", True, tmp_path / "out", tmp_path / "a", tmp_path / "f", "archive")
+    job = journal.add(file_job(source, inbox, rule, "Invoice-abc.pdf"))
+    assert job is not None
+    with pytest.raises(EndpointMoved):
+        runner.advance(job)
+    after = journal.get(job.id)
+    assert after is not None and after.state is JobState.WAITING_FOR_RESULT
+    assert after.may_be_at_service
+    journal.close()
+
+
+def test_a_poll_told_to_slow_down_says_how_long(service) -> None:
+    """A 429 to a poll comes back as such, with its Retry-After, not as a broken line."""
+
+    def slow_down(request: http.server.BaseHTTPRequestHandler) -> None:
+        request.send_response(429)
+        request.send_header("Retry-After", "7")
+        request.send_header("Content-Length", "0")
+        request.end_headers()
+
+    service.on_api = slow_down
+    with pytest.raises(TransientError) as caught:
+        client_for(service).poll(JOB)
+    assert caught.value.retry_after == 7.0 and "429" in caught.value.message
+
+
+def test_a_leftover_under_the_same_job_number_is_not_taken_for_the_result(
+    service, tmp_path: Path
+) -> None:
+    """Job numbers repeat (each one-shot `convert` starts at 1): a hidden result left by
+    another job 1 is neither filed nor overwritten; this job's own result is fetched."""
+    service.on_other = lambda request: reply_bytes(request, b"this job's result")
+    inbox, outbox = tmp_path / "inbox", tmp_path / "outbox"
+    source = samplepdf.write_pdf(inbox / "Invoice.pdf", ["x"])
+    outbox.mkdir()
+    leftovers = [outbox / ".pdfocr-job1.txt", outbox / ".pdfocr-job1-Other-0123456789.txt"]
+    for leftover in leftovers:
+        leftover.write_text("another job's result")
+    journal = Journal(tmp_path / "journal.sqlite3")
+    runner = JobRunner(journal, client_for(service), Timing(0.1, 5))
+    rule = Rule("txt", "English", True, outbox, tmp_path / "archive", tmp_path / "f", "archive")
+    job = journal.add(file_job(source, inbox, rule, "Invoice-abc.pdf"))
+    assert job is not None and job.id == 1 and job.staged not in leftovers
+    job = journal.move(job, JobState.UPLOADING, sent_at=time.time(), pages=1)
+    job = journal.move(job, JobState.DOWNLOADING, link=f"{service.base}/doc/r.txt")
+    job = runner.advance(job)
+    assert job.state is JobState.DONE
+    assert (outbox / "Invoice.txt").read_text() == "this job's result"
+    assert all(leftover.read_text() == "another job's result" for leftover in leftovers)
+    journal.close()
+
+
+def reply_bytes(request: http.server.BaseHTTPRequestHandler, body: bytes) -> None:
+    request.send_response(200)
+    request.send_header("Content-Length", str(len(body)))
+    request.end_headers()
+    request.wfile.write(body)
 
 
 @pytest.mark.parametrize("body_kind", ["small", "several chunks", "cut short"])

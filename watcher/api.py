@@ -33,7 +33,7 @@ from urllib.parse import urljoin, urlsplit
 
 import certifi
 import urllib3
-from requests.utils import get_environ_proxies
+from requests.utils import get_auth_from_url, get_environ_proxies
 from requests_toolbelt.multipart.encoder import MultipartEncoder, MultipartEncoderMonitor
 
 from watcher import __version__
@@ -44,6 +44,7 @@ from watcher.errors import (
     BadDownload,
     ConversionCut,
     CreditError,
+    EndpointMoved,
     FileRejected,
     TransientError,
     UnknownRemoteName,
@@ -57,9 +58,17 @@ POLL_TIMEOUT = 30.0
 DOWNLOAD_CHUNK = 256 * 1024
 MAX_REDIRECTS = 5
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-# Poll and URL submissions follow redirects (a GET is safe to repeat); nothing is retried.
+# Polls follow redirects (asking again costs nothing); nothing is retried, and a reply such
+# as a 429 with Retry-After comes back to us instead of being waited for inside urllib3.
 _FOLLOW_REDIRECTS = urllib3.Retry(
-    total=MAX_REDIRECTS, connect=0, read=0, status=0, other=0, redirect=MAX_REDIRECTS
+    total=MAX_REDIRECTS,
+    connect=0,
+    read=0,
+    status=0,
+    other=0,
+    redirect=MAX_REDIRECTS,
+    respect_retry_after_header=False,
+    raise_on_status=False,
 )
 ZIP_FORMATS = frozenset({"docx", "xlsx", "pptx"})
 # Downloads in progress are hidden files beside their destination; a start-up sweep removes
@@ -340,13 +349,16 @@ class PdfOcrClient:
         proxy the environment names but we cannot use fails every request the same way."""
         url = proxy if "://" in proxy else f"http://{proxy}"
         try:
-            parts = urllib3.util.parse_url(url)
-            if (parts.scheme or "").startswith("socks"):
+            scheme = urllib3.util.parse_url(url).scheme or ""
+            user, password = get_auth_from_url(url)  # "%40" in a password means "@"
+            if scheme.startswith("socks"):
                 with warnings.catch_warnings():  # our own words say it, below
                     warnings.simplefilter("ignore", urllib3.exceptions.DependencyWarning)
                     from urllib3.contrib.socks import SOCKSProxyManager
-                return SOCKSProxyManager(url, **self._pool_options)
-            auth = {"proxy_basic_auth": parts.auth} if parts.auth else {}
+                return SOCKSProxyManager(
+                    url, username=user or None, password=password or None, **self._pool_options
+                )
+            auth = {"proxy_basic_auth": f"{user}:{password}"} if user or password else {}
             return urllib3.ProxyManager(
                 url, proxy_headers=urllib3.make_headers(**auth), **self._pool_options
             )
@@ -411,7 +423,6 @@ class PdfOcrClient:
                 self._settings.endpoint,
                 fields={**self._fields(job), "url": url},
                 read_timeout=self._settings.request_timeout,
-                follow_redirects=True,
             )
         except urllib3.exceptions.HTTPError as exc:
             raise self._lost_reply(exc, sent_whole=not _never_sent(exc)) from None
@@ -475,9 +486,9 @@ class PdfOcrClient:
         if response.status == 429:
             raise _rate_limited(response)
         if response.status in REDIRECT_STATUSES:
-            # Not followed: a POST's file cannot be sent twice, and a moved address needs
-            # the user's rules file changed, not a retry.
-            raise AccountError(
+            # Not followed: a submission is paid, and a moved address needs the user's rules
+            # file changed, not a second submission somewhere else.
+            raise EndpointMoved(
                 f"the service's address {_describe_link(self._settings.endpoint)} sends "
                 f"uploads elsewhere ({_describe_link(response.headers.get('location', ''))});"
                 " check [api] endpoint in the rules file"

@@ -47,6 +47,11 @@ class CreditError(AccountError):
     """The account has too few pages left for this conversion."""
 
 
+class EndpointMoved(AccountError):
+    """The service's address answered a submission with a redirect: the rules file must name
+    the new one. The submission went out whole, so it is asked about before it is resent."""
+
+
 class FileRejected(ApiError):
     """This file cannot be converted (refused locally before paying, or by the service)."""
 

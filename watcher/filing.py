@@ -23,8 +23,12 @@ ERROR_SUFFIX = ".error.txt"
 MAX_NAME_BYTES = 255  # the common file-name limit (ext4, APFS, NTFS counts UTF-16 units)
 
 
-def staging_path(outbox: Path, job_id: int, outformat: str) -> Path:
-    return outbox / f"{STAGING_PREFIX}job{job_id}.{outformat}"
+def staging_path(outbox: Path, job_id: int, remote_name: str, outformat: str) -> Path:
+    """A job's hidden result name. Its remote name's random token makes it unique beyond the
+    job's number, which another journal (a one-shot `convert`) or a compacted one reuses:
+    a staged file is filed as found, so it must never be another job's."""
+    stem = remote_name.rpartition(".")[0] or remote_name
+    return outbox / f"{STAGING_PREFIX}job{job_id}-{stem}.{outformat}"
 
 
 def result_name(source_name: str, outformat: str) -> str:
@@ -58,10 +62,33 @@ def link_without_overwrite(source: Path, target: Path) -> None:
         if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK, errno.EACCES):
             raise
         # File systems without hard links (FAT, some shares): reserve the name exclusively,
-        # then copy over our own reservation.
+        # then copy over our own reservation (given up again if the copy fails).
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         os.close(fd)
-        shutil.copyfile(source, target)
+        try:
+            shutil.copyfile(source, target)
+        except BaseException:
+            remove_quietly(target)
+            raise
+
+
+def copy_whole(source: Path, target: Path) -> None:
+    """Copies `source` to `target` so that `target` appears only complete and synced (a
+    copy cut short by a kill or a full disk leaves only a hidden temporary file)."""
+    with (
+        tempfile.NamedTemporaryFile(
+            dir=target.parent, prefix=STAGING_PREFIX, suffix=".part", delete=False
+        ) as temp,
+        source.open("rb") as original,
+    ):
+        try:
+            shutil.copyfileobj(original, temp)
+            temp.flush()
+            os.fsync(temp.fileno())
+        except BaseException:
+            remove_quietly(Path(temp.name))
+            raise
+    os.replace(temp.name, target)
 
 
 def same_content(path: Path, other: Path) -> bool:

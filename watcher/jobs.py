@@ -14,7 +14,8 @@ any move not listed here), so a process killed at any line resumes from a state 
 exactly what may already have happened: a job found in UPLOADING may have reached the
 service and is polled by name before it is ever sent again. Only the steps that can be done
 again for free share a move: a DOWNLOADING job's result is fetched, staged (an atomic rename,
-the mark of a whole download) and filed, and filing recognises its own earlier work.
+the mark of a whole download, under a name no other job has) and filed, and filing
+recognises its own earlier work.
 """
 
 from __future__ import annotations
@@ -144,7 +145,7 @@ class Job:
     @property
     def staged(self) -> Path:
         """Where its result waits, whole, under a hidden name, until it is filed."""
-        return staging_path(self.rule.outbox, self.id, self.rule.outformat)
+        return staging_path(self.rule.outbox, self.id, self.remote_name, self.rule.outformat)
 
     @property
     def may_be_at_service(self) -> bool:

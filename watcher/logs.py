@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 import sys
 import threading
 from pathlib import Path
@@ -74,14 +75,15 @@ class LogFile(logging.handlers.RotatingFileHandler):
     its position and makes sure it is a regular file (ours always is): three system calls
     for every line. This one counts what it writes, and asks once per file."""
 
-    _size: int | None = None  # of the open file, as far as our lines go (characters)
+    _size: int | None = None  # of the open file, in bytes
 
     def shouldRollover(self, record: logging.LogRecord) -> bool:
         if self.stream is None:
             self.stream = self._open()
         if self._size is None:
             self._size = self.stream.tell()
-        self._size += len(self.format(record)) + 1
+        line = self.format(record).encode(self.encoding or "utf-8", "replace")
+        self._size += len(line) + len(os.linesep)
         return 0 < self.maxBytes <= self._size
 
     def doRollover(self) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import random
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -23,12 +22,14 @@ from watcher.errors import (
     AccountError,
     BadDownload,
     ConversionCut,
+    EndpointMoved,
     FileRejected,
     TransientError,
     UnknownRemoteName,
 )
 from watcher.filing import (
     candidate_names,
+    copy_whole,
     link_without_overwrite,
     move_without_overwrite,
     reason_path,
@@ -69,7 +70,7 @@ def next_local_midnight(now: float | None = None) -> float:
 
 
 class ResultMissing(Exception):
-    """A FILING job's staged result is gone and nothing was placed: someone removed it."""
+    """A job's staged result is gone and nothing was placed: someone removed it."""
 
 
 def backoff(attempts: int, retry_after: float | None = None) -> float:
@@ -176,6 +177,9 @@ class JobRunner:
             return self._journal.move(job, JobState.WAITING_FOR_RESULT)
         except TransientError as exc:
             return self._retry_later(job, JobState.QUEUED, exc, **NOT_SENT)
+        except EndpointMoved:
+            self._journal.move(job, JobState.WAITING_FOR_RESULT)  # it went out: ask first
+            raise
         except AccountError:
             self._journal.move(job, JobState.QUEUED, **NOT_SENT)
             raise
@@ -224,9 +228,11 @@ class JobRunner:
         """The same bytes with the same settings were converted before: copy that result."""
         for twin in self._journal.twins(job):
             if twin.state is JobState.DONE and twin.output and twin.output.is_file():
-                staged = job.staged
-                job.rule.outbox.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(twin.output, staged)
+                try:
+                    job.rule.outbox.mkdir(parents=True, exist_ok=True)
+                    copy_whole(twin.output, job.staged)  # a staged result is always whole
+                except OSError as exc:
+                    return self._disk_trouble(job, job.rule.outbox, exc)
                 log.info(
                     "%s: same content as %s, reusing its result (no charge)",
                     job.display_name,
@@ -286,9 +292,10 @@ class JobRunner:
 
     def _download(self, job: Job) -> Job:
         """Fetches the result to its staged name and files it, with no journal write between:
-        a staged result appears only by the atomic rename of a complete, synced download, so
-        one found here (after a kill, or a disk error while filing) is filed without being
-        fetched again, and filing finds its own earlier work instead of repeating it."""
+        a staged result appears only whole (the atomic rename of a complete, synced file)
+        under a name that is this job's alone, so one found here (after a kill, or a disk
+        error while filing) is filed without being fetched again, and filing finds its own
+        earlier work instead of repeating it."""
         if not job.staged.exists():
             failed = self._fetch(job)
             if failed is not None:
@@ -319,10 +326,11 @@ class JobRunner:
 
     def _file(self, job: Job) -> Job:
         """Result placed, original put away, then DONE with both places in one write. The
-        staged name goes last: until DONE is journaled it is what a retry places again."""
+        staged name goes last: until DONE is journaled it is what a retry places again. When
+        the original cannot be put away, the result's name is journaled, so that the retries
+        never place it again (not even after someone took it out of the outbox)."""
         try:
             output = self._place_result(job)
-            original_at = self._put_original_away(job)
         except ResultMissing:
             return self._fail(
                 job,
@@ -332,10 +340,15 @@ class JobRunner:
             )
         except OSError as exc:
             return self._disk_trouble(job, job.rule.outbox, exc)
+        try:
+            original_at = self._put_original_away(job)
+        except OSError as exc:
+            where = job.source.parent if job.rule.after_success == "delete" else job.rule.archive
+            return self._disk_trouble(job, where, exc, output=output)
         job = self._journal.move(
             job, JobState.DONE, output=output, original_at=original_at, error=None
         )
-        remove_quietly(job.staged)  # if a kill leaves it, the sweep at start removes it
+        remove_quietly(job.staged)  # if a kill leaves it, the daemon's start-up sweep removes it
         if job.pages:
             log.info(
                 "%s: done → %s (%d page(s), sent as %s)",
@@ -352,10 +365,10 @@ class JobRunner:
         """Gives the staged result its final name in the outbox and returns it. Idempotent:
         a retry, or a restart after a kill, finds the name that already holds this result
         (the same file, or a copy where links are not supported) instead of placing it twice."""
+        if job.output is not None:  # placed by an earlier try (or an older version)
+            return job.output
         staged = job.staged
         if not staged.exists():
-            if job.output and job.output.exists():  # named by an older version, then killed
-                return job.output
             raise ResultMissing(f"the staged result of job {job.id} is missing")
         for candidate in candidate_names(
             job.rule.outbox, result_name(job.source.name, job.rule.outformat)
@@ -430,9 +443,9 @@ class JobRunner:
             job, state, attempts=attempts, not_before=time.time() + delay, **changes
         )
 
-    def _disk_trouble(self, job: Job, folder: Path, exc: OSError) -> Job:
+    def _disk_trouble(self, job: Job, folder: Path, exc: OSError, **changes: object) -> Job:
         """A full or missing disk is the user's to fix and ours to wait for: the job keeps
-        its state (the conversion is paid; it is never sent again for this)."""
+        its state (a paid conversion is never sent again for this), with `changes`."""
         reason = f"{folder} cannot be written ({exc.strerror or exc})"
         attempts = job.attempts + 1
         delay = min(DISK_RETRY_SECONDS, backoff(attempts))
@@ -443,7 +456,7 @@ class JobRunner:
             delay,
         )
         return self._journal.update(
-            job, error=reason, attempts=attempts, not_before=time.time() + delay
+            job, error=reason, attempts=attempts, not_before=time.time() + delay, **changes
         )
 
     def _remote(self, job: Job) -> RemoteJob:
@@ -481,6 +494,7 @@ def requeue(journal: Journal, job: Job) -> str | None:
         target,
         source=source,
         original_at=None,
+        output=None,
         error=None,
         attempts=0,
         not_before=0.0,
