@@ -78,6 +78,13 @@ def reply_json(request: http.server.BaseHTTPRequestHandler, document: object) ->
     request.wfile.write(body)
 
 
+def redirect(request: http.server.BaseHTTPRequestHandler, location: str, status: int = 302) -> None:
+    request.send_response(status)
+    request.send_header("Location", location)
+    request.send_header("Content-Length", "0")
+    request.end_headers()
+
+
 def success(
     service: ScriptedService,
     *,
@@ -184,25 +191,13 @@ def test_links_elsewhere_are_refused(service, pdf, tmp_path, link) -> None:
 
 
 def test_a_redirect_loop_is_a_bad_download(service, tmp_path) -> None:
-    def loop(request: http.server.BaseHTTPRequestHandler) -> None:
-        request.send_response(302)
-        request.send_header("Location", request.path)
-        request.send_header("Content-Length", "0")
-        request.end_headers()
-
-    service.on_other = loop
+    service.on_other = lambda request: redirect(request, request.path)
     with pytest.raises(BadDownload, match="loop"):
         client_for(service).download(f"{service.base}/doc/r.txt", tmp_path / "o.txt", "txt")
 
 
 def test_a_redirect_to_another_host_is_not_followed(service, tmp_path) -> None:
-    def away(request: http.server.BaseHTTPRequestHandler) -> None:
-        request.send_response(302)
-        request.send_header("Location", "http://downloads.invalid/r.txt")
-        request.send_header("Content-Length", "0")
-        request.end_headers()
-
-    service.on_other = away
+    service.on_other = lambda request: redirect(request, "http://downloads.invalid/r.txt")
     with pytest.raises(FileRejected, match="unexpected place"):
         client_for(service).download(f"{service.base}/doc/r.txt", tmp_path / "o.txt", "txt")
 
@@ -371,10 +366,7 @@ def test_a_redirected_upload_is_not_followed_and_holds_the_queue(service, pdf) -
 
     def moved(request: http.server.BaseHTTPRequestHandler) -> None:
         asked.append(f"{request.command} {request.path.partition('?')[0]}")
-        request.send_response(301)
-        request.send_header("Location", f"{service.base}/v2/ocrapiv1")
-        request.send_header("Content-Length", "0")
-        request.end_headers()
+        redirect(request, f"{service.base}/v2/ocrapiv1", 301)
 
     service.on_api = moved
     service.on_other = success(service)
@@ -390,13 +382,7 @@ def test_a_redirected_upload_is_asked_about_before_it_is_sent_again(
     """The file went out whole before the redirect came: the job waits for the user (the
     queue is held) as one that may be at the service, so it is polled before any resend."""
 
-    def moved(request: http.server.BaseHTTPRequestHandler) -> None:
-        request.send_response(308)
-        request.send_header("Location", "https://elsewhere.invalid/ocrapiv1.html")
-        request.send_header("Content-Length", "0")
-        request.end_headers()
-
-    service.on_api = moved
+    service.on_api = lambda request: redirect(request, "https://elsewhere.invalid/x.html", 308)
     inbox = tmp_path / "inbox"
     source = samplepdf.write_pdf(inbox / "Invoice.pdf", ["x"])
     journal = Journal(tmp_path / "journal.sqlite3")
