@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urljoin, urlsplit
 
 import certifi
@@ -49,6 +49,7 @@ from watcher.errors import (
     TransientError,
     UnknownRemoteName,
 )
+from watcher.filing import written_whole
 from watcher.preflight import EOF_SEARCH_BYTES, PDF_MAGIC, is_whole_pdf, open_small_in_memory
 
 log = logging.getLogger(__name__)
@@ -71,9 +72,6 @@ _FOLLOW_REDIRECTS = urllib3.Retry(
     raise_on_status=False,
 )
 ZIP_FORMATS = frozenset({"docx", "xlsx", "pptx"})
-# Downloads in progress are hidden files beside their destination; a start-up sweep removes
-# those a killed process left behind.
-DOWNLOAD_TEMP_PREFIX = ".pdfocr-download-"
 
 # How a failure's `msg` is read (API.md, "our interpretation"): the retcode alone does not
 # tell a bad key (documented as 404) from an unknown file name (also a 4xx).
@@ -533,17 +531,13 @@ class PdfOcrClient:
         expected format never reaches `dest`. Returns the number of bytes written.
         """
         response = self._open_download(link)
-        temp = dest.with_name(f"{DOWNLOAD_TEMP_PREFIX}{new_token()}.part")
         whole = False
         try:
-            written, head, tail = self._stream_to(response, temp)
-            whole = True
-            _check_result(temp, outformat, head, tail)
-            os.replace(temp, dest)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                temp.unlink()
-            raise
+            with written_whole(dest) as out:
+                written, head, tail = self._stream_to(response, out)
+                whole = True
+                out.flush()  # the format check reads it by name
+                _check_result(Path(out.name), outformat, head, tail)
         finally:
             _let_go(response, whole=whole)
         return written
@@ -575,10 +569,10 @@ class PdfOcrClient:
         raise BadDownload("downloading the result failed: the service redirected in a loop")
 
     def _stream_to(
-        self, response: urllib3.BaseHTTPResponse, temp: Path
+        self, response: urllib3.BaseHTTPResponse, out: IO[bytes]
     ) -> tuple[int, bytes, bytes]:
-        """Writes the body to `temp`, durably; returns its size and its first and last
-        bytes, so that the format check need not read the file again."""
+        """Writes the body to `out`; returns its size and its first and last bytes, so that
+        the format check need not read the file again."""
         announced = response.headers.get("content-length", "")
         expected = int(announced) if announced.isdigit() else None
         limit = self._max_result_bytes
@@ -587,17 +581,14 @@ class PdfOcrClient:
         written = 0
         head = tail = b""
         try:
-            with temp.open("wb") as out:
-                for chunk in response.stream(DOWNLOAD_CHUNK, decode_content=True):
-                    written += len(chunk)
-                    if written > limit:
-                        raise FileRejected(f"the result is larger than the cap ({limit:,} bytes)")
-                    out.write(chunk)
-                    if len(head) < len(PDF_MAGIC):
-                        head += chunk[: len(PDF_MAGIC) - len(head)]
-                    tail = (tail + chunk[-EOF_SEARCH_BYTES:])[-EOF_SEARCH_BYTES:]
-                out.flush()
-                os.fsync(out.fileno())
+            for chunk in response.stream(DOWNLOAD_CHUNK, decode_content=True):
+                written += len(chunk)
+                if written > limit:
+                    raise FileRejected(f"the result is larger than the cap ({limit:,} bytes)")
+                out.write(chunk)
+                if len(head) < len(PDF_MAGIC):
+                    head += chunk[: len(PDF_MAGIC) - len(head)]
+                tail = (tail + chunk[-EOF_SEARCH_BYTES:])[-EOF_SEARCH_BYTES:]
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             if isinstance(exc, OSError) and not isinstance(exc, ConnectionError):
                 raise

@@ -21,7 +21,7 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from watcher.api import DOWNLOAD_TEMP_PREFIX, PdfOcrClient, new_token, remote_name
+from watcher.api import PdfOcrClient, new_token, remote_name
 from watcher.config import Config, InboxRule, check_runnable, load_config
 from watcher.errors import AccountError, ConfigError, CreditError
 from watcher.filing import STAGING_PREFIX
@@ -661,7 +661,7 @@ def _our_temporary_files(folder: Path) -> list[Path]:
         names = list(folder.iterdir())
     except OSError:
         return []
-    return [p for p in names if p.name.startswith((DOWNLOAD_TEMP_PREFIX, STAGING_PREFIX))]
+    return [p for p in names if p.name.startswith(STAGING_PREFIX)]
 
 
 def file_hash(path: Path) -> str:

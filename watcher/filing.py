@@ -16,7 +16,9 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO, Any
 
 STAGING_PREFIX = ".pdfocr-"
 ERROR_SUFFIX = ".error.txt"
@@ -72,23 +74,36 @@ def link_without_overwrite(source: Path, target: Path) -> None:
             raise
 
 
-def copy_whole(source: Path, target: Path) -> None:
-    """Copies `source` to `target` so that `target` appears only complete and synced (a
-    copy cut short by a kill or a full disk leaves only a hidden temporary file)."""
-    with (
-        tempfile.NamedTemporaryFile(
-            dir=target.parent, prefix=STAGING_PREFIX, suffix=".part", delete=False
-        ) as temp,
-        source.open("rb") as original,
-    ):
-        try:
-            shutil.copyfileobj(original, temp)
+@contextmanager
+def written_whole(target: Path, *, encoding: str | None = None) -> Iterator[IO[Any]]:
+    """A hidden temporary file beside `target` to write (text when `encoding` is given).
+    When the block ends it is synced and renamed onto `target`, which so appears only
+    complete; when the block fails it is removed. A kill in between leaves only the hidden
+    file, which the daemon's start-up sweep removes."""
+    written: Path | None = None
+    try:
+        with tempfile.NamedTemporaryFile(
+            "w" if encoding else "wb",
+            encoding=encoding,
+            dir=target.parent,
+            prefix=STAGING_PREFIX,
+            suffix=".part",
+            delete=False,
+        ) as temp:
+            written = Path(temp.name)
+            yield temp
             temp.flush()
             os.fsync(temp.fileno())
-        except BaseException:
-            remove_quietly(Path(temp.name))
-            raise
-    os.replace(temp.name, target)
+        os.replace(written, target)
+    except BaseException:
+        remove_quietly(written)  # closed first: Windows removes no open file
+        raise
+
+
+def copy_whole(source: Path, target: Path) -> None:
+    """Copies `source` to `target`, which appears only complete and synced."""
+    with written_whole(target) as copy, source.open("rb") as original:
+        shutil.copyfileobj(original, copy)
 
 
 def same_content(path: Path, other: Path) -> bool:
@@ -148,16 +163,8 @@ def write_reason(failed_copy: Path, *, source: Path, reason: str, advice: str) -
         f"What happened: {reason}\n\n"
         f"What to do: {advice}\n"
     )
-    with tempfile.NamedTemporaryFile(
-        "w",
-        encoding="utf-8",
-        dir=reason_file.parent,
-        prefix=STAGING_PREFIX,
-        suffix=".part",
-        delete=False,
-    ) as temp:
-        temp.write(text)
-    os.replace(temp.name, reason_file)
+    with written_whole(reason_file, encoding="utf-8") as out:
+        out.write(text)
     return reason_file
 
 

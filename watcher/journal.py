@@ -429,7 +429,8 @@ _NEW_COLUMNS = (
     "archive, failed, after_success, state, remote_name, created_at, updated_at"
 )
 _INSERT_NEW = (
-    f"INSERT INTO jobs ({_NEW_COLUMNS}) SELECT {', '.join('?' * 18)} WHERE NOT EXISTS ("
+    f"INSERT INTO jobs ({_NEW_COLUMNS}) "
+    f"SELECT {', '.join('?' for _ in _NEW_COLUMNS.split(','))} WHERE NOT EXISTS ("
     "SELECT 1 FROM jobs WHERE source = ? AND size = ? AND mtime_ns = ? AND content_hash = ? "
     "AND original_at IS NULL AND state != ?)"
 )

@@ -31,9 +31,6 @@ PDF_END_MARKER = b"%%EOF"
 # Writers append whitespace, a linearisation trailer or incremental-update junk after %%EOF.
 EOF_SEARCH_BYTES = 2048
 IN_MEMORY_BYTES = 2 * 1024 * 1024  # files up to this size are checked and sent from memory
-# Files read whole or in big pieces are opened unbuffered: a buffered open costs two more
-# system calls (a terminal check and a seek), each a hand-over of Python's GIL to a thread
-# that wants it, which under load costs more than the call itself.
 
 
 class FileKind(Enum):
@@ -50,6 +47,11 @@ class FileFacts:
     # The bytes that were checked, for a PDF small enough to be read whole: sending these,
     # not the file again, sends exactly what was counted (and spares reading it twice).
     content: bytes | None = field(default=None, repr=False)
+
+
+# Files read whole or in big pieces are opened unbuffered (here, below and in the hash): a
+# buffered open costs two more system calls (a terminal check and a seek), each a hand-over
+# of Python's GIL to a thread that wants it, which under load costs more than the call.
 
 
 def read_ends(path: Path) -> tuple[bytes, bytes] | None:
