@@ -127,9 +127,18 @@ def test_a_long_failed_name_still_gets_its_reason_file(
     make_daemon(write_rules(tmp_path, sandbox))
     name = ("y" * 251) + ".pdf"
     (tmp_path / "inbox" / "to-text" / name).write_bytes(b"")
-    wait_for(lambda: len(files_in(tmp_path / "failed")) == 2, what="failed with a reason")
-    reason = next(p for p in (tmp_path / "failed").iterdir() if p.name.endswith(".error.txt"))
-    assert "empty" in reason.read_text()
+    failed = tmp_path / "failed"
+
+    def reason_files() -> list[str]:
+        # The reason is written under a hidden staging name and renamed when whole: only a
+        # visible ".error.txt" counts, so the staging file is never taken for it.
+        return [n for n in files_in(failed) if n.endswith(".error.txt") and n[0] != "."]
+
+    wait_for(lambda: reason_files(), what="failed with a reason")
+    (reason_name,) = reason_files()
+    assert len(reason_name.encode()) <= 255
+    assert files_in(failed) == sorted([name, reason_name])  # nothing else left behind
+    assert "empty" in (failed / reason_name).read_text()
 
 
 def test_the_same_name_in_two_inboxes_at_once(
