@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import subprocess
+import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -12,6 +17,7 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from watcher import config as config_module
 from watcher.config import (
     APP_NAME,
     BUILTIN_IGNORED_FOLDERS,
@@ -558,3 +564,190 @@ def test_any_document_is_a_config_or_a_config_error(document: dict) -> None:
     else:
         assert isinstance(config, Config)
         assert SECRET not in repr(config)
+
+
+# --- Folders compared by identity: no other path to an inbox slips through -----------------------
+
+
+@contextmanager
+def bind_mount(source: Path, target: Path) -> Iterator[Path]:
+    """`target` shows the folder `source` under another path for the block's length; the test
+    is skipped where mounting is not allowed. Always unmounted: tmp_path is deleted later, and
+    deleting through a mount would empty its source."""
+    if not sys.platform.startswith("linux") or shutil.which("mount") is None:
+        pytest.skip("bind mounts need Linux and mount(8)")
+    target.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "--bind", str(source), str(target)], capture_output=True, text=True, check=False
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"mounting is not permitted here: {mounted.stderr.strip() or 'no reason'}")
+    try:
+        yield target
+    finally:
+        if subprocess.run(["umount", str(target)], check=False).returncode != 0:
+            subprocess.run(["umount", "--lazy", str(target)], check=True)
+
+
+@pytest.fixture
+def inbox_dir(source: Path) -> Path:
+    folder = source.parent / "in"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def second_path(inbox_dir: Path) -> Iterator[Path]:
+    """The inbox folder again, bind-mounted at conf/mnt: as a second mount of one share."""
+    with bind_mount(inbox_dir, inbox_dir.parent / "mnt") as mounted:
+        yield mounted
+
+
+def refusal(source: Path, text: str) -> ConfigError:
+    """The ConfigError `load_config` (as used at start and on reload) raises for this file."""
+    source.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(source, env={})
+    return caught.value
+
+
+def assert_located(error: ConfigError, source: Path, key: str, line: int) -> None:
+    assert (error.key, error.line) == (key, line)
+    assert str(error).startswith(f"{source}:{line}: {key}: ")
+
+
+PDF_INBOX = '[[inbox]]\npath = "in"\noutformat = "pdf"\n'
+
+
+@pytest.mark.skipif(os.name == "nt", reason="symlinks need privileges on Windows")
+def test_an_outbox_that_is_a_symlink_to_an_inbox_is_refused(source: Path, inbox_dir: Path) -> None:
+    (source.parent / "out").symlink_to(inbox_dir, target_is_directory=True)
+    error = refusal(source, '[files]\noutbox = "out"\n' + PDF_INBOX)
+    assert_located(error, source, "files.outbox", 2)
+    assert f"{inbox_dir} is the folder of inbox[1]" in error.message
+    assert "converted again and paid again" in error.message
+    assert "set outbox to a folder outside every inbox" in error.message
+
+
+@pytest.mark.skipif(os.name == "nt", reason="symlinks need privileges on Windows")
+def test_an_outbox_inside_an_inbox_through_a_symlinked_parent_is_refused(
+    source: Path, inbox_dir: Path
+) -> None:
+    (source.parent / "shared").symlink_to(inbox_dir, target_is_directory=True)
+    error = refusal(source, PDF_INBOX + 'outbox = "shared/results"\n')
+    assert_located(error, source, "inbox[1].outbox", 4)
+    assert f"{inbox_dir / 'results'} is inside inbox[1]" in error.message
+    assert "paid again" in error.message
+
+
+def test_an_outbox_that_is_an_inbox_mounted_a_second_time_is_refused(
+    source: Path, inbox_dir: Path, second_path: Path
+) -> None:
+    error = refusal(source, f"# mine\n[files]\noutbox = '{second_path}'\n" + PDF_INBOX)
+    assert_located(error, source, "files.outbox", 3)
+    assert error.message.startswith(
+        f"{second_path} is the same folder as inbox[1] ({inbox_dir}) under another path ("
+    )
+    assert "second mount" in error.message
+    assert "its results would be taken as new files, converted again and paid again" in str(error)
+    assert "set outbox to a folder outside every inbox" in error.message
+
+
+def test_a_folder_not_created_yet_below_a_second_mount_of_an_inbox_is_refused(
+    source: Path, inbox_dir: Path, second_path: Path
+) -> None:
+    """It would be created inside the inbox: its nearest existing folder is the inbox."""
+    error = refusal(source, PDF_INBOX + 'failed = "mnt/not/yet"\n')
+    assert not (inbox_dir / "not").exists()
+    assert_located(error, source, "inbox[1].failed", 4)
+    assert f"is inside inbox[1] ({inbox_dir}), reached under another path" in error.message
+    assert not (inbox_dir / "not").exists()  # checking created nothing
+
+
+def test_folders_not_created_yet_on_both_sides_of_two_mounts_are_compared(
+    source: Path, inbox_dir: Path, second_path: Path
+) -> None:
+    """in/scans and mnt/scans do not exist yet, but would be one folder once created."""
+    text = "[[inbox]]\npath = 'in/scans'\noutformat = 'pdf'\noutbox = 'mnt/scans'\n"
+    error = refusal(source, text)
+    assert_located(error, source, "inbox[1].outbox", 4)
+    assert f"is the same folder as inbox[1] ({inbox_dir / 'scans'}) under" in error.message
+
+
+def test_the_state_folder_inside_an_inbox_by_identity_is_refused(
+    source: Path, inbox_dir: Path, second_path: Path
+) -> None:
+    error = refusal(source, PDF_INBOX + "[files]\nstate_dir = 'mnt/.state'\n")
+    assert_located(error, source, "files.state_dir", 5)
+    assert f"is inside inbox[1] ({inbox_dir}), reached under another path" in error.message
+    assert "journal and logs" in error.message
+
+
+def test_an_archive_that_is_an_inbox_by_identity_is_refused(
+    source: Path, inbox_dir: Path, second_path: Path
+) -> None:
+    error = refusal(source, PDF_INBOX + "archive = 'mnt'\n")
+    assert_located(error, source, "inbox[1].archive", 4)
+    assert "is the same folder as inbox[1]" in error.message
+    assert "originals archived there would be converted again" in error.message
+
+
+def test_an_inbox_holding_a_default_folder_by_identity_is_refused(source: Path, home: Path) -> None:
+    (home / "PDFOCR" / "outbox").mkdir(parents=True)
+    with bind_mount(home / "PDFOCR", source.parent / "pdfocr") as mounted:
+        error = refusal(source, f"[[inbox]]\npath = '{mounted}'\noutformat = 'pdf'\n")
+    assert_located(error, source, "inbox[1].path", 2)
+    assert f"contains the default outbox folder {home / 'PDFOCR' / 'outbox'}, under" in str(error)
+    assert "set outbox to a folder outside every inbox in [files]" in error.message
+
+
+@pytest.mark.parametrize(
+    ("second", "words"),
+    [
+        ("mnt", "same folder as inbox[1] ({inbox}) under another path"),
+        ("mnt/sub", "nested with inbox[1] ({inbox}) under another path"),
+    ],
+)
+def test_two_inboxes_that_are_one_folder_by_identity_are_refused(
+    source: Path, inbox_dir: Path, second_path: Path, second: str, words: str
+) -> None:
+    (inbox_dir / "sub").mkdir()
+    error = refusal(source, PDF_INBOX + f"[[inbox]]\npath = '{second}'\noutformat = 'txt'\n")
+    assert_located(error, source, "inbox[2].path", 5)
+    assert words.format(inbox=inbox_dir) in error.message
+
+
+def test_proper_rules_beside_a_second_mount_still_load(
+    source: Path, inbox_dir: Path, second_path: Path
+) -> None:
+    """The outbox beside the inbox, and an inbox inside the outbox's tree, are fine: only
+    folders in (or being) an inbox make loops."""
+    (source.parent / "out").mkdir()
+    text = (
+        "[files]\noutbox = 'out'\nstate_dir = 'state'\n"
+        f"{PDF_INBOX}[[inbox]]\npath = 'out/in'\noutformat = 'docx'\noutbox = 'mnt/..'\n"
+    )
+    source.write_text(text, encoding="utf-8")
+    config = load_config(source, env={})
+    assert [rule.path for rule in config.inboxes] == [inbox_dir, source.parent / "out" / "in"]
+    assert config.inboxes[1].outbox == source.parent
+
+
+def test_names_not_created_yet_are_compared_as_the_file_system_compares_them(
+    source: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where case is ignored, "In" and "in" would become one folder once created."""
+    text = "[[inbox]]\npath = 'new/In'\noutformat = 'pdf'\noutbox = 'new/in'\n"
+    assert parse(text, source).inboxes[0].outbox == source.parent / "new" / "in"
+    monkeypatch.setattr(config_module, "_folds_case", lambda folder: True)
+    with pytest.raises(ConfigError) as caught:
+        parse(text, source)
+    assert_located(caught.value, source, "inbox[1].outbox", 4)
+    assert "is the same folder as inbox[1]" in caught.value.message
+
+
+def test_case_folding_is_found_out_from_the_folder_itself(tmp_path: Path) -> None:
+    folder = tmp_path / "probe"
+    folder.mkdir()
+    (folder / "Entry").touch()
+    assert config_module._folds_case(folder) == (folder / "eNTRY").exists()

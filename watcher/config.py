@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
+import itertools
 import math
 import os
 import re
@@ -19,7 +20,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import platformdirs
@@ -84,6 +85,7 @@ class ApiSettings:
     request_timeout: float = 110.0
     poll_interval: float = 5.0
     max_wait: float = 3600.0
+    lost_after: float = 30.0  # a sent file the service keeps not knowing is held after this
     download_hosts: tuple[str, ...] = ()
     max_result_mb: int = 2048
     verify_tls: bool = True
@@ -263,11 +265,11 @@ def _expect(value: Any, kinds: tuple[type, ...], what: str) -> Any:
 
 
 def _text(value: Any) -> str:
-    return _expect(value, (str,), 'text in quotes, like "..."').strip()
+    return cast(str, _expect(value, (str,), 'text in quotes, like "..."')).strip()
 
 
 def _boolean(value: Any) -> bool:
-    return _expect(value, (bool,), "true or false (no quotes)")
+    return cast(bool, _expect(value, (bool,), "true or false (no quotes)"))
 
 
 def _number(minimum: int, maximum: float = math.inf, *, whole: bool, above: bool) -> Converter:
@@ -388,6 +390,7 @@ _API_SCHEMA: dict[str, Converter] = {
     "request_timeout": _positive_seconds,
     "poll_interval": _positive_seconds,
     "max_wait": _positive_seconds,
+    "lost_after": _seconds,
     "download_hosts": _hosts,
     "max_result_mb": _number(1, 1_000_000, whole=True, above=False),
     "verify_tls": _boolean,
@@ -464,12 +467,139 @@ def _read_inboxes(src: _Source, data: object, base: Path, files: FileSettings) -
     return inboxes
 
 
-def _within(inner: Path, outer: Path) -> bool:
-    return inner == outer or outer in inner.parents
+# --- Folders that must stay apart -------------------------------------------------------------
+
+Identity = tuple[int, int]  # (st_dev, st_ino): the same folder, whatever path leads to it
+_ANOTHER_PATH = (
+    "under another path (a symbolic link, a bind mount or a second mount of the same share, "
+    "or a spelling that differs only in case)"
+)
+# Why each folder must be outside every inbox: what would happen to the files put there.
+_LOOPS = {
+    "outbox": "its results would be taken as new files, converted again and paid again, in a loop",
+    "archive": "the originals archived there would be converted again and paid again, in a loop",
+    "failed": "the files set aside there would be sent again and again, in a loop",
+    "state_dir": "the daemon's journal and logs there would be taken as new files, in a loop",
+}
+_MOVE_IT = "set {key} to a folder outside every inbox"
+
+
+@dataclass(frozen=True)
+class _Place:
+    """A folder by name and, as far as it exists yet, by identity: a folder not created yet
+    can only turn out to be an inbox if its nearest existing folder is (or is inside) one."""
+
+    path: Path  # resolved
+    chain: tuple[Identity | None, ...]  # the nearest existing folder's identity, then its parents'
+    missing: tuple[str, ...]  # the names below that folder, not created yet
+    folds_case: bool  # whether that folder's file system ignores case (only asked when missing)
+
+    def names_below(self, depth: int) -> tuple[str, ...]:
+        """The names from the `depth`-th existing folder up (0: the nearest) down to this one."""
+        existing = self.path.parts[: len(self.path.parts) - len(self.missing)]
+        return (existing[len(existing) - depth :] if depth else ()) + self.missing
+
+
+@dataclass(frozen=True)
+class _Overlap:
+    """How one folder lies in another: the same folder or inside it, and whether only the
+    file system says so (the paths differ: another path leads to it)."""
+
+    inside: bool
+    another_path: bool
+
+
+def _identity(path: Path, *, follow: bool = True) -> Identity | None:
+    """None where there is nothing, or no inode number to tell (some shares report 0)."""
+    try:
+        info = os.stat(path, follow_symlinks=follow)
+    except (OSError, ValueError):
+        return None
+    return (info.st_dev, info.st_ino) if info.st_ino else None
+
+
+def _folds_case(folder: Path) -> bool:
+    """Whether the file system holding this existing folder ignores case: one of its entries
+    is looked up again by its name in swapped case. An entry of the folder, not the folder's
+    own name, which belongs to the file system above when the folder is a mount point. With no
+    entry to try, the system's usual file system decides (those of macOS and Windows ignore
+    case)."""
+    try:
+        with os.scandir(folder) as entries:
+            for entry in itertools.islice(entries, 32):
+                swapped = entry.name.swapcase()
+                if swapped != entry.name:
+                    own = _identity(Path(entry.path), follow=False)
+                    return own is not None and own == _identity(folder / swapped, follow=False)
+    except OSError:
+        pass
+    return sys.platform in ("darwin", "win32")
+
+
+def _folded(names: tuple[str, ...], fold: bool) -> tuple[str, ...]:
+    return tuple(name.casefold() for name in names) if fold else names
+
+
+def _place(path: Path) -> _Place:
+    """Where a folder is; looked up once, since every folder is compared with every inbox."""
+    lineage = (path, *path.parents)
+    identities = [_identity(folder) for folder in lineage]
+    depth = next((n for n, identity in enumerate(identities) if identity is not None), None)
+    if depth is None:  # nothing could be looked at: the names alone decide
+        return _Place(path, (), path.parts, False)
+    missing = path.parts[len(path.parts) - depth :] if depth else ()
+    folds = bool(missing) and _folds_case(lineage[depth])
+    return _Place(path, tuple(identities[depth:]), missing, folds)
+
+
+def _overlap(inner: _Place, outer: _Place) -> _Overlap | None:
+    """Whether `inner` is `outer` or lies inside it: by name, else by identity (walking up
+    from `inner`'s nearest existing folder, looking for `outer`'s nearest existing one, then
+    for the names `outer` is still missing below it). One function for both, so the name and
+    the identity checks can never disagree about what "inside" means."""
+    if inner.path == outer.path or outer.path in inner.path.parents:
+        return _Overlap(inside=inner.path != outer.path, another_path=False)
+    if not outer.chain or outer.chain[0] is None:
+        return None
+    wanted = _folded(outer.missing, outer.folds_case)
+    for depth, identity in enumerate(inner.chain):
+        if identity == outer.chain[0]:
+            below = inner.names_below(depth)
+            if _folded(below[: len(wanted)], outer.folds_case) == wanted:
+                return _Overlap(inside=len(below) > len(wanted), another_path=True)
+    return None
+
+
+def _relation(overlap: _Overlap, inbox: str, inbox_path: Path) -> str:
+    """'is inside inbox[2]', or where only identity tells: 'is the same folder as inbox[2]
+    (/its/path) under another path (...)'."""
+    if not overlap.another_path:
+        return f"is inside {inbox}" if overlap.inside else f"is the folder of {inbox}"
+    if overlap.inside:
+        return f"is inside {inbox} ({inbox_path}), reached {_ANOTHER_PATH}"
+    return f"is the same folder as {inbox} ({inbox_path}) {_ANOTHER_PATH}"
+
+
+def _inbox_clash(inbox: _Place, other: _Place, other_name: str) -> str | None:
+    """Why an inbox cannot be watched beside an earlier one, or None: it is the same folder,
+    or one is inside the other (either way round)."""
+    overlap = _overlap(inbox, other) or _overlap(other, inbox)
+    if overlap is None:
+        return None
+    how = f" {_ANOTHER_PATH}" if overlap.another_path else ""
+    if overlap.inside:
+        return f"nested with {other_name} ({other.path}){how}; inboxes cannot nest"
+    seen = f" ({other.path}){how}" if overlap.another_path else ""
+    return (
+        f"same folder as {other_name}{seen}: each file there would be converted twice, and "
+        "paid twice; name each folder once"
+    )
 
 
 def _check_folders(src: _Source, doc: dict[str, Any], config: Config) -> None:
-    """Refuse a file watched by two inboxes, or output that would land back in an inbox."""
+    """Refuse a file watched by two inboxes, or output that would land back in an inbox:
+    by name, and by identity, so that no other path to an inbox (a symbolic link, a bind or
+    second mount, a different spelling of the same folder) slips through."""
     files_doc = doc.get("files", {})
     folders = [  # (table, index, key, folder, written in the file)
         ("files", 0, name, getattr(config.files, name), bool(files_doc.get(name)))
@@ -477,21 +607,27 @@ def _check_folders(src: _Source, doc: dict[str, Any], config: Config) -> None:
     ]
     for index, (rule, raw) in enumerate(zip(config.inboxes, doc.get("inbox", []), strict=True), 1):
         folders += [("inbox", index, n, getattr(rule, n), True) for n in _FOLDER_KEYS if n in raw]
-    loop = "its files would be picked up and converted again, in a loop"
-    for index, rule in enumerate(config.inboxes, 1):
-        for other_index, other in enumerate(config.inboxes[: index - 1], 1):
-            if rule.path == other.path:
-                raise src.fail(f"same folder as inbox[{other_index}]", "inbox", "path", index)
-            if _within(rule.path, other.path) or _within(other.path, rule.path):
-                message = f"nested with inbox[{other_index}] ({other.path}); inboxes cannot nest"
-                raise src.fail(message, "inbox", "path", index)
+    places = {folder: _place(folder) for folder in {entry[3] for entry in folders}}
+    inboxes = [_place(rule.path) for rule in config.inboxes]
+    for index, inbox in enumerate(inboxes, 1):
+        for other_index, other in enumerate(inboxes[: index - 1], 1):
+            clash = _inbox_clash(inbox, other, f"inbox[{other_index}]")
+            if clash is not None:
+                raise src.fail(clash, "inbox", "path", index)
         for table, where, key, folder, written in folders:
-            if written and _within(folder, rule.path):
-                inside = "is the folder of" if folder == rule.path else "is inside"
-                raise src.fail(f"{folder} {inside} inbox[{index}]: {loop}", table, key, where)
-            if _within(folder, rule.path):
-                message = f"contains the default {key} folder {folder}: {loop}"
-                raise src.fail(message, "inbox", "path", index)
+            overlap = _overlap(places[folder], inbox)
+            if overlap is None:
+                continue
+            if written:
+                relation = _relation(overlap, f"inbox[{index}]", inbox.path)
+                message = f"{folder} {relation}: {_LOOPS[key]}; {_MOVE_IT.format(key=key)}"
+                raise src.fail(message, table, key, where)
+            how = f", {_ANOTHER_PATH}" if overlap.another_path else ""
+            message = (
+                f"contains the default {key} folder {folder}{how}: {_LOOPS[key]}; move the "
+                f"inbox, or {_MOVE_IT.format(key=key)} in [files]"
+            )
+            raise src.fail(message, "inbox", "path", index)
 
 
 # --- Public entry points -------------------------------------------------------------------
