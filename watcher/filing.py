@@ -3,7 +3,7 @@
 Nothing here overwrites: a taken name gets " (2)", " (3)"… and names are claimed with a hard
 link (or an exclusive create where links are not supported), which fails instead of replacing
 a file that appeared a moment earlier. Results are staged under a hidden name first, so a user
-never opens half a document.
+never opens half a document, and get the permissions the user's umask gives any new file.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ import errno
 import filecmp
 import os
 import shutil
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +25,52 @@ from typing import IO, Any
 STAGING_PREFIX = ".pdfocr-"
 ERROR_SUFFIX = ".error.txt"
 MAX_NAME_BYTES = 255  # the common file-name limit (ext4, APFS, NTFS counts UTF-16 units)
+NEW_FILE_MODE = 0o666  # what `open` asks for; the umask takes its bits away
+_PROC_STATUS = "/proc/self/status"
+
+
+def _umask_from_proc() -> int | None:
+    """The umask in force now, read without changing it: Linux 4.7+ reports it in
+    /proc/self/status. None where it does not (other systems, older kernels)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        with open(_PROC_STATUS, encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split(":", 1)[1].strip(), 8)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _umask_by_setting_it() -> int:
+    """The umask, read the only other way there is: setting it and setting it back. For the
+    moment between the two it is 077, so a file another thread creates then is its owner's
+    alone, never open to others. Called once, at import (under the import lock, before the
+    daemon starts a thread), and under a lock besides."""
+    with _umask_lock:
+        umask = os.umask(0o077)
+        os.umask(umask)
+    return umask
+
+
+_umask_lock = threading.Lock()
+# The fallback's value: a process keeps the umask it started with (the daemon never sets it).
+_proc_umask = _umask_from_proc()
+_umask_at_import = _umask_by_setting_it() if _proc_umask is None else _proc_umask
+
+
+def current_umask() -> int:
+    """The umask, thread-safely: read afresh where the system reports it (Linux), otherwise
+    as it was when this module was imported."""
+    umask = _umask_from_proc()
+    return _umask_at_import if umask is None else umask
+
+
+def new_file_mode() -> int:
+    """The permissions any new file of the user's gets: 0644 under umask 022, 0600 under 077."""
+    return NEW_FILE_MODE & ~current_umask() & 0o777
 
 
 def staging_path(outbox: Path, job_id: int, remote_name: str, outformat: str) -> Path:
@@ -77,7 +125,8 @@ def link_without_overwrite(source: Path, target: Path) -> None:
 @contextmanager
 def written_whole(target: Path, *, encoding: str | None = None) -> Iterator[IO[Any]]:
     """A hidden temporary file beside `target` to write (text when `encoding` is given).
-    When the block ends it is synced and renamed onto `target`, which so appears only
+    When the block ends it is given the mode the umask gives new files (the temporary file
+    is 0600 while it is written), synced and renamed onto `target`, which so appears only
     complete; when the block fails it is removed. A kill in between leaves only the hidden
     file, which the daemon's start-up sweep removes."""
     written: Path | None = None
@@ -93,7 +142,12 @@ def written_whole(target: Path, *, encoding: str | None = None) -> Iterator[IO[A
             written = Path(temp.name)
             yield temp
             temp.flush()
+            mode = new_file_mode()
+            if hasattr(os, "fchmod"):
+                os.fchmod(temp.fileno(), mode)  # before the sync, which so covers it too
             os.fsync(temp.fileno())
+        if not hasattr(os, "fchmod"):  # Windows (before 3.13): only read-only is kept
+            os.chmod(written, mode)
         os.replace(written, target)
     except BaseException:
         remove_quietly(written)  # closed first: Windows removes no open file
