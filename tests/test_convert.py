@@ -121,7 +121,7 @@ def test_the_key_never_reaches_the_output_even_at_debug(
     make_sandbox, tmp_path: Path, capsys
 ) -> None:
     box = make_sandbox(key=SECRET, seconds_per_page=0.3, cut_after=0.1)
-    box.inject("http502")
+    box.inject("http429")  # retried, then cut (524), then polled: every kind of request
     source = samplepdf.write_pdf(tmp_path / "k.pdf", ["x"])
     config = write_config(tmp_path, box)
     assert convert(config, "-v", str(source), "--to", "txt") == EXIT_OK

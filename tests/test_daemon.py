@@ -259,12 +259,12 @@ def stop_process(process: subprocess.Popen) -> None:
             process.wait()
 
 
-# (how the kill happens, sandbox seconds per page, cut after)
+# (how the kill happens, sandbox seconds per page, cut after). "mid-upload" kills once the
+# service has the file (a kill before that is the next test's case).
 KILLS = {
     "mid-upload": ("state:uploading", 1.5, 100.0),
     "while-polling": ("state:waiting_for_result", 1.5, 0.2),
     "mid-download": ("state:downloading", 0.0, 100.0),
-    "after-journaling-upload": ("crash:uploading", 0.0, 100.0),
     "before-done": ("crash:done", 0.0, 100.0),
 }
 
@@ -284,7 +284,9 @@ def test_sigkill_at_any_moment_converts_each_file_exactly_once(
     process = start_daemon_process(rules, crash_after=point if kind == "crash" else None)
     try:
         if kind == "state":
-            wait_for(lambda: point in journal_states(tmp_path / "state"), what=point)
+            wait_for(
+                lambda: point in journal_states(tmp_path / "state") and box.ledger(), what=point
+            )
             process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
         assert process.returncode in (-signal.SIGKILL, 137)
@@ -307,3 +309,45 @@ def test_sigkill_at_any_moment_converts_each_file_exactly_once(
 
     text = [p.text for p in Document(str(tmp_path / "outbox" / "contract.docx")).paragraphs]
     assert "Signatures" in text
+
+
+def test_a_kill_before_the_upload_left_holds_the_file_until_the_user_says_send(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """Killed the instant the journal said UPLOADING: nothing reached the service, but after
+    a restart nobody can know that. The restarted daemon asks by name, is told "not found"
+    for lost_after, and holds the file with a reason; nothing is sent until the user runs
+    `retry`, and then it is converted and charged once."""
+    rules = write_rules(tmp_path, sandbox, extra="")
+    rules.write_text(
+        rules.read_text().replace("concurrency = 2", "concurrency = 2\nlost_after = 0.5")
+    )
+    samplepdf.write_pdf(tmp_path / "inbox" / "to-word" / "contract.pdf", ["Contract"])
+    process = start_daemon_process(rules, crash_after="uploading")
+    process.wait(timeout=30)
+    assert process.returncode in (-signal.SIGKILL, 137)
+    process = start_daemon_process(rules)
+    try:
+        wait_for(lambda: journal_states(tmp_path / "state") == ["held"], what="held")
+        time.sleep(1.0)  # held, and stays so: nothing is sent by itself
+        assert journal_states(tmp_path / "state") == ["held"]
+    finally:
+        stop_process(process)
+    assert sandbox.ledger() == []
+    status = subprocess.run(
+        [sys.executable, "-m", "watcher", "status", "--config", str(rules)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "sending it again may be charged twice" in status.stdout
+    subprocess.run(
+        [sys.executable, "-m", "watcher", "retry", "1", "--config", str(rules)], check=True
+    )
+    process = start_daemon_process(rules)
+    try:
+        wait_for(lambda: journal_states(tmp_path / "state") == ["done"], what="done after retry")
+    finally:
+        stop_process(process)
+    assert files_in(tmp_path / "outbox") == ["contract.docx"]
+    assert [c.pages for c in sandbox.ledger()] == [1], "charged exactly once"

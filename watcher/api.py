@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
 import certifi
@@ -44,8 +44,10 @@ from watcher.errors import (
     BadDownload,
     ConversionCut,
     CreditError,
+    CutBeforeSent,
     EndpointMoved,
     FileRejected,
+    NotConnected,
     TransientError,
     UnknownRemoteName,
 )
@@ -133,6 +135,14 @@ def remote_name(original_name: str, token: str) -> str:
 
 def new_token() -> str:
     return secrets.token_hex(5)
+
+
+def renamed(name: str) -> str:
+    """The same remote name with a new token: a file sent again after the service lost it
+    must not be confused with the lost one, should that one turn up late."""
+    stem, _, extension = name.rpartition(".")
+    slug = stem.rpartition("-")[0] or stem
+    return f"{slug}-{new_token()}.{extension}"
 
 
 def parse_reply(status: int, body: bytes) -> Reply:
@@ -254,6 +264,21 @@ def describe_network_error(exc: BaseException) -> str:
     if "reset" in text or "aborted" in text or "remotedisconnected" in text:
         return "the connection was cut"
     return "the connection failed"
+
+
+class ConversionService(Protocol):
+    """What the runner needs of the service: the seam its unit tests replace (PdfOcrClient
+    is the real one). Each call returns a result or raises one of watcher.errors."""
+
+    def upload(
+        self, path: Path, job: RemoteJob, content: bytes | None = None
+    ) -> ConversionResult: ...
+
+    def submit_url(self, url: str, job: RemoteJob) -> ConversionResult: ...
+
+    def poll(self, job: RemoteJob) -> ConversionResult | None: ...
+
+    def download(self, link: str, dest: Path, outformat: str) -> int: ...
 
 
 class PdfOcrClient:
@@ -409,8 +434,7 @@ class PdfOcrClient:
                     read_timeout=self._settings.request_timeout,
                 )
             except urllib3.exceptions.HTTPError as exc:
-                sent_whole = monitor.bytes_read >= monitor.len and not _never_sent(exc)
-                raise self._lost_reply(exc, sent_whole=sent_whole) from None
+                raise self._lost_reply(exc, sent_whole=monitor.bytes_read >= monitor.len) from None
         return self._submission_result(response)
 
     def submit_url(self, url: str, job: RemoteJob) -> ConversionResult:
@@ -423,7 +447,7 @@ class PdfOcrClient:
                 read_timeout=self._settings.request_timeout,
             )
         except urllib3.exceptions.HTTPError as exc:
-            raise self._lost_reply(exc, sent_whole=not _never_sent(exc)) from None
+            raise self._lost_reply(exc, sent_whole=True) from None
         return self._submission_result(response)
 
     def poll(self, job: RemoteJob) -> ConversionResult | None:
@@ -475,10 +499,14 @@ class PdfOcrClient:
         return response.status
 
     def _lost_reply(self, exc: urllib3.exceptions.HTTPError, *, sent_whole: bool) -> ApiError:
+        """What a submission's network failure means for the money: sure it never arrived
+        (NotConnected, CutBeforeSent), or it may have (ConversionCut: poll, never resend)."""
         reason = describe_network_error(exc)
+        if _never_sent(exc):
+            return NotConnected(f"{reason}; nothing was sent")
         if sent_whole:
             return ConversionCut(f"{reason} after the file was sent")
-        return TransientError(f"{reason} before the file was sent")
+        return CutBeforeSent(f"{reason} before the file was sent")
 
     def _submission_result(self, response: urllib3.BaseHTTPResponse) -> ConversionResult:
         if response.status == 429:

@@ -30,7 +30,7 @@ from watcher.config import (
 from watcher.contract import LANGUAGES, OUTFORMATS, canonical_language, estimated_cost
 from watcher.errors import AccountError, ConfigError, WatcherError
 from watcher.instance import AlreadyRunning, InstanceLock, daemon_running
-from watcher.jobs import Job, JobState, Rule, SourceKind
+from watcher.jobs import HoldKind, Job, JobState, Rule, SourceKind
 from watcher.journal import (
     JOURNAL_FILE_NAME,
     META_HOLD,
@@ -281,7 +281,7 @@ def command_check(args: argparse.Namespace) -> int:
 
 def command_convert(args: argparse.Namespace) -> int:
     from watcher.api import PdfOcrClient
-    from watcher.runner import JobRunner, Timing
+    from watcher.runner import JobRunner, timing
 
     lang = canonical_language(args.lang)
     if lang is None:
@@ -299,7 +299,7 @@ def command_convert(args: argparse.Namespace) -> int:
         runner = JobRunner(
             journal,
             client,
-            Timing(config.api.poll_interval, config.api.max_wait),
+            timing(config.api),
             on_change=_print_progress,
             file_originals=False,
         )
@@ -351,6 +351,9 @@ def _convert_one(journal: Journal, runner: JobRunner, path: Path, rule: Rule) ->
         if job.state is JobState.FAILED:
             print(f"{path.name}: failed: {job.error}", file=sys.stderr)
             return EXIT_SERVICE if job.sent_at else EXIT_FILE
+        if job.state is JobState.HELD:
+            print(f"{path.name}: held: {job.error}", file=sys.stderr)
+            return EXIT_ACCOUNT if job.hold is HoldKind.BUDGET else EXIT_SERVICE
         if job.attempts >= CONVERT_GIVE_UP_ATTEMPTS:
             print(
                 f"{path.name}: gave up: {job.error or 'the service could not be reached'}",

@@ -23,10 +23,10 @@ from watchdog.observers import Observer
 
 from watcher.api import PdfOcrClient, new_token, remote_name
 from watcher.config import Config, InboxRule, check_runnable, load_config
-from watcher.errors import AccountError, ConfigError, CreditError
+from watcher.errors import AccountError, ConfigError, CreditError, ServiceLosingJobs
 from watcher.filing import STAGING_PREFIX
 from watcher.inbox import InboxWatcher, ReadyFile
-from watcher.jobs import ACTIVE_STATES, Job, JobState, Rule, SourceKind
+from watcher.jobs import ACTIVE_STATES, HoldKind, Job, JobState, Rule, SourceKind
 from watcher.journal import (
     META_HOLD,
     META_MODE,
@@ -36,7 +36,7 @@ from watcher.journal import (
     NewJob,
 )
 from watcher.logs import log_path
-from watcher.runner import JobRunner, Timing, requeue
+from watcher.runner import JobRunner, requeue, timing
 from watcher.shortcuts import is_shortcut
 from watcher.workers import WorkerPool
 
@@ -123,7 +123,7 @@ class Daemon:
         self.runner = JobRunner(
             self.journal,
             self._client,
-            Timing(self.config.api.poll_interval, self.config.api.max_wait),
+            timing(self.config.api),
             stop=self.stop_event,
             on_change=self._job_changed,
             on_service_state=self._service_state,
@@ -141,6 +141,7 @@ class Daemon:
         self._notice_listeners: list[Callable[[Notice], None]] = []
         self._lock = threading.Lock()  # guards the fields below
         self._held_since: float | None = None
+        self._hold_retries_by_itself = True
         self._service_problem: str | None = None
         self._service_problem_since: float | None = None
         self._offline_noticed = False
@@ -423,7 +424,12 @@ class Daemon:
 
     def _hold(self, error: AccountError) -> None:
         where = self.config.path or "the rules file"
-        if isinstance(error, CreditError):
+        if isinstance(error, ServiceLosingJobs):
+            advice = (
+                "check your pdfocr.org account (conversions and balance); nothing more is "
+                "sent until you choose Resume"
+            )
+        elif isinstance(error, CreditError):
             advice = (
                 "buy more pages at pdfocr.org; the queue is tried again every "
                 f"{HOLD_RETRY_SECONDS / 60:.0f} minutes, or at once when you choose Resume"
@@ -434,9 +440,13 @@ class Daemon:
                 "the queue resumes as soon as the file is saved"
             )
         reason = f"the service refused the account: {error.message} — {advice}"
+        if isinstance(error, ServiceLosingJobs):
+            reason = f"{error.message} — {advice}"
         with self._lock:
             first = self._held_since is None
             self._held_since = time.monotonic()
+            # A service that loses paid jobs is not tried again by the clock: the user decides.
+            self._hold_retries_by_itself = not isinstance(error, ServiceLosingJobs)
         self.pool.set_held(True)
         self.journal.set_meta(META_HOLD, reason)
         if first:
@@ -444,9 +454,11 @@ class Daemon:
             self._tell(NoticeKind.HELD, "Conversions held", reason)
         self._notify()
 
-    def resume(self) -> None:
-        """Releases the queue after an account hold, and the files the credit guard held:
-        the user has chosen to go on (after a config change, buying credit, or by hand)."""
+    def resume(self, *, by_user: bool = True) -> None:
+        """Releases the queue after an account hold, and the files the credit guard held.
+        `by_user` (the tray's Resume): the user has chosen to go on, which also approves
+        sending again the files held because the service no longer knew them. The clock and
+        a rules-file edit resume with `by_user=False`, which never approves a payment."""
         with self._lock:
             was_held = self._held_since is not None
             self._held_since = None
@@ -454,7 +466,15 @@ class Daemon:
             log.info("queue resumed")
             self.journal.set_meta(META_HOLD, None)
         self.pool.set_held(False)
-        self._release_held(approve=True)
+        self._release_held(approve=by_user)
+        if by_user:
+            for job in self.journal.jobs(states=(JobState.HELD,)):
+                if job.hold is HoldKind.UNCERTAIN:
+                    log.info(
+                        "%s: sent again if the service still does not know it", job.display_name
+                    )
+                    self.journal.approve_resend(job, approved=True)
+            self.pool.wake()
         self._notify()
 
     def _release_held(self, *, approve: bool, due_before: float | None = None) -> None:
@@ -518,10 +538,10 @@ class Daemon:
             if paused_until is not None and paused_until <= now:
                 self.unpause()
             with self._lock:
-                since = self._held_since
+                since = self._held_since if self._hold_retries_by_itself else None
             if since is not None and time.monotonic() - since > HOLD_RETRY_SECONDS:
                 log.info("trying the held queue again")
-                self.resume()
+                self.resume(by_user=False)
             self._release_held(approve=False, due_before=now)
             self._tell_long_outage()
             if time.monotonic() - self._compacted_at > DAY:
@@ -616,13 +636,13 @@ class Daemon:
             self._client = PdfOcrClient(fresh.api)
             self.runner.reconfigure(
                 self._client,
-                Timing(fresh.api.poll_interval, fresh.api.max_wait),
+                timing(fresh.api),
                 fresh.credits.daily_page_limit,
             )
         self.inbox.update_config(fresh)
         log.info("rules reloaded from %s (%d inboxes)", path, len(fresh.inboxes))
         if account_changed:
-            self.resume()
+            self.resume(by_user=False)
         elif limits_changed:
             self._release_held(approve=False)
         self._notify()

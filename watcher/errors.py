@@ -5,9 +5,13 @@ Each branch of the hierarchy maps to one reaction, so workers decide by type, ne
 - ConfigError: refuse to start (or keep the running rules) and say file, key and line.
 - AccountError: stop sending anything until the user fixes the key or buys credit.
 - FileRejected: fail this one file, tell the user why; the others go on.
-- TransientError: wait with backoff and try again; never fail a job for it.
-- ConversionCut: the upload arrived but the reply was lost; poll by name, never re-upload blindly.
-- UnknownRemoteName: the service says it never received that name; uploading again is safe.
+- TransientError: wait with backoff and try again; never fail a job for it. Raised for a
+  submission only when it surely did not reach the service: NotConnected (no connection was
+  made) and CutBeforeSent (cut before the whole file was handed over) say how sure.
+- ConversionCut: the submission may have arrived but the reply was lost; poll by name.
+- UnknownRemoteName: the service does not know that name *now* (it may learn it late, or
+  have lost it): keep asking for a while, then let the user decide. Never a reason to pay again.
+- ServiceLosingJobs: several paid submissions were lost in a short time; stop sending.
 """
 
 from __future__ import annotations
@@ -64,6 +68,15 @@ class TransientError(ApiError):
         self.retry_after = retry_after
 
 
+class NotConnected(TransientError):
+    """No connection to the service could be made: nothing of the request left this computer."""
+
+
+class CutBeforeSent(TransientError):
+    """The connection broke while the file was still being sent: the service cannot have a
+    whole file to convert. Sent again by itself, but only a few times (watcher.jobs)."""
+
+
 class BadDownload(TransientError):
     """The result could not be fetched whole; fetch it again (the conversion is already paid)."""
 
@@ -73,4 +86,9 @@ class ConversionCut(ApiError):
 
 
 class UnknownRemoteName(ApiError):
-    """A status poll for a name the service says it never received."""
+    """A status poll for a name the service says it does not know (now)."""
+
+
+class ServiceLosingJobs(AccountError):
+    """The service lost several paid submissions in a short time: the whole queue stops until
+    the user has looked at the account, since every further submission may be lost too."""

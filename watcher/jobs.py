@@ -1,21 +1,33 @@
 """A job's life: its states, the moves allowed between them, and the record the journal keeps.
 
     QUEUED ──► UPLOADING ──► DOWNLOADING ──► DONE     (downloaded, then filed)
-      ▲  │         │    ▲          ▲
-      │  │         ▼    │          │
-      │  │   WAITING_FOR_RESULT ───┘        (any active state) ──► FAILED / HELD
-      │  └──────────────► FILING ──► DONE   (an identical earlier result is reused)
-      └── HELD, FAILED (the user resumes or retries)
-    QUEUED ──► DROPPED   (the file left or changed before it was sent; its new version,
-                          if any, is a new job)
+      │ ▲          │    ▲          ▲
+      │ │          ▼    │          │
+      │ └─── WAITING_FOR_RESULT ───┘
+      ├────────► FILING ──► DONE                       (an identical earlier result is reused)
+      └────────► DROPPED                               (the file left or changed before it was sent)
+    HELD ◄── QUEUED (credit guard, daily limit), UPLOADING (cut before it was sent, too often),
+             WAITING_FOR_RESULT (the service no longer knows what it was sent)
+    HELD, FAILED ──► QUEUED or WAITING_FOR_RESULT      (the user resumes or retries)
 
-Every move is written to the journal before the side effect it guards (the journal refuses
-any move not listed here), so a process killed at any line resumes from a state that says
-exactly what may already have happened: a job found in UPLOADING may have reached the
-service and is polled by name before it is ever sent again. Only the steps that can be done
-again for free share a move: a DOWNLOADING job's result is fetched, staged (an atomic rename,
-the mark of a whole download, under a name no other job has) and filed, and filing
-recognises its own earlier work.
+`TRANSITIONS` below is exactly this picture, and the journal refuses any other move.
+
+**The spend invariant.** Every move to UPLOADING is a submission the user may pay for, and
+the journal records it (table `submissions`) in the very statement that makes the move.
+Once a submission *may* have reached the service, the job is never submitted again by
+itself: the journal's own trigger refuses the next move to UPLOADING until the submission
+is closed as one that provably never arrived (no connection, or cut before the whole body
+was handed over, at most `MAX_CUT_BEFORE_SENT` times) or the user has approved sending it
+again. So over any run, automatic paid submissions per job are at most one, whatever the
+service, the network or the code above the journal does. A job that may be at the service
+asks for its result by name (across restarts too); when the service keeps not knowing the
+name, the job is HELD for the user to decide, never re-sent.
+
+Every move is written to the journal before the side effect it guards, so a process killed
+at any line resumes from a state that says exactly what may already have happened. Only the
+steps that can be done again for free share a move: a DOWNLOADING job's result is fetched,
+staged (an atomic rename, the mark of a whole download, under a name no other job has) and
+filed, and filing recognises its own earlier work.
 """
 
 from __future__ import annotations
@@ -32,15 +44,11 @@ class JobState(str, Enum):
     UPLOADING = "uploading"
     WAITING_FOR_RESULT = "waiting_for_result"
     DOWNLOADING = "downloading"
-    FILING = "filing"
+    FILING = "filing"  # an identical earlier result is copied: nothing is sent
     DONE = "done"
     FAILED = "failed"
-    HELD = "held"
+    HELD = "held"  # waits for the user (or the next day); Job.hold says why
     DROPPED = "dropped"  # removed or changed in the inbox before it was sent: nothing to do
-
-    @property
-    def is_active(self) -> bool:
-        return self in ACTIVE_STATES
 
     @property
     def is_finished(self) -> bool:
@@ -57,25 +65,43 @@ ACTIVE_STATES = frozenset(
     }
 )
 
-_ALWAYS_POSSIBLE = {JobState.FAILED, JobState.HELD}
-
+_S = JobState
+# Exactly the moves the code makes (tests/test_jobs.py checks both ways).
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
-    JobState.QUEUED: frozenset(
-        {JobState.UPLOADING, JobState.FILING, JobState.DROPPED} | _ALWAYS_POSSIBLE
-    ),
-    JobState.UPLOADING: frozenset(
-        {JobState.QUEUED, JobState.WAITING_FOR_RESULT, JobState.DOWNLOADING} | _ALWAYS_POSSIBLE
-    ),
-    JobState.WAITING_FOR_RESULT: frozenset(
-        {JobState.QUEUED, JobState.DOWNLOADING} | _ALWAYS_POSSIBLE
-    ),
-    JobState.DOWNLOADING: frozenset({JobState.WAITING_FOR_RESULT, JobState.DONE, JobState.FAILED}),
-    JobState.FILING: frozenset({JobState.DONE, JobState.FAILED}),
-    JobState.HELD: frozenset({JobState.QUEUED, JobState.WAITING_FOR_RESULT, JobState.FAILED}),
-    JobState.FAILED: frozenset({JobState.QUEUED, JobState.WAITING_FOR_RESULT}),
-    JobState.DONE: frozenset(),
-    JobState.DROPPED: frozenset(),
+    _S.QUEUED: frozenset({_S.UPLOADING, _S.FILING, _S.DROPPED, _S.HELD, _S.FAILED}),
+    _S.UPLOADING: frozenset({_S.WAITING_FOR_RESULT, _S.DOWNLOADING, _S.QUEUED, _S.HELD, _S.FAILED}),
+    _S.WAITING_FOR_RESULT: frozenset({_S.DOWNLOADING, _S.QUEUED, _S.HELD, _S.FAILED}),
+    _S.DOWNLOADING: frozenset({_S.DONE, _S.FAILED}),
+    _S.FILING: frozenset({_S.DONE, _S.FAILED}),
+    _S.HELD: frozenset({_S.QUEUED, _S.WAITING_FOR_RESULT}),
+    _S.FAILED: frozenset({_S.QUEUED, _S.WAITING_FOR_RESULT}),
+    _S.DONE: frozenset(),
+    _S.DROPPED: frozenset(),
 }
+
+# A submission whose connection broke before the whole file was handed over surely did not
+# reach the service and is sent again by itself, but only this often: past it, a fault we
+# do not understand is the user's to judge.
+MAX_CUT_BEFORE_SENT = 5
+
+
+class SubmissionOutcome(str, Enum):
+    """What became of one submission, as the journal's `submissions` table keeps it."""
+
+    MAY_HAVE_REACHED = "may_have_reached"  # the service may have it, and may charge it
+    NO_CONNECTION = "no_connection"  # no connection was made: nothing left this computer
+    NOT_SENT = "not_sent"  # the service answered before taking it (429, key, credit)
+    CUT_BEFORE_SENT = "cut_before_sent"  # connected, cut before the whole body was sent
+    REFUSED = "refused"  # the service refused the file itself
+    RESEND_APPROVED = "resend_approved"  # may have reached; the user chose to send again
+    CUT_RETRY_APPROVED = "cut_retry_approved"  # cut before sent; the user chose to go on
+
+
+class HoldKind(str, Enum):
+    """Why a job is HELD: the two holds are released by different decisions."""
+
+    BUDGET = "budget"  # credit guard or daily limit, before anything was sent: re-judged
+    UNCERTAIN = "uncertain"  # sending again may pay twice: only the user releases it
 
 
 ORIGINAL_DELETED = "(deleted)"
@@ -126,7 +152,7 @@ class Job:
     created_at: float
     updated_at: float
     pages: int | None = None
-    sent_at: float | None = None  # set while the service may hold an upload of ours
+    sent_at: float | None = None  # set while a submission may be at the service
     link: str | None = None
     output: Path | None = None
     attempts: int = 0
@@ -137,6 +163,7 @@ class Job:
     charged_on: str | None = None  # the local day its pages count against, once possibly sent
     held_until: float | None = None  # a HELD job's automatic release (the next day), if any
     approved: bool = False  # released from a hold by the user: spend its pages, guard or not
+    hold: HoldKind | None = None  # why it is HELD
 
     @property
     def display_name(self) -> str:
@@ -149,5 +176,6 @@ class Job:
 
     @property
     def may_be_at_service(self) -> bool:
-        """An upload may have reached the service: poll before sending again."""
+        """A submission may have reached the service: poll, never send again by itself.
+        Mirrors the journal's open submission (the trigger there is what enforces it)."""
         return self.sent_at is not None

@@ -15,13 +15,27 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from watcher.errors import WatcherError
-from watcher.jobs import ACTIVE_STATES, Job, JobState, Rule, SourceKind, check_transition
+from watcher.jobs import (
+    ACTIVE_STATES,
+    MAX_CUT_BEFORE_SENT,
+    HoldKind,
+    IllegalTransition,
+    Job,
+    JobState,
+    Rule,
+    SourceKind,
+    SubmissionOutcome,
+    check_transition,
+)
 
 JOURNAL_FILE_NAME = "journal.sqlite3"
+# The message of the trigger that refuses a second automatic submission (see MIGRATIONS).
+SPEND_REFUSED = "spend invariant"
 # A test hook for the kill -9 tests: the process dies the instant a move to this state is
 # committed, before the side effect it guards, which is exactly the moment that must be safe.
 CRASH_AFTER_ENV = "PDFOCR_WATCHER_CRASH_AFTER"
@@ -33,64 +47,109 @@ META_PAGES = "available_pages"  # the last balance the service reported
 META_PAGES_AT = "available_pages_at"
 META_MODE = "mode"  # "sandbox" or "live"
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    id INTEGER PRIMARY KEY,
-    source TEXT NOT NULL,
-    inbox TEXT,
-    kind TEXT NOT NULL,
-    url TEXT,
-    content_hash TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    outformat TEXT NOT NULL,
-    lang TEXT NOT NULL,
-    ocr INTEGER NOT NULL,
-    outbox TEXT NOT NULL,
-    archive TEXT NOT NULL,
-    failed TEXT NOT NULL,
-    after_success TEXT NOT NULL,
-    state TEXT NOT NULL,
-    remote_name TEXT NOT NULL,
-    pages INTEGER,
-    sent_at REAL,
-    link TEXT,
-    staged TEXT, -- unused: a result's staged name follows from the job (Job.staged)
-    output TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    not_before REAL NOT NULL DEFAULT 0,
-    error TEXT,
-    available_pages INTEGER,
-    original_at TEXT,
-    charged_on TEXT,
-    held_until REAL,
-    approved INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, not_before);
-CREATE INDEX IF NOT EXISTS jobs_source ON jobs (source);
-CREATE INDEX IF NOT EXISTS jobs_twin ON jobs (content_hash, outformat, lang, ocr);
-CREATE INDEX IF NOT EXISTS jobs_charged ON jobs (charged_on, inbox, pages);
-CREATE INDEX IF NOT EXISTS jobs_updated ON jobs (updated_at);
-CREATE TABLE IF NOT EXISTS history (
-    day TEXT NOT NULL,
-    inbox TEXT NOT NULL,
-    state TEXT NOT NULL,
-    jobs INTEGER NOT NULL,
-    pages INTEGER NOT NULL,
-    PRIMARY KEY (day, inbox, state)
-);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
--- The balance a result brought is kept by the very statement that records the result: one
--- trip through SQLite instead of a transaction of four, for a worker holding the journal.
-CREATE TRIGGER IF NOT EXISTS jobs_balance AFTER UPDATE OF available_pages ON jobs
-WHEN NEW.available_pages IS NOT NULL
-BEGIN
-    INSERT OR REPLACE INTO meta (key, value) VALUES
-        ('available_pages', NEW.available_pages), ('available_pages_at', NEW.updated_at);
-END;
-"""
+# The journal's schema as a list of steps: a journal at version N (PRAGMA user_version) has
+# had the first N applied. A new release appends a step and never edits an old one, so every
+# journal an earlier release wrote is brought up to date in place. Version 0 is also the
+# first release's journal, which had no version: its step is written to be harmless there.
+MIGRATIONS: tuple[str, ...] = (
+    # 1: jobs, daily totals of folded jobs, and facts about the daemon.
+    """
+    CREATE TABLE IF NOT EXISTS jobs (
+        id INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,
+        inbox TEXT,
+        kind TEXT NOT NULL,
+        url TEXT,
+        content_hash TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        mtime_ns INTEGER NOT NULL,
+        outformat TEXT NOT NULL,
+        lang TEXT NOT NULL,
+        ocr INTEGER NOT NULL,
+        outbox TEXT NOT NULL,
+        archive TEXT NOT NULL,
+        failed TEXT NOT NULL,
+        after_success TEXT NOT NULL,
+        state TEXT NOT NULL,
+        remote_name TEXT NOT NULL,
+        pages INTEGER,
+        sent_at REAL,
+        link TEXT,
+        staged TEXT, -- unused since release 1: a staged name follows from the job
+        output TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        not_before REAL NOT NULL DEFAULT 0,
+        error TEXT,
+        available_pages INTEGER,
+        original_at TEXT,
+        charged_on TEXT,
+        held_until REAL,
+        approved INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, not_before);
+    CREATE INDEX IF NOT EXISTS jobs_source ON jobs (source);
+    CREATE INDEX IF NOT EXISTS jobs_twin ON jobs (content_hash, outformat, lang, ocr);
+    CREATE INDEX IF NOT EXISTS jobs_charged ON jobs (charged_on, inbox, pages);
+    CREATE INDEX IF NOT EXISTS jobs_updated ON jobs (updated_at);
+    CREATE TABLE IF NOT EXISTS history (
+        day TEXT NOT NULL,
+        inbox TEXT NOT NULL,
+        state TEXT NOT NULL,
+        jobs INTEGER NOT NULL,
+        pages INTEGER NOT NULL,
+        PRIMARY KEY (day, inbox, state)
+    );
+    CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
+    -- The balance a result brought is kept by the very statement that records the result:
+    -- one trip through SQLite instead of a transaction of four, for a worker holding the lock.
+    CREATE TRIGGER IF NOT EXISTS jobs_balance AFTER UPDATE OF available_pages ON jobs
+    WHEN NEW.available_pages IS NOT NULL
+    BEGIN
+        INSERT OR REPLACE INTO meta (key, value) VALUES
+            ('available_pages', NEW.available_pages), ('available_pages_at', NEW.updated_at);
+    END;
+    """,
+    # 2: every submission, and the spend invariant (watcher.jobs) enforced by SQLite itself,
+    # so that no code path, however wrong, can submit a job twice by itself.
+    f"""
+    CREATE TABLE submissions (
+        id INTEGER PRIMARY KEY,
+        job_id INTEGER NOT NULL,
+        remote_name TEXT NOT NULL,
+        pages INTEGER,
+        sent_at REAL NOT NULL,
+        outcome TEXT NOT NULL
+    );
+    CREATE INDEX submissions_job ON submissions (job_id, outcome);
+    ALTER TABLE jobs ADD COLUMN hold TEXT; -- why a HELD job is held (watcher.jobs.HoldKind)
+    UPDATE jobs SET hold = 'budget' WHERE state = 'held'; -- the first release's only kind
+    CREATE TRIGGER submissions_guard BEFORE UPDATE OF state ON jobs
+    WHEN NEW.state = 'uploading' AND OLD.state != 'uploading'
+    BEGIN
+        SELECT RAISE(ABORT, '{SPEND_REFUSED}: a submission may be at the service')
+        WHERE EXISTS (SELECT 1 FROM submissions WHERE job_id = NEW.id
+                      AND outcome = '{SubmissionOutcome.MAY_HAVE_REACHED.value}');
+        SELECT RAISE(ABORT, '{SPEND_REFUSED}: cut before it was sent too often')
+        WHERE (SELECT COUNT(*) FROM submissions WHERE job_id = NEW.id
+               AND outcome = '{SubmissionOutcome.CUT_BEFORE_SENT.value}')
+              >= {MAX_CUT_BEFORE_SENT};
+    END;
+    CREATE TRIGGER submissions_record AFTER UPDATE OF state ON jobs
+    WHEN NEW.state = 'uploading' AND OLD.state != 'uploading'
+    BEGIN
+        INSERT INTO submissions (job_id, remote_name, pages, sent_at, outcome)
+        VALUES (NEW.id, NEW.remote_name, NEW.pages, NEW.updated_at,
+                '{SubmissionOutcome.MAY_HAVE_REACHED.value}');
+    END;
+    -- What the first release knew: a job with sent_at may be at the service.
+    INSERT INTO submissions (job_id, remote_name, pages, sent_at, outcome)
+    SELECT id, remote_name, pages, sent_at, '{SubmissionOutcome.MAY_HAVE_REACHED.value}'
+    FROM jobs WHERE sent_at IS NOT NULL;
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
 
 _ACTIVE = tuple(state.value for state in ACTIVE_STATES)
 _PLACEHOLDERS = ",".join("?" * len(_ACTIVE))
@@ -112,13 +171,23 @@ _MUTABLE = frozenset(
         "charged_on",
         "held_until",
         "approved",
+        "hold",
     }
 )
+
+
+# The longest pause the daemon sets before trying a job again (a server's Retry-After is
+# capped to it): a `not_before` further away than this means the clock was set back.
+MAX_DEFER_SECONDS = 3600.0
 
 
 def local_day(moment: float | None = None) -> str:
     """The local calendar day pages are counted against, as stored in `charged_on`."""
     return time.strftime("%Y-%m-%d", time.localtime(moment))
+
+
+class SpendRefused(IllegalTransition):
+    """The journal refused a submission that could pay twice: a bug above it, stopped here."""
 
 
 class JournalError(WatcherError):
@@ -146,16 +215,34 @@ class Journal:
         self._claims_lock = threading.Lock()
         self._claimed: set[int] = set()
         self._crash_after = os.environ.get(CRASH_AFTER_ENV)
+        if str(path) != ":memory:":  # one-shot `convert` keeps its journal in memory
+            _private(Path(path))
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(SCHEMA)
+        self._migrate()
         # The meta facts are written only by the one daemon that owns this state folder (and
         # through this object), so a copy in memory answers reads without waiting for the lock
         # a commit holds. Another process reading them opens its own Journal.
         self._meta: dict[str, str] = dict(self._db.execute("SELECT key, value FROM meta"))
+
+    def _migrate(self) -> None:
+        """Brings the journal to SCHEMA_VERSION, each step in its own transaction."""
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise JournalError(
+                f"the journal {self.path} was written by a newer pdfocr-watcher (schema "
+                f"{version}, this one knows {SCHEMA_VERSION}); update pdfocr-watcher, or give "
+                "this one a state_dir of its own"
+            )
+        for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
+            # executescript commits first and runs the step in autocommit mode, so the step
+            # and its version number are wrapped in a transaction of their own.
+            self._db.executescript(
+                f"BEGIN IMMEDIATE; {step}; PRAGMA user_version = {number}; COMMIT;"
+            )
 
     @classmethod
     def in_folder(cls, state_dir: Path) -> Journal:
@@ -233,8 +320,6 @@ class Journal:
         """Commits a state change (checked against the state machine) with its new facts;
         staying in the same state (a retry later) is always allowed. A new `available_pages`
         also becomes the account's last known balance (META_PAGES), in the same statement."""
-        if target is not job.state:
-            check_transition(job.state, target)
         return self._write(job, target, changes)
 
     def update(self, job: Job, **changes: Any) -> Job:
@@ -242,47 +327,126 @@ class Journal:
         return self._write(job, job.state, changes)
 
     def _write(self, job: Job, target: JobState, changes: dict[str, Any]) -> Job:
+        with self._writing() as db:  # the meta copy changes in the order of the commits
+            moved = self._update(db, job, target, changes)
+        self._crash_if_asked(job, target)
+        return moved
+
+    def _update(
+        self, db: sqlite3.Connection, job: Job, target: JobState, changes: dict[str, Any]
+    ) -> Job:
+        """The UPDATE of one move, on a connection the caller holds under the lock."""
         unknown = set(changes) - _MUTABLE
         if unknown:
             raise ValueError(f"journal fields that cannot change: {sorted(unknown)}")
+        if target is not job.state:
+            check_transition(job.state, target)
+        if target is JobState.HELD and not isinstance(changes.get("hold", job.hold), HoldKind):
+            raise ValueError(f"job {job.id}: a move to held must say why (hold=HoldKind…)")
+        if target is not JobState.HELD and job.hold is not None:
+            changes = {**changes, "hold": None}
         now = time.time()
         columns = {key: _to_column(value) for key, value in changes.items()}
         columns.update(state=target.value, updated_at=now)
         assignments = ", ".join(f"{key} = ?" for key in columns)
-        with self._writing() as db:  # the meta copy changes in the order of the commits
+        try:
             updated = db.execute(
                 f"UPDATE jobs SET {assignments} WHERE id = ? AND state = ?",
                 (*columns.values(), job.id, job.state.value),
             )
-            if updated.rowcount != 1:
-                raise RuntimeError(f"job {job.id} changed under us (expected {job.state.value})")
-            if changes.get("available_pages") is not None:  # what the trigger wrote
-                self._meta[META_PAGES] = str(changes["available_pages"])
-                self._meta[META_PAGES_AT] = str(now)
+        except sqlite3.IntegrityError as exc:
+            if SPEND_REFUSED not in str(exc):
+                raise
+            raise SpendRefused(f"job {job.id} is not sent again by itself: {exc}") from None
+        if updated.rowcount != 1:
+            raise RuntimeError(f"job {job.id} changed under us (expected {job.state.value})")
+        if changes.get("available_pages") is not None:  # what the trigger wrote
+            self._meta[META_PAGES] = str(changes["available_pages"])
+            self._meta[META_PAGES_AT] = str(now)
+        return replace(job, state=target, updated_at=now, **changes)
+
+    def _crash_if_asked(self, job: Job, target: JobState) -> None:
         if target is not job.state and self._crash_after == target.value:
             os._exit(137)
-        return replace(job, state=target, updated_at=now, **changes)
+
+    def close_submission(
+        self, job: Job, outcome: SubmissionOutcome, target: JobState, **changes: Any
+    ) -> tuple[Job, int]:
+        """Closes the submission of an UPLOADING job as one that did not reach the service
+        (or was refused by it), forgets that it may be there, and moves the job, in one
+        commit. Returns the job and how often it has been cut before it was sent."""
+        if job.state is not JobState.UPLOADING:
+            raise IllegalTransition(f"job {job.id} has no submission in flight ({job.state})")
+        if outcome in (SubmissionOutcome.MAY_HAVE_REACHED, SubmissionOutcome.RESEND_APPROVED):
+            raise ValueError(f"{outcome.value} does not close a submission as not sent")
+        changes.update(sent_at=None, charged_on=None)
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE submissions SET outcome = ? WHERE job_id = ? AND outcome = ?",
+                (outcome.value, job.id, SubmissionOutcome.MAY_HAVE_REACHED.value),
+            )
+            cuts = db.execute(
+                "SELECT COUNT(*) FROM submissions WHERE job_id = ? AND outcome = ?",
+                (job.id, SubmissionOutcome.CUT_BEFORE_SENT.value),
+            ).fetchone()[0]
+            if cuts >= MAX_CUT_BEFORE_SENT and target is JobState.QUEUED:
+                target = JobState.HELD  # the trigger would refuse the next try anyway
+                changes["hold"] = HoldKind.UNCERTAIN
+            moved = self._update(db, job, target, changes)
+        self._crash_if_asked(job, target)
+        return moved, int(cuts)
+
+    def approve_resend(self, job: Job, **changes: Any) -> Job:
+        """The user's say on a job held as UNCERTAIN: it may be sent again (and paid again).
+        It asks for its result by name first, and is sent only if the service still does
+        not know it."""
+        if job.hold is not HoldKind.UNCERTAIN:
+            raise IllegalTransition(f"job {job.id} is not held for the user's decision")
+        approvals = (
+            (SubmissionOutcome.MAY_HAVE_REACHED, SubmissionOutcome.RESEND_APPROVED),
+            (SubmissionOutcome.CUT_BEFORE_SENT, SubmissionOutcome.CUT_RETRY_APPROVED),
+        )
+        changes = {"error": None, "not_before": 0.0, "attempts": 0, **changes, "sent_at": None}
+        with self._transaction() as db:
+            for before, after in approvals:
+                db.execute(
+                    "UPDATE submissions SET outcome = ? WHERE job_id = ? AND outcome = ?",
+                    (after.value, job.id, before.value),
+                )
+            return self._update(db, job, JobState.WAITING_FOR_RESULT, changes)
+
+    def submissions(self, job_id: int) -> list[tuple[SubmissionOutcome, float, str]]:
+        """(outcome, when, remote name) of every submission of a job, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT outcome, sent_at, remote_name FROM submissions WHERE job_id = ? "
+                "ORDER BY id",
+                (job_id,),
+            ).fetchall()
+        return [(SubmissionOutcome(o), float(at), str(name)) for o, at, name in rows]
 
     def claim(self, now: float | None = None) -> Job | None:
         """The next job a worker should advance, reserved for the calling thread.
 
         A queued job waits while an identical earlier twin (same bytes, same settings) is in
-        flight, so it can reuse that result instead of paying for it again. One query decides
-        it all, so a claim holds the lock for one statement.
+        flight, so it can reuse that result instead of paying for it again. A pause that ends
+        further away than any the daemon sets means the clock was set back: it is over. One
+        query decides it all, so a claim holds the lock for one statement.
         """
         now = time.time() if now is None else now
         with self._lock:
             with self._claims_lock:
                 claimed = tuple(self._claimed)
             row = self._db.execute(
-                f"SELECT * FROM jobs AS job WHERE state IN ({_PLACEHOLDERS}) AND not_before <= ? "
+                f"SELECT * FROM jobs AS job WHERE state IN ({_PLACEHOLDERS}) "
+                "AND (not_before <= ? OR not_before > ?) "
                 f"AND id NOT IN ({','.join('?' * len(claimed))}) "
                 "AND NOT (state = ? AND EXISTS (SELECT 1 FROM jobs AS twin "
                 "  WHERE twin.content_hash = job.content_hash AND twin.outformat = job.outformat "
                 "  AND twin.lang = job.lang AND twin.ocr = job.ocr AND twin.id < job.id "
                 f"  AND twin.state IN ({_PLACEHOLDERS}))) "
                 "ORDER BY not_before, id LIMIT 1",
-                (*_ACTIVE, now, *claimed, JobState.QUEUED.value, *_ACTIVE),
+                (*_ACTIVE, now, now + MAX_DEFER_SECONDS, *claimed, JobState.QUEUED.value, *_ACTIVE),
             ).fetchone()
             if row is None:
                 return None
@@ -384,6 +548,7 @@ class Journal:
                 params,
             )
             removed = db.execute(f"DELETE FROM jobs WHERE {condition}", params).rowcount
+            db.execute("DELETE FROM submissions WHERE job_id NOT IN (SELECT id FROM jobs)")
         return removed
 
     def history_counts(self) -> dict[JobState, int]:
@@ -392,18 +557,19 @@ class Journal:
             return {JobState(state): int(count) for state, count in rows.fetchall()}
 
     def release_held(self, *, approve: bool, due_before: float | None = None) -> int:
-        """Puts held jobs back in the queue, where the credit guard judges them again.
+        """Puts jobs held by the credit guard or the daily limit back in the queue, where
+        they are judged again. Never a job that may be at the service (`approve_resend`).
 
         `approve` marks them as released by the user, who has decided to spend the pages;
         `due_before` releases only those held until a moment that has come."""
-        condition = "state = ?"
+        condition = "state = ? AND hold = 'budget'"
         params: list[Any] = [JobState.HELD.value]
         if due_before is not None:
             condition += " AND held_until IS NOT NULL AND held_until <= ?"
             params.append(due_before)
         with self._writing() as db:
             released = db.execute(
-                f"UPDATE jobs SET state = ?, held_until = NULL, not_before = 0, "
+                f"UPDATE jobs SET state = ?, hold = NULL, held_until = NULL, not_before = 0, "
                 f"approved = approved OR ?, updated_at = ? WHERE {condition}",
                 (JobState.QUEUED.value, int(approve), time.time(), *params),
             )
@@ -483,7 +649,16 @@ def _queued_job(new: NewJob, job_id: int, now: float) -> Job:
     )
 
 
+def _private(path: Path) -> None:
+    """The journal holds file names and download links: readable by the user alone. Its
+    -wal and -shm files take its mode from it."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    os.chmod(path, 0o600)
+
+
 def _to_column(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
     return str(value) if isinstance(value, Path) else value
 
 
@@ -524,6 +699,7 @@ def _job_from_row(row: sqlite3.Row) -> Job:
         charged_on=row["charged_on"],
         held_until=row["held_until"],
         approved=bool(row["approved"]),
+        hold=HoldKind(row["hold"]) if row["hold"] else None,
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )

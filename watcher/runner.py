@@ -1,9 +1,10 @@
 """Advances one job through the state machine in `watcher.jobs`, talking to the service.
 
 This is the only place that decides what happens next to a job. Its rule: write the move to
-the journal, then do the thing. Money is the tie-breaker: when it is unclear whether the
-service has our upload, the job polls by name, and it is sent again only when the service
-says it never heard of it.
+the journal, then do the thing. Money is the tie-breaker: once a submission may have reached
+the service, the job asks for its result by name; when the service keeps not knowing the
+name, the job is held for the user to decide. The journal refuses a second submission of its
+own accord, so a mistake here stops there instead of paying twice.
 """
 
 from __future__ import annotations
@@ -12,18 +13,23 @@ import logging
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from watcher.api import ConversionResult, PdfOcrClient, RemoteJob
+from watcher.api import ConversionResult, ConversionService, RemoteJob, renamed
+from watcher.config import ApiSettings
 from watcher.errors import (
     AccountError,
     BadDownload,
     ConversionCut,
+    CutBeforeSent,
     EndpointMoved,
     FileRejected,
+    NotConnected,
+    ServiceLosingJobs,
     TransientError,
     UnknownRemoteName,
 )
@@ -38,8 +44,16 @@ from watcher.filing import (
     same_content,
     write_reason,
 )
-from watcher.jobs import ORIGINAL_DELETED, Job, JobState, SourceKind
-from watcher.journal import META_PAGES, Journal, local_day
+from watcher.jobs import (
+    MAX_CUT_BEFORE_SENT,
+    ORIGINAL_DELETED,
+    HoldKind,
+    Job,
+    JobState,
+    SourceKind,
+    SubmissionOutcome,
+)
+from watcher.journal import MAX_DEFER_SECONDS, META_PAGES, Journal, SpendRefused, local_day
 from watcher.preflight import FileFacts, FileKind, inspect_file
 from watcher.shortcuts import read_shortcut
 
@@ -53,14 +67,24 @@ DISK_RETRY_SECONDS = 30.0
 JobListener = Callable[[Job], None]
 
 
+# The circuit breaker: this many jobs lost by the service within the window stop the queue.
+LOST_JOBS_TRIP = 3
+LOST_JOBS_WINDOW = 600.0
+
+
 @dataclass(frozen=True)
 class Timing:
+    """How long to wait, all measured on the monotonic clock (a suspend or a clock set
+    forward does not use up a wait). `lost_after`: how long the service may keep not knowing
+    a name it was sent before the job is held; shorter only holds sooner, never pays."""
+
     poll_interval: float
     max_wait: float
+    lost_after: float = 30.0
 
 
-# What the journal must forget when the service surely does not have our upload.
-NOT_SENT: dict[str, object] = {"sent_at": None, "charged_on": None}
+def timing(settings: ApiSettings) -> Timing:
+    return Timing(settings.poll_interval, settings.max_wait, settings.lost_after)
 
 
 def next_local_midnight(now: float | None = None) -> float:
@@ -78,14 +102,14 @@ def backoff(attempts: int, retry_after: float | None = None) -> float:
     a server's Retry-After, when given, is the floor."""
     delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, attempts - 1))
     delay *= random.uniform(0.75, 1.25)
-    return max(delay, retry_after or 0.0)
+    return min(MAX_DEFER_SECONDS, max(delay, retry_after or 0.0))
 
 
 class JobRunner:
     def __init__(
         self,
         journal: Journal,
-        client: PdfOcrClient,
+        client: ConversionService,
         timing: Timing,
         *,
         stop: threading.Event | None = None,
@@ -107,8 +131,9 @@ class JobRunner:
         self._stop = stop or threading.Event()
         self._on_change = on_change or (lambda job: None)
         self._on_service_state = on_service_state or (lambda problem: None)
+        self._lost_at: deque[float] = deque(maxlen=LOST_JOBS_TRIP)  # monotonic times
 
-    def reconfigure(self, client: PdfOcrClient, timing: Timing, daily_page_limit: int) -> None:
+    def reconfigure(self, client: ConversionService, timing: Timing, daily_page_limit: int) -> None:
         """New key, endpoint, timings or limits from an edited rules file."""
         self._client = client
         self._timing = timing
@@ -134,6 +159,8 @@ class JobRunner:
     # -- QUEUED: check locally, then send -------------------------------------------------
 
     def _send(self, job: Job) -> Job:
+        if job.may_be_at_service:  # an older journal's, or a bug: never send it again
+            return self._hold_uncertain(job, _UNSURE_ADVICE)
         problem = self._source_problem(job)
         if problem:
             log.info("%s: %s", job.display_name, problem)
@@ -160,11 +187,20 @@ class JobRunner:
                 reason, until = refusal
                 log.warning("%s: held: %s", job.display_name, reason)
                 return self._journal.move(
-                    job, JobState.HELD, error=reason, held_until=until, **learned
+                    job,
+                    JobState.HELD,
+                    error=reason,
+                    held_until=until,
+                    hold=HoldKind.BUDGET,
+                    **learned,
                 )
-            job = self._journal.move(
-                job, JobState.UPLOADING, sent_at=time.time(), charged_on=local_day(), **learned
-            )
+            try:
+                job = self._journal.move(
+                    job, JobState.UPLOADING, sent_at=time.time(), charged_on=local_day(), **learned
+                )
+            except SpendRefused as exc:
+                log.error("%s: %s", job.display_name, exc)
+                return self._hold_uncertain(job, _UNSURE_ADVICE, **learned)
         self._on_change(job)
         remote = self._remote(job)
         try:
@@ -176,16 +212,19 @@ class JobRunner:
             log.info("%s: %s; asking for the result by name", job.display_name, exc.message)
             return self._journal.move(job, JobState.WAITING_FOR_RESULT)
         except TransientError as exc:
-            return self._retry_later(job, JobState.QUEUED, exc, **NOT_SENT)
+            return self._retry_later(job, JobState.QUEUED, exc, outcome=_not_sent_outcome(exc))
         except EndpointMoved:
             self._journal.move(job, JobState.WAITING_FOR_RESULT)  # it went out: ask first
             raise
         except AccountError:
-            self._journal.move(job, JobState.QUEUED, **NOT_SENT)
+            self._journal.close_submission(job, SubmissionOutcome.NOT_SENT, JobState.QUEUED)
             raise
         except FileRejected as exc:
             return self._fail(
-                job, f"the service refused it: {exc.message}", advice=_FILE_ADVICE, **NOT_SENT
+                job,
+                f"the service refused it: {exc.message}",
+                advice=_FILE_ADVICE,
+                outcome=SubmissionOutcome.REFUSED,
             )
         self._on_service_state(None)
         return self._got_result(job, result)
@@ -251,14 +290,21 @@ class JobRunner:
     # -- WAITING_FOR_RESULT: poll by name ------------------------------------------------
 
     def _wait_for_result(self, job: Job) -> Job:
+        """Asks for the result by name until it comes, the wait runs out, or the service has
+        not known the name for `lost_after`: then the job is held, since the service may
+        have it, late, or may have lost it after charging; sending it again is the user's
+        call. A job the user approved for sending again is sent only if the name stays
+        unknown now."""
         remote = self._remote(job)
+        started = time.monotonic()
+        unknown_since: float | None = None
         while not self._stop.is_set():
-            waited = time.time() - (job.sent_at or job.updated_at)
-            if waited > self._timing.max_wait:
+            now = time.monotonic()
+            if now - started > self._timing.max_wait:
                 return self._fail(
                     job,
                     f"the service gave no result within {_minutes(self._timing.max_wait)} "
-                    "of the upload",
+                    "of asking for it",
                     advice="Check your pdfocr.org account (conversions and balance) before "
                     "retrying: if the conversion was charged, retrying with `pdfocr-watcher "
                     "retry` asks for the result again first.",
@@ -266,17 +312,48 @@ class JobRunner:
             try:
                 result = self._client.poll(remote)
             except UnknownRemoteName:
-                log.info("%s: the service never received it; sending it again", job.display_name)
-                return self._journal.move(job, JobState.QUEUED, **NOT_SENT)
+                if not job.may_be_at_service:
+                    log.info("%s: not at the service; sending it again", job.display_name)
+                    return self._journal.move(
+                        job, JobState.QUEUED, remote_name=renamed(job.remote_name)
+                    )
+                unknown_since = now if unknown_since is None else unknown_since
+                if now - unknown_since >= self._timing.lost_after:
+                    return self._lost(job)
+                result = None
             except AccountError:
                 raise
             except TransientError as exc:
                 self._on_service_state(exc.message)
                 result = None
+            else:
+                unknown_since = None  # it knows the name (or said nothing about it)
             if result:
                 self._on_service_state(None)
                 return self._got_result(job, result)
             self._stop.wait(self._timing.poll_interval)
+        return job
+
+    def _lost(self, job: Job) -> Job:
+        """Holds a job the service no longer knows, and stops the queue when that happens
+        too often: a service that loses paid jobs loses the next ones too."""
+        sent = time.strftime("%H:%M", time.localtime(job.sent_at or time.time()))
+        reason = (
+            f"it was sent at {sent} and the service no longer knows it (asked for "
+            f"{_minutes(self._timing.lost_after)}); sending it again may be charged twice. "
+            "Check your pdfocr.org account, then choose Resume in the tray or run "
+            f"`pdfocr-watcher retry {job.id}` to send it again"
+        )
+        job = self._hold_uncertain(job, reason)
+        now = time.monotonic()
+        self._lost_at.append(now)
+        if len(self._lost_at) == LOST_JOBS_TRIP and now - self._lost_at[0] <= LOST_JOBS_WINDOW:
+            self._lost_at.clear()
+            self._on_change(job)
+            raise ServiceLosingJobs(
+                f"the service lost {LOST_JOBS_TRIP} conversions within "
+                f"{_minutes(LOST_JOBS_WINDOW)} (sent, probably charged, then unknown to it)"
+            )
         return job
 
     def _got_result(self, job: Job, result: ConversionResult) -> Job:
@@ -403,8 +480,37 @@ class JobRunner:
 
     # -- failures and waits ----------------------------------------------------------------
 
-    def _fail(self, job: Job, reason: str, *, advice: str, **changes: object) -> Job:
-        job = self._journal.move(job, JobState.FAILED, error=reason, **changes)
+    def _hold_uncertain(self, job: Job, reason: str, **changes: object) -> Job:
+        log.warning("%s: held: %s", job.display_name, reason)
+        return self._journal.move(
+            job, JobState.HELD, error=reason, hold=HoldKind.UNCERTAIN, **changes
+        )
+
+    def _move(
+        self,
+        job: Job,
+        target: JobState,
+        outcome: SubmissionOutcome | None = None,
+        **changes: object,
+    ) -> Job:
+        """A move; with `outcome`, one that also closes the job's submission as not sent
+        (when it was cut before it was sent too often, the job is held instead)."""
+        if outcome is None:
+            return self._journal.move(job, target, **changes)
+        moved, cuts = self._journal.close_submission(job, outcome, target, **changes)
+        if moved.state is JobState.HELD and target is not JobState.HELD:
+            return self._journal.update(moved, error=_cut_too_often(cuts))
+        return moved
+
+    def _fail(
+        self,
+        job: Job,
+        reason: str,
+        *,
+        advice: str,
+        outcome: SubmissionOutcome | None = None,
+    ) -> Job:
+        job = self._move(job, JobState.FAILED, outcome, error=reason)
         log.warning("%s: failed: %s", job.display_name, reason)
         return self.file_failed_original(job, advice)
 
@@ -433,15 +539,20 @@ class JobRunner:
         return self._journal.update(job, original_at=str(moved))
 
     def _retry_later(
-        self, job: Job, state: JobState, exc: TransientError, **changes: object
+        self,
+        job: Job,
+        state: JobState,
+        exc: TransientError,
+        outcome: SubmissionOutcome | None = None,
     ) -> Job:
         attempts = job.attempts + 1
         delay = backoff(attempts, exc.retry_after)
         self._on_service_state(exc.message)
         log.info("%s: %s; trying again in %.0f s", job.display_name, exc.message, delay)
-        return self._journal.move(
-            job, state, attempts=attempts, not_before=time.time() + delay, **changes
-        )
+        moved = self._move(job, state, outcome, attempts=attempts, not_before=time.time() + delay)
+        if moved.state is JobState.HELD:
+            log.warning("%s: held: %s", job.display_name, moved.error)
+        return moved
 
     def _disk_trouble(self, job: Job, folder: Path, exc: OSError, **changes: object) -> Job:
         """A full or missing disk is the user's to fix and ours to wait for: the job keeps
@@ -477,7 +588,8 @@ def _named_for(name: str, facts: FileFacts) -> str:
 def requeue(journal: Journal, job: Job) -> str | None:
     """Puts a failed or held job back in line (its original back in the inbox, where it was)
     and returns why it could not be, if it could not. A job that may already be paid for
-    asks the service for its result before anything is sent again."""
+    asks the service for its result before anything is sent again; one held because the
+    service no longer knew it is, by this call, the user's approval to send it again."""
     if job.state not in (JobState.FAILED, JobState.HELD):
         return f"it is {job.state.value}, nothing to retry"
     failed_copy = Path(job.original_at) if job.original_at else None
@@ -488,22 +600,45 @@ def requeue(journal: Journal, job: Job) -> str | None:
     if failed_copy is not None and moved_away:
         source = move_without_overwrite(failed_copy, job.source.parent, job.source.name)
         remove_quietly(reason_path(failed_copy))
-    target = JobState.WAITING_FOR_RESULT if job.may_be_at_service else JobState.QUEUED
-    journal.move(
-        job,
-        target,
-        source=source,
-        original_at=None,
-        output=None,
-        error=None,
-        attempts=0,
-        not_before=0.0,
-        held_until=None,
-        approved=True,
-    )
+    fresh: dict[str, object] = {
+        "source": source,
+        "original_at": None,
+        "output": None,
+        "error": None,
+        "attempts": 0,
+        "not_before": 0.0,
+        "held_until": None,
+        "approved": True,
+    }
+    if job.hold is HoldKind.UNCERTAIN:
+        journal.approve_resend(job, **fresh)
+    else:
+        target = JobState.WAITING_FOR_RESULT if job.may_be_at_service else JobState.QUEUED
+        journal.move(job, target, **fresh)
     return None
 
 
+def _not_sent_outcome(exc: TransientError) -> SubmissionOutcome:
+    if isinstance(exc, NotConnected):
+        return SubmissionOutcome.NO_CONNECTION
+    if isinstance(exc, CutBeforeSent):
+        return SubmissionOutcome.CUT_BEFORE_SENT
+    return SubmissionOutcome.NOT_SENT  # the service answered before taking it (a 429)
+
+
+def _cut_too_often(cuts: int) -> str:
+    return (
+        f"the connection broke {cuts} times while it was being sent (the most tried by "
+        f"itself is {MAX_CUT_BEFORE_SENT}); nothing reached the service as far as we can "
+        "tell. Check the network, then choose Resume in the tray or run `pdfocr-watcher "
+        "retry` to try again"
+    )
+
+
+_UNSURE_ADVICE = (
+    "the service may already have this file from an earlier submission; it is not sent "
+    "again by itself. Choose Resume in the tray or run `pdfocr-watcher retry` to send it again"
+)
 _FILE_ADVICE = (
     "Fix the file as described above, then drop it into the inbox again. Nothing was charged "
     "for it unless the service said otherwise."
