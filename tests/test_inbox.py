@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import re
 import shutil
 import threading
 import time
@@ -16,6 +17,7 @@ import pytest
 from watcher import inbox
 from watcher.config import Config, InboxRule, parse_config
 from watcher.inbox import InboxWatcher, OnReady, ReadyFile, judge
+from watcher.ownfiles import OwnFiles
 from watcher.samplepdf import make_pdf
 
 pytestmark = pytest.mark.timeout(30)
@@ -86,8 +88,10 @@ def start_watcher(recorder: Recorder) -> Iterator[Callable[..., InboxWatcher]]:
     """Factory for started watchers (reporting to `recorder` by default), stopped afterwards."""
     started: list[InboxWatcher] = []
 
-    def start(config: Config, on_ready: OnReady = recorder):
-        watcher = InboxWatcher(config, on_ready)
+    def start(
+        config: Config, on_ready: OnReady = recorder, own_files: OwnFiles | None = None
+    ) -> InboxWatcher:
+        watcher = InboxWatcher(config, on_ready, own_files)
         watcher.start()
         started.append(watcher)
         return watcher
@@ -501,3 +505,74 @@ def test_symlink_dropped_in_is_never_handed_on(tmp_path, start_watcher, recorder
     (config.inboxes[0].path / "real.pdf").write_bytes(PDF)
     assert recorder.next()[0].name == "real.pdf"
     recorder.assert_quiet(2 * SETTLE)
+
+
+# --- our own results, seen again ----------------------------------------------------------
+
+
+def own_result_messages(caplog: pytest.LogCaptureFixture, name: str) -> list[str]:
+    return [
+        record.getMessage()
+        for record in caplog.records
+        if record.levelno == logging.INFO and record.getMessage().startswith(f"{name} is one of")
+    ]
+
+
+def test_our_own_result_linked_into_an_inbox_is_not_handed_on(
+    tmp_path: Path,
+    start_watcher: Callable[..., InboxWatcher],
+    recorder: Recorder,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A loop no rules check can see (a sync tool, a share mounted again later) brings a
+    result back into an inbox as the same file: it is left alone, and said so once; a file
+    of the user's beside it is handed on as usual."""
+    caplog.set_level(logging.INFO, logger="watcher.inbox")
+    config = make_config(tmp_path)
+    watcher = start_watcher(config)
+    outbox = tmp_path / "out"
+    outbox.mkdir()
+    result = outbox / "scan.pdf"
+    result.write_bytes(PDF)
+    assert watcher.own_files.remember(result)
+    inbox_folder = config.inboxes[0].path
+    os.link(result, inbox_folder / "scan.pdf")  # the same inode, under the inbox
+    (inbox_folder / "ordinary.pdf").write_bytes(PDF)
+    assert recorder.next()[0].name == "ordinary.pdf"
+    recorder.assert_quiet(3 * SETTLE)
+    placement = watcher.own_files.placed(result)
+    assert placement is not None and placement.folder == outbox
+    assert re.fullmatch(rf"{re.escape(str(outbox))} at \d\d:\d\d", placement.describe())
+    assert own_result_messages(caplog, "scan.pdf") == [
+        f"scan.pdf is one of our own results (placed in {placement.describe()}); "
+        "it is not converted again"
+    ]
+    watcher.rescan()  # looked at again: still not handed on, and not logged again
+    recorder.assert_quiet(3 * SETTLE)
+    assert len(own_result_messages(caplog, "scan.pdf")) == 1
+    assert watcher.pending_count == 0
+
+
+def test_our_own_result_changed_since_is_a_new_file(
+    tmp_path: Path, start_watcher: Callable[..., InboxWatcher], recorder: Recorder
+) -> None:
+    """Known by identity and by size and time: once the user edits it, it is theirs."""
+    config = make_config(tmp_path)
+    own_files = OwnFiles()
+    watcher = start_watcher(config, own_files=own_files)
+    assert watcher.own_files is own_files
+    result = config.inboxes[0].path.parent / "result.pdf"
+    result.write_bytes(PDF)
+    own_files.remember(result)
+    linked = config.inboxes[0].path / "result.pdf"
+    os.link(result, linked)
+    recorder.assert_quiet(3 * SETTLE)
+    with linked.open("ab") as out:
+        out.write(b"% annotated by the user\n%%EOF\n")
+    assert recorder.next()[:2] == (linked, linked.stat().st_size)
+
+
+def test_each_watcher_has_its_own_registry_by_default(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    first, second = InboxWatcher(config, Recorder()), InboxWatcher(config, Recorder())
+    assert isinstance(first.own_files, OwnFiles) and first.own_files is not second.own_files

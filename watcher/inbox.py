@@ -5,6 +5,8 @@ browsers download under a temporary name: a file is only handed on once its size
 have stood still for `settle_seconds` and it looks whole. Events only nominate candidates;
 one settle thread decides, so a flood of events costs a dictionary lookup each. Files that
 settle together are handed on together, so a scanner's burst is journaled in a few commits.
+A file the daemon placed itself (a result, seen again through another path to its outbox) is
+never handed on: see watcher/ownfiles.py.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from watchdog.observers.polling import PollingObserver
 
 from watcher.config import BUILTIN_IGNORED_FOLDERS, BUILTIN_IGNORES, Config, InboxRule, PollingMode
 from watcher.errors import WatcherError
+from watcher.ownfiles import OwnFiles, Placement
 from watcher.preflight import is_whole_pdf, read_ends
 from watcher.shortcuts import is_shortcut
 
@@ -262,11 +265,13 @@ class _Events(FileSystemEventHandler):
 
 
 class InboxWatcher:
-    """Watches every inbox and hands each complete file to `on_ready` once."""
+    """Watches every inbox and hands each complete file to `on_ready` once, except the
+    daemon's own files: those registered in `own_files` (a fresh registry by default)."""
 
-    def __init__(self, config: Config, on_ready: OnReady):
+    def __init__(self, config: Config, on_ready: OnReady, own_files: OwnFiles | None = None):
         self._config = config
         self._on_ready = on_ready
+        self.own_files = OwnFiles() if own_files is None else own_files
         self._cond = threading.Condition()  # guards everything below up to _watch_lock
         self._pending: dict[Path, _Candidate] = {}
         self._due: list[tuple[float, int, Path, _Candidate]] = []  # heap; stale entries skipped
@@ -352,9 +357,9 @@ class InboxWatcher:
                     del self._watches[folder]
             for folder, polling in wanted.items():
                 if folder not in self._watches:
-                    watch = self._start_watch(folder, polling, recursive)
-                    if watch is not None:
-                        self._watches[folder] = watch
+                    started = self._start_watch(folder, polling, recursive)
+                    if started is not None:
+                        self._watches[folder] = started
                         added.append(folder)
             self._missing &= wanted.keys()
         return added
@@ -525,6 +530,9 @@ class InboxWatcher:
                 _looks_complete(path) or self._give_up(path, still_for, settle)
             )
         rule = self._rule_now(path, candidate) if settled else None
+        # Asked at the last look, not when the file was first seen: by now the filing code
+        # has surely registered a result that appeared under its final name a moment ago.
+        own = self.own_files.placed(path) if rule is not None else None
         with self._cond:
             if self._pending.get(path) is not candidate:
                 return None  # deleted or moved away meanwhile
@@ -532,9 +540,14 @@ class InboxWatcher:
                 self._schedule(path, candidate, max(candidate.since + settle, now + _MIN_PAUSE))
                 return None
             del self._pending[path]
-            if rule is None:
+            if rule is None or state is None:
                 return None  # gone, or no longer wanted under the current rules
+            # Counted as handed on, so that it is not looked at (nor logged) again until it
+            # changes: even once the registry has forgotten it, or the rules are reloaded.
             self._handed[path] = state
+        if own is not None:
+            _log_own(path, own)
+            return None
         return path, rule
 
     def _rule_now(self, path: Path, candidate: _Candidate) -> InboxRule | None:
@@ -559,6 +572,15 @@ class InboxWatcher:
             still_for,
         )
         return True
+
+
+def _log_own(path: Path, placed: Placement) -> None:
+    """Says why a file in an inbox is left alone: the user may be wondering."""
+    log.info(
+        "%s is one of our own results (placed in %s); it is not converted again",
+        path.name,
+        placed.describe(),
+    )
 
 
 def _files_in(folder: Path, recursive: bool) -> Iterator[Path]:
