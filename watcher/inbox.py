@@ -530,8 +530,8 @@ class InboxWatcher:
                 _looks_complete(path) or self._give_up(path, still_for, settle)
             )
         rule = self._rule_now(path, candidate) if settled else None
-        # Asked at the last look, not when the file was first seen: by now the filing code
-        # has surely registered a result that appeared under its final name a moment ago.
+        # Asked at the last look, not when the file was first seen: the later, the surer that
+        # the filing code has registered a result (it should before the result gets its name).
         own = self.own_files.placed(path) if rule is not None else None
         with self._cond:
             if self._pending.get(path) is not candidate:
