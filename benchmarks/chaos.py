@@ -3,6 +3,12 @@ is killed with SIGKILL at random moments, then prove nothing was lost or paid tw
 
     python benchmarks/chaos.py [--files 100] [--kills 6] [--seed N]
 
+A file whose submission may have reached the service but which the service does not know
+(killed before the upload left, a 5xx page in front of the service) is held, never sent
+again by itself: the run then plays the user, who runs `pdfocr-watcher retry --failed`,
+and goes on. So "paid twice" is judged where it matters: no file is charged twice before
+the user said so (`auto_duplicated`), and none more than once per time the user said so.
+
 Prints one line of figures; exits 1 if any file was lost, duplicated or damaged. The test
 suite runs a smaller version of the same run (tests/test_chaos.py).
 """
@@ -30,28 +36,36 @@ from watcher.sandbox import FaultRates, Sandbox, convert
 INBOXES = {"to-word": "docx", "to-text": "txt"}
 
 
+USER_ROUNDS = 3  # times the "user" sends held files again before the run is judged
+
+
 @dataclass(frozen=True)
 class ChaosReport:
     files: int
     faults: dict[str, int]
     kills: int
     charges: int
+    held: int  # holds the user released (one file may be held more than once)
+    auto_duplicated: int  # charges beyond one per file, before the user approved any
     lost: int
-    duplicated: int
+    duplicated: int  # charges beyond one per file and one per approval of it, and twins
     damaged: int
     leftovers: int
     seconds: float
 
     @property
     def clean(self) -> bool:
-        return not (self.lost or self.duplicated or self.damaged or self.leftovers)
+        return not (
+            self.lost or self.auto_duplicated or self.duplicated or self.damaged or self.leftovers
+        )
 
     def line(self) -> str:
         faults = " ".join(f"{kind}={count}" for kind, count in sorted(self.faults.items()))
         return (
             f"chaos: files={self.files} faults[{faults}] kills={self.kills} "
-            f"charges={self.charges} lost={self.lost} duplicated={self.duplicated} "
-            f"damaged={self.damaged} leftovers={self.leftovers} seconds={self.seconds:.0f}"
+            f"charges={self.charges} held={self.held} auto_duplicated={self.auto_duplicated} "
+            f"lost={self.lost} duplicated={self.duplicated} damaged={self.damaged} "
+            f"leftovers={self.leftovers} seconds={self.seconds:.0f}"
         )
 
 
@@ -63,7 +77,7 @@ def write_rules(root: Path, box: Sandbox) -> Path:
     rules = root / "config.toml"
     rules.write_text(
         f'[api]\nkey = "{box.key}"\nendpoint = "{box.url}"\npoll_interval = 0.2\n'
-        "concurrency = 3\n\n"
+        "concurrency = 3\nlost_after = 1\n\n"
         "[watch]\nsettle_seconds = 0.2\nrescan_seconds = 2\n\n"
         f'[files]\noutbox = "{root / "outbox"}"\narchive = "{root / "archive"}"\n'
         f'failed = "{root / "failed"}"\nstate_dir = "{root / "state"}"\n\n{inboxes}'
@@ -85,12 +99,32 @@ def make_batch(root: Path, files: int, rng: random.Random) -> dict[str, tuple[st
     return batch
 
 
-def done_count(state: Path) -> int:
+def journal_rows(state: Path, query: str) -> list[tuple]:
     try:
         with sqlite3.connect(f"file:{state / JOURNAL_FILE_NAME}?mode=ro", uri=True) as db:
-            return db.execute("SELECT COUNT(*) FROM jobs WHERE state = 'done'").fetchone()[0]
+            return db.execute(query).fetchall()
     except sqlite3.Error:
-        return 0
+        return []
+
+
+def settled(state: Path) -> bool:
+    """Nothing in flight and nothing queued (or the whole queue held): only the user can
+    move the run on now."""
+    states = dict(journal_rows(state, "SELECT state, COUNT(*) FROM jobs GROUP BY state"))
+    queue_held = journal_rows(state, "SELECT value FROM meta WHERE key = 'hold_reason'")
+    moving = sum(states.get(s, 0) for s in ("uploading", "waiting_for_result", "downloading"))
+    queued = states.get("queued", 0) + states.get("filing", 0)
+    return bool(states) and not moving and (not queued or bool(queue_held))
+
+
+def charges_by_file(root: Path, box: Sandbox) -> Counter[str]:
+    """Charges per original file name, through every remote name a job was sent under."""
+    rows = journal_rows(
+        root / "state",
+        "SELECT s.remote_name, j.source FROM submissions s JOIN jobs j ON j.id = s.job_id",
+    )
+    remote_to_name = {remote: Path(source).name for remote, source in rows}
+    return Counter(remote_to_name.get(c.filename, c.filename) for c in box.ledger())
 
 
 def start_daemon(rules: Path, log: Path) -> subprocess.Popen:
@@ -122,26 +156,58 @@ def run_chaos(root: Path, *, files: int, kills: int, seed: int, timeout: float) 
             time.sleep(rng.uniform(0.5, 2.5))
             daemon.send_signal(signal.SIGKILL)
             daemon.wait()
-        daemon = start_daemon(rules, log)
-        try:
-            deadline = time.monotonic() + timeout
-            while done_count(root / "state") < files and time.monotonic() < deadline:
-                time.sleep(0.2)
-        finally:
-            daemon.send_signal(signal.SIGTERM)
-            daemon.wait(timeout=30)
-        return _judge(root, box, batch, kills, time.monotonic() - started)
+        deadline = time.monotonic() + timeout
+        approvals: Counter[str] = Counter()
+        before_any_approval: Counter[str] | None = None
+        for _round in range(USER_ROUNDS + 1):
+            daemon = start_daemon(rules, log)
+            try:
+                while not settled(root / "state") and time.monotonic() < deadline:
+                    time.sleep(0.2)
+                time.sleep(0.5)  # settled, and stays so
+            finally:
+                daemon.send_signal(signal.SIGTERM)
+                daemon.wait(timeout=30)
+            held = [
+                Path(source).name
+                for (source,) in journal_rows(
+                    root / "state", "SELECT source FROM jobs WHERE state = 'held'"
+                )
+            ]
+            if not held or time.monotonic() >= deadline:
+                break
+            if before_any_approval is None:
+                before_any_approval = charges_by_file(root, box)
+            approvals.update(held)
+            subprocess.run(  # the user, having read the reasons, sends them again
+                [sys.executable, "-m", "watcher", "retry", "--failed", "--config", str(rules)],
+                stdout=subprocess.DEVNULL,
+                check=True,
+            )
+        return _judge(
+            root,
+            box,
+            batch,
+            kills,
+            time.monotonic() - started,
+            approvals,
+            before_any_approval or charges_by_file(root, box),
+        )
     finally:
         box.stop()
 
 
 def _judge(
-    root: Path, box: Sandbox, batch: dict[str, tuple[str, bytes]], kills: int, seconds: float
+    root: Path,
+    box: Sandbox,
+    batch: dict[str, tuple[str, bytes]],
+    kills: int,
+    seconds: float,
+    approvals: Counter[str],
+    before_any_approval: Counter[str],
 ) -> ChaosReport:
-    with sqlite3.connect(f"file:{root / 'state' / JOURNAL_FILE_NAME}?mode=ro", uri=True) as db:
-        rows = db.execute("SELECT source, remote_name, state FROM jobs").fetchall()
-    remote_to_name = {remote: Path(source).name for source, remote, _ in rows}
-    charged = Counter(remote_to_name.get(c.filename, c.filename) for c in box.ledger())
+    rows = journal_rows(root / "state", "SELECT source, state FROM jobs")
+    charged = charges_by_file(root, box)
     outbox = root / "outbox"
     lost = damaged = 0
     for name, (outformat, data) in batch.items():
@@ -152,14 +218,17 @@ def _judge(
         elif result.read_bytes() != convert(data, "pdf", outformat):
             damaged += 1
     leftovers = sum(1 for p in outbox.iterdir() if p.name.startswith(".")) if outbox.exists() else 0
-    unfinished = sum(1 for _, _, state in rows if state != "done")
+    unfinished = sum(1 for _, state in rows if state != "done")
+    allowed = {name: 1 + approvals[name] for name in batch}
     return ChaosReport(
         files=len(batch),
         faults=dict(box.fired),
         kills=kills,
         charges=sum(charged.values()),
+        held=sum(approvals.values()),
+        auto_duplicated=sum(count - 1 for count in before_any_approval.values() if count > 1),
         lost=max(lost, unfinished),
-        duplicated=sum(count - 1 for count in charged.values() if count > 1)
+        duplicated=sum(max(0, count - allowed.get(name, 1)) for name, count in charged.items())
         + max(0, len(list(outbox.iterdir())) - len(batch)),
         damaged=damaged,
         leftovers=leftovers,

@@ -1,5 +1,6 @@
 """The chaos run (benchmarks/chaos.py) in its short form: 30 files, faults of every kind the
-sandbox knows, and the daemon killed with SIGKILL four times at random moments."""
+sandbox knows, and the daemon killed with SIGKILL four times at random moments; files held
+because the service did not know them are sent again by the "user", as README says."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ def test_chaos_nothing_lost_nothing_paid_twice(tmp_path: Path) -> None:
     report = chaos.run_chaos(tmp_path, files=30, kills=4, seed=20261127, timeout=150)
     print(report.line())
     assert report.lost == 0 and report.duplicated == 0, report.line()
+    assert report.auto_duplicated == 0, report.line()  # never twice without the user's say
     assert report.damaged == 0 and report.leftovers == 0, report.line()
-    assert report.charges == 30
+    assert 30 <= report.charges <= 30 + report.held, report.line()
     assert sum(report.faults.values()) >= 5, "the run must really have been disturbed"

@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
+import stat
 import time
 from pathlib import Path
 
 import pytest
 
-from watcher.jobs import IllegalTransition, JobState, Rule, SourceKind
-from watcher.journal import META_PAGES, META_PAGES_AT, Journal, NewJob
+from watcher.jobs import (
+    MAX_CUT_BEFORE_SENT,
+    HoldKind,
+    IllegalTransition,
+    JobState,
+    Rule,
+    SourceKind,
+    SubmissionOutcome,
+)
+from watcher.journal import (
+    META_PAGES,
+    META_PAGES_AT,
+    SCHEMA_VERSION,
+    SPEND_REFUSED,
+    Journal,
+    JournalError,
+    NewJob,
+    SpendRefused,
+)
 
 
 def new_job(tmp_path: Path, name: str = "a.pdf", content: str = "h1") -> NewJob:
@@ -150,3 +170,99 @@ def test_the_balance_a_result_brings_is_committed_with_it(journal: Journal, tmp_
     other_process.close()
     journal.move(job, JobState.DONE, output=tmp_path / "out.pdf")
     assert Journal(journal.path).get_meta(META_PAGES) == "998"
+
+
+# -- the spend invariant and the schema's versions ------------------------------------------
+
+RELEASE_1 = Path(__file__).parent / "data" / "journal-release-1.sql"
+
+
+def test_the_journal_itself_refuses_a_second_submission(journal: Journal, tmp_path: Path) -> None:
+    """Even a raw UPDATE, past every check in Python, cannot submit a job again while its
+    submission may be at the service: the trigger refuses it."""
+    job = journal.add(new_job(tmp_path))
+    assert job is not None
+    job = journal.move(job, JobState.UPLOADING, sent_at=1.0, pages=2)
+    assert [outcome for outcome, _, _ in journal.submissions(job.id)] == [
+        SubmissionOutcome.MAY_HAVE_REACHED
+    ]
+    raw = sqlite3.connect(journal.path)
+    raw.execute("UPDATE jobs SET state = 'queued', sent_at = NULL WHERE id = ?", (job.id,))
+    raw.commit()
+    with pytest.raises(sqlite3.IntegrityError, match=SPEND_REFUSED):
+        raw.execute("UPDATE jobs SET state = 'uploading' WHERE id = ?", (job.id,))
+    raw.close()
+    queued = journal.get(job.id)
+    assert queued is not None
+    with pytest.raises(SpendRefused):
+        journal.move(queued, JobState.UPLOADING, sent_at=2.0)
+
+
+def test_a_submission_closed_as_never_sent_may_be_sent_again(
+    journal: Journal, tmp_path: Path
+) -> None:
+    job = journal.add(new_job(tmp_path))
+    assert job is not None
+    for _ in range(MAX_CUT_BEFORE_SENT - 1):
+        job = journal.move(job, JobState.UPLOADING, sent_at=1.0)
+        job, _cuts = journal.close_submission(
+            job, SubmissionOutcome.CUT_BEFORE_SENT, JobState.QUEUED
+        )
+        assert job.state is JobState.QUEUED and not job.may_be_at_service
+    job = journal.move(job, JobState.UPLOADING, sent_at=1.0)
+    job, cuts = journal.close_submission(job, SubmissionOutcome.CUT_BEFORE_SENT, JobState.QUEUED)
+    assert cuts == MAX_CUT_BEFORE_SENT
+    assert job.state is JobState.HELD and job.hold is HoldKind.UNCERTAIN
+    job = journal.approve_resend(job)  # the user's say
+    assert job.state is JobState.WAITING_FOR_RESULT and job.hold is None
+
+
+def test_a_move_to_held_must_say_why(journal: Journal, tmp_path: Path) -> None:
+    job = journal.add(new_job(tmp_path))
+    assert job is not None
+    with pytest.raises(ValueError, match="must say why"):
+        journal.move(job, JobState.HELD, error="x")
+
+
+def test_a_journal_written_by_release_1_is_migrated_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(RELEASE_1.read_text())
+    old.close()
+    journal = Journal(path)
+    try:
+        assert journal._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        by_name = {job.source.name: job for job in journal.jobs()}
+        assert by_name["done.pdf"].state is JobState.DONE
+        assert by_name["done.pdf"].output == Path("/home/u/PDFOCR/outbox/done.docx")
+        assert journal.get_meta(META_PAGES) == "998"
+        held = by_name["held.pdf"]
+        assert held.state is JobState.HELD and held.hold is HoldKind.BUDGET
+        waiting = by_name["waiting.pdf"]
+        assert [o for o, _, _ in journal.submissions(waiting.id)] == [
+            SubmissionOutcome.MAY_HAVE_REACHED
+        ]
+        assert journal.pages_charged_on("2026-11-20") == 5
+        # What it knew survives: the job sent before the upgrade is never sent again by
+        # itself, even when something (here raw SQL) puts it back in the queue.
+        journal._db.execute("UPDATE jobs SET state = 'queued' WHERE id = ?", (waiting.id,))
+        requeued = journal.get(waiting.id)
+        assert requeued is not None
+        with pytest.raises(SpendRefused):
+            journal.move(requeued, JobState.UPLOADING)
+    finally:
+        journal.close()
+    assert Journal(path)._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_a_journal_from_a_newer_release_is_refused_in_words(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    newer = sqlite3.connect(path)
+    newer.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    newer.close()
+    with pytest.raises(JournalError, match="newer pdfocr-watcher"):
+        Journal(path)
+
+
+def test_the_journal_is_readable_by_its_user_only(journal: Journal) -> None:
+    assert stat.S_IMODE(os.stat(journal.path).st_mode) == 0o600

@@ -36,6 +36,7 @@ from watcher.journal import (
     NewJob,
 )
 from watcher.logs import log_path
+from watcher.ownfiles import OwnFiles
 from watcher.runner import JobRunner, requeue, timing
 from watcher.shortcuts import is_shortcut
 from watcher.workers import WorkerPool
@@ -120,6 +121,7 @@ class Daemon:
         self.stop_event = threading.Event()
         self.journal = Journal.in_folder(config.files.state_dir)
         self._client = PdfOcrClient(self.config.api)
+        own_files = OwnFiles()  # results we placed: never taken for new files
         self.runner = JobRunner(
             self.journal,
             self._client,
@@ -128,6 +130,7 @@ class Daemon:
             on_change=self._job_changed,
             on_service_state=self._service_state,
             daily_page_limit=self.config.credits.daily_page_limit,
+            own_files=own_files,
         )
         self.pool = WorkerPool(
             self.journal,
@@ -136,7 +139,7 @@ class Daemon:
             stop=self.stop_event,
             on_hold=self._hold,
         )
-        self.inbox = InboxWatcher(self.config, self.enqueue)
+        self.inbox = InboxWatcher(self.config, self.enqueue, own_files)
         self._listeners: list[Callable[[Snapshot], None]] = []
         self._notice_listeners: list[Callable[[Notice], None]] = []
         self._lock = threading.Lock()  # guards the fields below

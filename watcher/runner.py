@@ -54,6 +54,7 @@ from watcher.jobs import (
     SubmissionOutcome,
 )
 from watcher.journal import MAX_DEFER_SECONDS, META_PAGES, Journal, SpendRefused, local_day
+from watcher.ownfiles import OwnFiles
 from watcher.preflight import FileFacts, FileKind, inspect_file
 from watcher.shortcuts import read_shortcut
 
@@ -117,9 +118,12 @@ class JobRunner:
         on_service_state: Callable[[str | None], None] | None = None,
         file_originals: bool = True,
         daily_page_limit: int = 0,
+        own_files: OwnFiles | None = None,
     ):
         """`file_originals=False` (one-shot `convert`) leaves the user's files where they are;
-        the daemon moves them to the archive or the failed folder."""
+        the daemon moves them to the archive or the failed folder. Every result placed is
+        remembered in `own_files`, which the inbox watcher asks before it takes a file."""
+        self._own_files = own_files or OwnFiles()
         self._file_originals = file_originals
         self._daily_page_limit = daily_page_limit
         # The credit guard's check and the move that spends the pages happen under one lock,
@@ -447,6 +451,9 @@ class JobRunner:
         staged = job.staged
         if not staged.exists():
             raise ResultMissing(f"the staged result of job {job.id} is missing")
+        # Known before it gets a name an inbox may see (a link keeps its identity): an outbox
+        # that is an inbox after all never takes our own result for a new file.
+        self._own_files.remember(staged, folder=job.rule.outbox)
         for candidate in candidate_names(
             job.rule.outbox, result_name(job.source.name, job.rule.outformat)
         ):
@@ -456,6 +463,7 @@ class JobRunner:
                 if same_content(candidate, staged):
                     return candidate
                 continue
+            self._own_files.remember(candidate, folder=job.rule.outbox)  # a copy: a new inode
             return candidate
         raise FileExistsError(f"no free name for the result in {job.rule.outbox}")
 
