@@ -578,7 +578,9 @@ def print_status(states: Sequence[EntryState], platform: str) -> int:
     return EXIT_OK if enabled and not broken else EXIT_NOT_ENABLED
 
 
-def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def register(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
     """Adds `autostart` to the command line (cli.py calls this once)."""
     parser = commands.add_parser(
         "autostart",

@@ -20,7 +20,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -234,7 +234,7 @@ def tray_reason(env: Mapping[str, str]) -> str | None:
     backends); otherwise the one thing that is sure to stop it on Linux: no display."""
     try:
         tray = importlib.import_module("watcher.tray")
-        reason = getattr(tray, "tray_unavailable_reason", None)
+        reason: Callable[[], str | None] | None = getattr(tray, "tray_unavailable_reason", None)
     except Exception as exc:
         return f"the tray module cannot be loaded: {type(exc).__name__}: {exc}"
     if reason is not None:
@@ -353,7 +353,9 @@ def command_doctor(args: argparse.Namespace) -> int:
     return run_doctor((args.config or default_config_path()).expanduser().absolute())
 
 
-def register(commands: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def register(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
     """Adds `doctor` to the command line (cli.py calls this once)."""
     parser = commands.add_parser(
         "doctor",

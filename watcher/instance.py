@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from watcher.errors import WatcherError
@@ -70,7 +71,7 @@ def daemon_running(state_dir: Path) -> bool:
     return False
 
 
-if os.name == "nt":
+if sys.platform == "win32":  # not os.name: mypy narrows platform modules (msvcrt) on this
     import msvcrt
 
     def _lock(fd: int) -> None:

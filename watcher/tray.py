@@ -102,7 +102,7 @@ def _draw_icon(state: TrayState, steps: int | None, sandbox: bool, size: int) ->
     if sandbox:
         pen.draw.polygon(pen.at(0, 0, 46, 0, 0, 46), fill=SANDBOX_YELLOW)
         font = ImageFont.load_default(size=pen.w(26))
-        pen.draw.text(pen.at(12, 11), "S", fill=INK, font=font, anchor="mm")
+        pen.draw.text(pen.xy(12, 11), "S", fill=INK, font=font, anchor="mm")
     return big.resize((size, size), Image.Resampling.LANCZOS)
 
 
@@ -115,6 +115,10 @@ class _Pen:
 
     def at(self, *points: float) -> list[float]:
         return [p * self.unit for p in points]
+
+    def xy(self, x: float, y: float) -> tuple[float, float]:
+        """One point, as ImageDraw.text takes it."""
+        return (x * self.unit, y * self.unit)
 
     def w(self, width: float) -> int:
         return max(1, round(width * self.unit))
@@ -280,7 +284,7 @@ def build_menu(daemon: Daemon, *, current: Callable[[], Snapshot] | None = None)
         return MenuItem(text, _action(lambda _icon: act()), visible=shown(test))
 
     def recent() -> list[pystray.MenuItem]:
-        return [do(r.name, lambda out=r.output: open_path(out)) for r in now().recent]
+        return [do(r.name, functools.partial(open_path, r.output)) for r in now().recent]
 
     def open_failed(path: Path) -> None:
         daemon.acknowledge_failures()
@@ -340,8 +344,11 @@ def _folder_items(
     a submenu naming each of several, nothing for none."""
     from pystray import Menu, MenuItem
 
+    def opener(path: Path) -> Callable[[Any], None]:
+        return lambda _icon: open_one(path)
+
     def each() -> list[pystray.MenuItem]:
-        return [MenuItem(p.name or str(p), _action(lambda _, p=p: open_one(p))) for p in folders()]
+        return [MenuItem(p.name or str(p), _action(opener(p))) for p in folders()]
 
     single = MenuItem(
         label,
