@@ -16,13 +16,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from watcher import sandbox as sandbox_module
 from watcher.sandbox import Sandbox
+from watcher.sandbox import http as sandbox_http  # serves with its _Handler
 
 _arrival = threading.local()  # one request per handler thread
 
 
-class _ArrivalHandler(sandbox_module._Handler):
+class _ArrivalHandler(sandbox_http._Handler):
     """Notes when a POST's request line arrived, before its body is read."""
 
     def do_POST(self) -> None:
@@ -57,7 +57,7 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path)
     args = parser.parse_args()
     if args.record is not None:
-        sandbox_module._Handler = _ArrivalHandler  # Sandbox.start() serves with this class
+        sandbox_http._Handler = _ArrivalHandler  # Sandbox.start() serves with this class
     box = RecordingSandbox(
         args.record,
         host="127.0.0.1",

@@ -8,9 +8,11 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import zipfile
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -20,8 +22,18 @@ from PIL import Image
 from pypdf import PdfReader
 from pypdf.constants import UserAccessPermissions
 
+import watcher.sandbox
 from watcher import samplepdf
 from watcher.sandbox import FAULT_KINDS, PROTECTED_MSG, Charge, FaultRates, Sandbox
+from watcher.sandbox import converters as sandbox_converters
+from watcher.sandbox import faults as sandbox_faults
+from watcher.sandbox import http as sandbox_http
+from watcher.sandbox import service as sandbox_service
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 KEY = "sandbox-key"
 TWO_PAGES = ["Invoice 42 (paid)\nTotal: 100 EUR", "Second page"]
@@ -505,6 +517,29 @@ def test_requests_are_logged_through_logging_never_to_stderr(
     assert "during processing of request" not in err
 
 
+def read_banner(process: subprocess.Popen[str]) -> dict[str, str]:
+    """The banner of a sandbox being served in `process`, as {label: text} (plus "text")."""
+    assert process.stdout is not None and process.stderr is not None
+    banner: list[str] = []
+    while not any("Ctrl-C" in line for line in banner):
+        line = process.stdout.readline()
+        assert line, f"serve exited early: {process.stderr.read()}"
+        banner.append(line)
+    lines = {"text": "".join(banner)}
+    for line in banner[2:-1]:
+        label, _, text = line.strip().partition(":")
+        lines[label] = text.strip()
+    return lines
+
+
+def stop_served(process: subprocess.Popen[str]) -> str:
+    """SIGTERM, a clean exit, and what it printed after the banner."""
+    assert process.stdout is not None
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=10) == 0
+    return process.stdout.read()
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM is POSIX")
 def test_serve_prints_a_sandbox_banner_and_stops_on_sigterm() -> None:
     code = "from watcher.sandbox import serve; raise SystemExit(serve(port=0, key='demo-key'))"
@@ -512,24 +547,338 @@ def test_serve_prints_a_sandbox_banner_and_stops_on_sigterm() -> None:
         [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        banner = []
-        while not any("Ctrl-C" in line for line in banner):
-            line = process.stdout.readline()
-            assert line, f"serve exited early: {process.stderr.read()}"
-            banner.append(line)
-        text = "".join(banner)
+        banner = read_banner(process)
+        text = banner["text"]
         assert "SANDBOX" in text
         assert "NOT pdfocr.org" in text
-        assert "demo-key" in text
-        url = next(line.split()[-1] for line in banner if "endpoint:" in line)
+        assert banner["API key"] == "demo-key"
+        assert "FaultRates(" not in text  # plain words, not a dataclass repr
+        assert banner["faults"] == "none"
+        assert banner["late names"] == banner["lost jobs"] == banner["slow replies"] == "none"
+        assert banner["conversion"] == "0 s per page; replies cut with a 524 page after 100 s"
         params = {"apikey": "demo-key", "filename": "a.pdf", "outformat": "txt"}
-        assert requests.get(url, params=params, timeout=10).json()["retcode"] == "404"
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=10) == 0
-        assert "stopped" in process.stdout.read()
+        assert (
+            requests.get(banner["endpoint"], params=params, timeout=10).json()["retcode"] == "404"
+        )
+        assert "stopped" in stop_served(process)
     finally:
         process.kill()
         process.wait()
+
+
+# -- misbehaviours: late names, lost jobs, slow answers, going away ---------------------------
+
+
+def not_found(box: Sandbox, filename: str) -> dict[str, str]:
+    """The reply for a name the service never received (the same name, another outformat)."""
+    reply = poll(box, filename, outformat="docx")
+    assert retcode(reply) == "404"
+    return reply.json()
+
+
+def test_a_late_name_is_not_found_until_late_names_seconds_passed(
+    make_sandbox: MakeSandbox,
+) -> None:
+    box = make_sandbox(late_names=0.6)
+    box.inject("http524")
+    assert submit(box, samplepdf.make_pdf(["late"])).status_code == 524
+    cut_at = time.monotonic()  # the charge was before this
+    early = poll(box, "scan-1.pdf")
+    assert retcode(early) == "404"
+    assert (
+        early.json()
+        == not_found(box, "scan-1.pdf")
+        == {
+            "retcode": "404",
+            "msg": "File not found: no upload named scan-1.pdf (sandbox).",
+        }
+    )
+    assert len(box.ledger()) == 1  # charged all the same
+    time.sleep(max(0.0, cut_at + 0.6 - time.monotonic()) + 0.05)
+    assert box.wait_idle()
+    found = poll(box, "scan-1.pdf")
+    assert retcode(found) == "200"
+    assert requests.get(found.json()["data"]["link"], timeout=10).text == "late"
+
+
+def test_late_names_hide_polls_not_the_submission_reply_and_apply_live(sandbox: Sandbox) -> None:
+    sandbox.late_names = 30.0  # on a running sandbox
+    answered = submit(sandbox, samplepdf.make_pdf(["on time"]), filename="on-time.pdf")
+    assert retcode(answered) == "200"  # the submission's own reply is not late
+    assert poll(sandbox, "on-time.pdf").json() == not_found(sandbox, "on-time.pdf")
+    sandbox.late_names = 0.0  # read at poll time: the job is seen at once
+    assert poll(sandbox, "on-time.pdf").json()["data"] == answered.json()["data"]
+
+
+def test_a_cut_job_is_lost_at_lose_after_cut_one_charged_and_never_found(
+    make_sandbox: MakeSandbox,
+) -> None:
+    box = make_sandbox(lose_after_cut=1.0, seconds_per_page=0.2, cut_after=0.05)
+    assert submit(box, samplepdf.make_pdf(["lost"])).status_code == 524
+    assert box.wait_idle(timeout=5)  # the conversion time is over
+    time.sleep(0.1)
+    for _ in range(3):
+        assert poll(box, "scan-1.pdf").json() == not_found(box, "scan-1.pdf")
+    assert box.ledger() == [Charge("scan-1.pdf", "txt", "English", True, 1, "upload")]
+    assert box.available_pages == 999
+    assert box.fired["lose_job"] == 1
+    assert box._workdir is not None and not any(box._workdir.rglob("scan-1.txt"))
+
+    box.inject("reset_after_upload")  # a reset after the upload is a cut too
+    with pytest.raises(requests.ConnectionError):
+        submit(box, samplepdf.make_pdf(["reset"]), filename="reset-1.pdf")
+    assert box.wait_idle(timeout=5)
+    assert retcode(poll(box, "reset-1.pdf")) == "404"
+    assert len(box.ledger()) == 2
+
+    box.cut_after = 5.0  # an answered submission is never lost
+    assert retcode(submit(box, samplepdf.make_pdf(["kept"]), filename="kept-1.pdf")) == "200"
+    assert retcode(poll(box, "kept-1.pdf")) == "200"
+    again = submit(box, samplepdf.make_pdf(["again"]))  # the lost name, uploaded and paid again
+    assert retcode(again) == "200"
+    assert poll(box, "scan-1.pdf").json()["data"]["link"] == again.json()["data"]["link"]
+    assert len(box.ledger()) == 4
+    assert box.fired["lose_job"] == 2
+
+
+def test_inject_lose_job_waits_for_the_next_cut_job_and_loses_only_it(sandbox: Sandbox) -> None:
+    assert "lose_job" in FAULT_KINDS
+    sandbox.inject("lose_job")
+    assert retcode(submit(sandbox, samplepdf.make_pdf(["x"]), filename="answered.pdf")) == "200"
+    assert retcode(poll(sandbox, "answered.pdf")) == "200"
+    sandbox.inject("http524", times=2)
+    for name in ("first-cut.pdf", "second-cut.pdf"):
+        assert submit(sandbox, samplepdf.make_pdf(["x"]), filename=name).status_code == 524
+    assert sandbox.wait_idle()
+    assert retcode(poll(sandbox, "answered.pdf")) == "200"
+    assert retcode(poll(sandbox, "first-cut.pdf")) == "404"
+    assert retcode(poll(sandbox, "second-cut.pdf")) == "200"
+    assert sandbox.fired["lose_job"] == 1
+    assert len(sandbox.ledger()) == 3
+
+
+def lost_pattern(make_sandbox: MakeSandbox, seed: int) -> list[str]:
+    box = make_sandbox(lose_after_cut=0.5, seed=seed)
+    box.inject("http524", times=8)
+    for number in range(8):
+        name = f"cut-{number}.pdf"
+        assert submit(box, samplepdf.make_pdf(["x"]), filename=name).status_code == 524
+    assert box.wait_idle()
+    return [retcode(poll(box, f"cut-{number}.pdf")) for number in range(8)]
+
+
+def test_lose_after_cut_draws_from_the_seeded_rng(make_sandbox: MakeSandbox) -> None:
+    pattern = lost_pattern(make_sandbox, seed=7)
+    assert set(pattern) == {"200", "404"}  # some lost, some not
+    assert lost_pattern(make_sandbox, seed=7) == pattern  # and the same again with the seed
+
+
+def elapsed(call: Callable[[], requests.Response]) -> tuple[float, requests.Response]:
+    started = time.monotonic()
+    reply = call()
+    return time.monotonic() - started, reply
+
+
+def test_reply_delay_slows_every_api_reply_and_poll_delay_adds_to_polls(
+    make_sandbox: MakeSandbox,
+) -> None:
+    box = make_sandbox(reply_delay=0.2)
+    took, reply = elapsed(lambda: submit(box, samplepdf.make_pdf(["x"])))
+    assert retcode(reply) == "200"
+    assert took >= 0.2
+    took, reply = elapsed(lambda: poll(box, "scan-1.pdf"))
+    assert retcode(reply) == "200"
+    assert took >= 0.2
+    box.inject("http502")  # a fault page is a reply too
+    took, reply = elapsed(lambda: poll(box, "scan-1.pdf"))
+    assert reply.status_code == 502
+    assert took >= 0.2
+    box.reply_delay, box.poll_delay = 0.0, 0.2
+    took, reply = elapsed(lambda: poll(box, "scan-1.pdf"))
+    assert retcode(reply) == "200"
+    assert took >= 0.2
+    box.reply_delay = 0.2  # both, for a poll
+    took, reply = elapsed(lambda: poll(box, "scan-1.pdf"))
+    assert retcode(reply) == "200"
+    assert took >= 0.4
+
+
+def test_stop_ends_a_reply_delay_early(tmp_path: Path) -> None:
+    box = Sandbox(reply_delay=120.0, workdir=tmp_path / "box").start()
+    outcome: list[object] = []
+
+    def slow_poll() -> None:
+        params = {"apikey": KEY, "filename": "scan-1.pdf", "outformat": "txt"}
+        try:
+            outcome.append(requests.get(box.url, params=params, timeout=120).status_code)
+        except requests.RequestException as exc:
+            outcome.append(exc)
+
+    waiter = threading.Thread(target=slow_poll, daemon=True)
+    waiter.start()
+    time.sleep(0.2)  # the poll is now waiting its reply_delay
+    assert not outcome
+    box.stop()
+    waiter.join(timeout=30)
+    assert not waiter.is_alive()
+    assert outcome
+
+
+def refused(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def test_go_away_refuses_connections_and_come_back_remembers(make_sandbox: MakeSandbox) -> None:
+    box = make_sandbox()
+    link = submit(box, samplepdf.make_pdf(["remembered"])).json()["data"]["link"]
+    port, url = box.port, box.url
+    for _ in range(3):  # again and again
+        box.go_away()
+        assert not box.listening
+        assert refused(port)
+        with pytest.raises(requests.ConnectionError):
+            poll(box, "scan-1.pdf")
+        assert box.ledger() and box.available_pages == 999  # state kept while away
+        assert box.come_back() is box
+        assert box.listening
+        assert (box.port, box.url) == (port, url)
+        assert retcode(poll(box, "scan-1.pdf")) == "200"
+        assert requests.get(link, timeout=10).text == "remembered"
+    assert len(box.ledger()) == 1
+
+
+def test_come_back_without_memory_forgets_jobs_but_keeps_the_ledger(
+    make_sandbox: MakeSandbox,
+) -> None:
+    box = make_sandbox()
+    for round_number in range(1, 3):
+        link = submit(box, samplepdf.make_pdf(["x"])).json()["data"]["link"]
+        assert requests.get(link, timeout=10).status_code == 200
+        box.go_away()
+        assert refused(box.port)
+        box.come_back(keep_memory=False)
+        assert poll(box, "scan-1.pdf").json() == not_found(box, "scan-1.pdf")
+        assert requests.get(link, timeout=10).status_code == 404  # the result file is gone
+        assert box._workdir is not None and not any(box._workdir.rglob("scan-1.txt"))
+        assert len(box.ledger()) == round_number  # the bank's records stay
+        assert box.available_pages == 1000 - round_number
+
+
+def test_conversions_go_on_while_away_and_a_forgotten_one_keeps_no_result(
+    make_sandbox: MakeSandbox,
+) -> None:
+    box = make_sandbox(seconds_per_page=0.3, cut_after=0.05)
+    assert submit(box, samplepdf.make_pdf(["while away"])).status_code == 524
+    box.go_away()
+    assert box.wait_idle(timeout=5)
+    box.come_back()
+    assert requests.get(poll(box, "scan-1.pdf").json()["data"]["link"], timeout=10).ok
+    assert submit(box, samplepdf.make_pdf(["x"]), filename="second.pdf").status_code == 524
+    assert box.forget() == 2  # while "second" still converts
+    assert box.wait_idle(timeout=5)
+    assert retcode(poll(box, "second.pdf")) == "404"
+    assert box._workdir is not None and not any(box._workdir.rglob("*.txt"))
+    assert len(box.ledger()) == 2
+
+
+def test_stop_after_go_away_still_ends_everything() -> None:
+    box = Sandbox().start()
+    workdir = box._workdir
+    assert workdir is not None and workdir.exists()
+    box.go_away()
+    box.stop()
+    assert not workdir.exists()
+    box.stop()  # still safe twice
+
+
+def test_misbehaviour_arguments_are_checked() -> None:
+    for bad in (
+        {"late_names": -1.0},
+        {"lose_after_cut": 1.5},
+        {"reply_delay": float("nan")},
+        {"poll_delay": float("inf")},
+    ):
+        with pytest.raises(ValueError):
+            Sandbox(**bad)  # type: ignore[arg-type]
+    box = Sandbox(late_names=1, lose_after_cut=0.5, reply_delay=2, poll_delay=3)
+    assert (box.late_names, box.lose_after_cut, box.reply_delay, box.poll_delay) == (1, 0.5, 2, 3)
+
+
+def test_behaviour_hook_sets_all_or_nothing(sandbox: Sandbox) -> None:
+    hook = sandbox.base_url + "/_sandbox/behaviour"
+    settings = {
+        "late_names": 0.5,
+        "lose_after_cut": 1,
+        "reply_delay": 0.01,
+        "poll_delay": 0.02,
+        "cut_after": 7,
+        "seconds_per_page": 0.001,
+    }
+    reply = requests.post(hook, json=settings, timeout=10)
+    assert reply.status_code == 200
+    assert reply.json()["ok"] is True
+    assert reply.json()["behaviour"] == sandbox.behaviour()
+    for name, value in settings.items():
+        assert getattr(sandbox, name) == value
+    assert requests.get(hook, timeout=10).json()["behaviour"]["late_names"] == 0.5
+    before = sandbox.behaviour()
+    for bad in (
+        {"late_names": -1},
+        {"lose_after_cut": 1.5},
+        {"reply_delay": "slow"},
+        {"poll_delay": True},
+        {"cut_after": None},
+        {"colour": 1},
+        [1, 2],
+        {"late_names": 2, "lose_after_cut": 2},  # one bad value: none is set
+    ):
+        refusal = requests.post(hook, json=bad, timeout=10)
+        assert refusal.status_code == 400, bad
+        assert refusal.json()["ok"] is False
+        assert refusal.json()["error"]
+    for raw in (b"{not json", b'{"reply_delay": NaN}'):
+        assert requests.post(hook, data=raw, timeout=10).status_code == 400
+    assert sandbox.behaviour() == before
+
+
+def test_forget_hook_and_lose_job_through_the_inject_hook(sandbox: Sandbox) -> None:
+    control = sandbox.base_url + "/_sandbox/"
+    link = submit(sandbox, samplepdf.make_pdf(["x"])).json()["data"]["link"]
+    forgotten = requests.post(control + "forget", timeout=10)
+    assert forgotten.json() == {"ok": True, "forgotten": 1}
+    assert retcode(poll(sandbox, "scan-1.pdf")) == "404"
+    assert requests.get(link, timeout=10).status_code == 404
+    assert requests.get(control + "ledger", timeout=10).json()["pages_charged"] == 1
+    assert requests.post(control + "inject", json={"kind": "lose_job"}, timeout=10).ok
+    sandbox.inject("http524")
+    assert submit(sandbox, samplepdf.make_pdf(["x"])).status_code == 524
+    assert sandbox.wait_idle()
+    assert retcode(poll(sandbox, "scan-1.pdf")) == "404"
+    assert sandbox.fired["lose_job"] == 1
+
+
+def test_the_sandbox_package_keeps_its_names_and_each_module_says_why() -> None:
+    used = ["Sandbox", "Charge", "FaultRates", "FAULT_KINDS", "TIMEOUT_PAGE", "PROTECTED_MSG"]
+    for name in [*used, "API_PATH", "convert", "serve"]:
+        assert name in watcher.sandbox.__all__
+        assert getattr(watcher.sandbox, name) is not None
+    modules = (
+        watcher.sandbox,
+        sandbox_converters,
+        sandbox_faults,
+        sandbox_http,
+        sandbox_service,
+    )
+    for module in modules:
+        assert module.__doc__ and len(module.__doc__) > 200, module.__name__
+    root = Path(__file__).resolve().parent.parent
+    assert not (root / "watcher" / "sandbox.py").exists()
+    project = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "watcher.sandbox" in project["tool"]["setuptools"]["packages"]
 
 
 # -- the sample PDF writer ------------------------------------------------------------------
