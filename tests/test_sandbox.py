@@ -23,7 +23,7 @@ from pypdf import PdfReader
 from pypdf.constants import UserAccessPermissions
 
 import watcher.sandbox
-from watcher import samplepdf
+from watcher import cli, samplepdf
 from watcher.sandbox import FAULT_KINDS, PROTECTED_MSG, Charge, FaultRates, Sandbox
 from watcher.sandbox import converters as sandbox_converters
 from watcher.sandbox import faults as sandbox_faults
@@ -859,6 +859,65 @@ def test_forget_hook_and_lose_job_through_the_inject_hook(sandbox: Sandbox) -> N
     assert sandbox.wait_idle()
     assert retcode(poll(sandbox, "scan-1.pdf")) == "404"
     assert sandbox.fired["lose_job"] == 1
+
+
+def test_cli_sandbox_flags_are_listed_and_checked(capsys: pytest.CaptureFixture[str]) -> None:
+    helped = subprocess.run(
+        [sys.executable, "-m", "watcher", "sandbox", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    for flag in ("--late-names S", "--lose-after-cut RATE", "--reply-delay S", "--poll-delay S"):
+        assert flag in helped.stdout
+    parser = cli.build_parser()
+    args = parser.parse_args(["sandbox", "--late-names", "5", "--lose-after-cut", "0.25"])
+    assert (args.late_names, args.lose_after_cut, args.reply_delay, args.poll_delay) == (
+        5.0,
+        0.25,
+        0.0,
+        0.0,
+    )
+    for flag, value, word in (
+        ("--lose-after-cut", "1.5", "rate"),
+        ("--late-names", "-1", "seconds"),
+        ("--reply-delay", "soon", "seconds"),
+        ("--poll-delay", "inf", "seconds"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            parser.parse_args(["sandbox", flag, value])
+        assert exit_info.value.code == 2
+        assert f"argument {flag}: invalid {word} value" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM is POSIX")
+def test_cli_sandbox_serves_with_the_misbehaviours_and_says_them_in_words() -> None:
+    flags = ["--port", "0", "--late-names", "5", "--lose-after-cut", "0.25", "--seed", "1"]
+    flags += ["--reply-delay", "0.05", "--poll-delay", "1.5", "--fault-reset", "0.1"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "watcher", "sandbox", *flags],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        banner = read_banner(process)
+        assert banner["faults"] == "10% of submissions reset"
+        assert banner["late names"] == "polls find a job 5 s after its upload"
+        assert banner["lost jobs"] == "25% of jobs whose reply was cut"
+        assert banner["slow replies"] == (
+            "0.05 s before every API reply, 1.5 s more before each status poll reply"
+        )
+        hook = banner["endpoint"].replace("/ocrapiv1.html", "/_sandbox/behaviour")
+        behaviour = requests.get(hook, timeout=10).json()["behaviour"]
+        assert behaviour["late_names"] == 5
+        assert behaviour["lose_after_cut"] == 0.25
+        assert behaviour["reply_delay"] == 0.05
+        assert behaviour["poll_delay"] == 1.5
+        assert "stopped" in stop_served(process)
+    finally:
+        process.kill()
+        process.wait()
 
 
 def test_the_sandbox_package_keeps_its_names_and_each_module_says_why() -> None:

@@ -159,26 +159,68 @@ def build_parser() -> argparse.ArgumentParser:
     retry.set_defaults(handler=command_retry)
 
     sandbox = commands.add_parser("sandbox", help="serve the local stand-in of the pdfocr.org API")
+
+    def seconds(text: str) -> float:  # argparse names it: "invalid seconds value: '-1'"
+        value = float(text)
+        if not 0 <= value < float("inf"):
+            raise ValueError(text)
+        return value
+
+    def rate(text: str) -> float:  # "invalid rate value"
+        value = float(text)
+        if not 0 <= value <= 1:
+            raise ValueError(text)
+        return value
+
     sandbox.add_argument("--host", default="127.0.0.1")
     sandbox.add_argument("--port", type=int, default=8765)
     sandbox.add_argument("--key", default="sandbox-key")
     sandbox.add_argument("--credits", type=int, default=1000)
-    sandbox.add_argument("--seconds-per-page", type=float, default=0.0)
+    sandbox.add_argument("--seconds-per-page", type=seconds, default=0.0, metavar="S")
     sandbox.add_argument(
         "--cut-after",
-        type=float,
+        type=seconds,
         default=100.0,
+        metavar="S",
         help="answer 524 after this many seconds, as the real front end does",
     )
     for fault in ("reset", "http502", "http429", "truncate"):
         sandbox.add_argument(
             f"--fault-{fault}",
-            type=float,
+            type=rate,
             default=0.0,
             metavar="RATE",
             help=f"probability of a random {fault} fault per request",
         )
-    sandbox.add_argument("--seed", type=int)
+    sandbox.add_argument(
+        "--late-names",
+        type=seconds,
+        default=0.0,
+        metavar="S",
+        help="status polls find a job only this many seconds after its upload",
+    )
+    sandbox.add_argument(
+        "--lose-after-cut",
+        type=rate,
+        default=0.0,
+        metavar="RATE",
+        help="probability that a job whose reply was cut (524 or reset) is lost, still charged",
+    )
+    sandbox.add_argument(
+        "--reply-delay",
+        type=seconds,
+        default=0.0,
+        metavar="S",
+        help="wait this long before every API reply (submissions and polls)",
+    )
+    sandbox.add_argument(
+        "--poll-delay",
+        type=seconds,
+        default=0.0,
+        metavar="S",
+        help="wait this long more before each status poll reply",
+    )
+    sandbox.add_argument("--seed", type=int, help="seed of the random faults and lost jobs")
     sandbox.set_defaults(handler=command_sandbox)
     autostart.register(commands, common)
     doctor.register(commands, common)
@@ -579,4 +621,8 @@ def command_sandbox(args: argparse.Namespace) -> int:
             truncate=args.fault_truncate,
         ),
         seed=args.seed,
+        late_names=args.late_names,
+        lose_after_cut=args.lose_after_cut,
+        reply_delay=args.reply_delay,
+        poll_delay=args.poll_delay,
     )
