@@ -352,8 +352,9 @@ def test_the_key_appears_in_nothing_the_program_writes(
     inbox = tmp_path / "inbox" / "to-text"
     samplepdf.write_pdf(inbox / "ok.pdf", ["fine"])
     (inbox / "bad.pdf").write_bytes(b"not a pdf")
-    box.inject("http502")
-    box.inject("reset_before_upload")
+    # A retry, a cut and the polls after it: every kind of request goes out with the key.
+    box.inject("http429")
+    box.inject("http524")
     process = subprocess.Popen(
         [sys.executable, "-m", "watcher", "run", "--config", str(rules), "--no-tray", "-v"],
         stdout=subprocess.PIPE,
@@ -444,3 +445,23 @@ def test_a_copy_cut_short_by_a_full_disk_leaves_nothing_behind(
     with pytest.raises(OSError):
         copy_whole(big, small_disk / "result.txt")
     assert files_in(small_disk) == []
+
+
+def test_a_name_that_is_not_utf8_is_converted_and_named_readably(
+    sandbox: Sandbox, tmp_path: Path, make_daemon
+) -> None:
+    """A Latin-1 name from an old zip archive: journaled losslessly, logged and named
+    readably, and the file that arrived with it is not held up."""
+    make_daemon(write_rules(tmp_path, sandbox))
+    inbox = tmp_path / "inbox" / "to-text"
+    raw = os.fsencode(inbox) + b"/caf\xe9 menu.pdf"
+    with open(raw, "wb") as out:  # a bytes path, as the disk has it
+        out.write(samplepdf.make_pdf(["menu du jour"]))
+    samplepdf.write_pdf(inbox / "plain.pdf", ["plain"])
+    outbox = tmp_path / "outbox"
+    wait_for(lambda: len(files_in(outbox)) == 2, what="both converted")
+    assert files_in(outbox) == ["caf\ufffd menu.txt", "plain.txt"]
+    assert "menu du jour" in (outbox / "caf\ufffd menu.txt").read_text()
+    wait_for(lambda: len(files_in(tmp_path / "archive")) == 2, what="both archived")
+    assert os.path.exists(os.fsencode(tmp_path / "archive") + b"/caf\xe9 menu.pdf")
+    assert len(sandbox.ledger()) == 2

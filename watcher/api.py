@@ -381,9 +381,11 @@ class PdfOcrClient:
                 return SOCKSProxyManager(
                     url, username=user or None, password=password or None, **self._pool_options
                 )
-            auth = {"proxy_basic_auth": f"{user}:{password}"} if user or password else {}
+            credentials = f"{user}:{password}" if user or password else None
             return urllib3.ProxyManager(
-                url, proxy_headers=urllib3.make_headers(**auth), **self._pool_options
+                url,
+                proxy_headers=urllib3.make_headers(proxy_basic_auth=credentials),
+                **self._pool_options,
             )
         except (ImportError, ValueError, urllib3.exceptions.HTTPError):
             raise AccountError(

@@ -30,7 +30,7 @@ from watcher.config import (
 from watcher.contract import LANGUAGES, OUTFORMATS, canonical_language, estimated_cost
 from watcher.errors import AccountError, ConfigError, WatcherError
 from watcher.instance import AlreadyRunning, InstanceLock, daemon_running
-from watcher.jobs import HoldKind, Job, JobState, Rule, SourceKind
+from watcher.jobs import HoldKind, Job, JobState, Rule
 from watcher.journal import (
     JOURNAL_FILE_NAME,
     META_HOLD,
@@ -39,7 +39,6 @@ from watcher.journal import (
     META_PAGES_AT,
     META_SERVICE,
     Journal,
-    NewJob,
     local_day,
 )
 from watcher.logs import register_secret, setup_logging
@@ -361,26 +360,12 @@ def command_convert(args: argparse.Namespace) -> int:
 
 
 def _convert_one(journal: Journal, runner: JobRunner, path: Path, rule: Rule) -> int:
-    from watcher.api import new_token, remote_name
-    from watcher.daemon import file_hash
+    from watcher.intake import new_job
 
     if not path.is_file():
         print(f"{path.name}: no such file", file=sys.stderr)
         return EXIT_FILE
-    stat = path.stat()
-    job = journal.add(
-        NewJob(
-            path,
-            None,
-            SourceKind.FILE,
-            None,
-            file_hash(path),
-            stat.st_size,
-            stat.st_mtime_ns,
-            rule,
-            remote_name(path.name, new_token()),
-        )
-    )
+    job = journal.add(new_job(path, rule, inbox=None))
     assert job is not None  # a fresh in-memory journal has no twin
     while True:
         job = runner.advance(job)

@@ -28,6 +28,7 @@ import tomli_w
 
 from watcher.contract import DEFAULT_ENDPOINT, LANGUAGES, OUTFORMATS, canonical_language
 from watcher.errors import ConfigError
+from watcher.jobs import Rule
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -124,16 +125,14 @@ class CreditSettings:
 
 
 @dataclass(frozen=True)
-class InboxRule:
-    """One watched folder and its conversion; the [files] defaults are already filled in."""
+class InboxRule(Rule):
+    """One watched folder and the Rule for the files in it, the [files] defaults already
+    filled in. A job keeps `as_rule()`: a frozen copy, so later edits do not change it."""
 
     path: Path
-    outformat: str
-    lang: str
-    ocr: bool
-    outbox: Path
-    archive: Path
-    failed: Path
+
+    def as_rule(self) -> Rule:
+        return Rule(**{item.name: getattr(self, item.name) for item in dataclasses.fields(Rule)})
 
 
 @dataclass(frozen=True)
@@ -456,6 +455,7 @@ def _read_inboxes(src: _Source, data: object, base: Path, files: FileSettings) -
     if not isinstance(data, list):
         raise src.fail("write each inbox as [[inbox]] (double brackets), one per folder", "inbox")
     defaults = {name: getattr(files, name) for name in _FOLDER_KEYS} | _INBOX_DEFAULTS
+    defaults["after_success"] = files.after_success.value
     inboxes = []
     for index, item in enumerate(data, 1):
         values = defaults | _read_table(src, "inbox", item, _inbox_schema(base), index)

@@ -7,7 +7,6 @@ live in `watcher.runner`, the facts in `watcher.journal`.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import math
 import threading
@@ -20,13 +19,15 @@ from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 
-from watcher.api import PdfOcrClient, new_token, remote_name
-from watcher.config import Config, InboxRule, check_runnable, load_config
+from watcher.api import PdfOcrClient
+from watcher.config import Config, check_runnable, load_config
 from watcher.errors import AccountError, ConfigError, CreditError, ServiceLosingJobs
-from watcher.filing import STAGING_PREFIX
+from watcher.filing import STAGING_PREFIX, set_aside
 from watcher.inbox import InboxWatcher, ReadyFile
-from watcher.jobs import ACTIVE_STATES, HoldKind, Job, JobState, Rule, SourceKind
+from watcher.intake import BIG_FILE_BYTES, BackgroundIntake, new_job
+from watcher.jobs import ACTIVE_STATES, HoldKind, Job, JobState, Rule, readable
 from watcher.journal import (
     META_HOLD,
     META_MODE,
@@ -38,7 +39,6 @@ from watcher.journal import (
 from watcher.logs import log_path
 from watcher.ownfiles import OwnFiles
 from watcher.runner import JobRunner, requeue, timing
-from watcher.shortcuts import is_shortcut
 from watcher.workers import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,6 @@ HOUSEKEEPING_SECONDS = 30.0
 # Editors save in steps (truncate, write; or write a copy, rename): the rules file is read
 # once it has been quiet this long.
 RULES_QUIET_SECONDS = 0.5
-HASH_CHUNK = 1024 * 1024
 RECENT_LIMIT = 10
 # What the tray counts after every change: never the finished jobs of a long history.
 _SHOWN_STATES = (JobState.QUEUED, JobState.HELD, JobState.FAILED)
@@ -140,6 +139,7 @@ class Daemon:
             on_hold=self._hold,
         )
         self.inbox = InboxWatcher(self.config, self.enqueue, own_files)
+        self._intake = BackgroundIntake(self._record, self.set_aside_unreadable, self.stop_event)
         self._listeners: list[Callable[[Snapshot], None]] = []
         self._notice_listeners: list[Callable[[Notice], None]] = []
         self._lock = threading.Lock()  # guards the fields below
@@ -161,7 +161,7 @@ class Daemon:
         self._recent: deque[RecentConversion] = deque(maxlen=RECENT_LIMIT)
         self._reload_at: float | None = None
         self._compacted_at = time.monotonic()
-        self._rules_observer: Observer | None = None
+        self._rules_observer: BaseObserver | None = None
         self._wakeup = threading.Event()
         self._housekeeper = threading.Thread(
             target=self._housekeeping, name="housekeeping", daemon=True
@@ -199,6 +199,7 @@ class Daemon:
             self._recent.extend(_recent(job, job.output) for job in done if job.output)
             self._batch_total = self._active_count()
         self.pool.start()
+        self._intake.start()
         self.inbox.start()
         self._watch_rules_file()
         self._housekeeper.start()
@@ -213,6 +214,7 @@ class Daemon:
         log.info("stopping")
         self.request_stop()
         self.inbox.stop()
+        self._intake.stop()
         if self._rules_observer is not None:
             self._rules_observer.stop()
             self._rules_observer.join(timeout=2)
@@ -238,8 +240,9 @@ class Daemon:
 
     def enqueue(self, files: Sequence[ReadyFile]) -> list[Path]:
         """Journals complete files as jobs (before anything is sent), together in one commit,
-        and wakes the workers. Returns the files that could not be read, for the watcher to
-        offer again at its next rescan.
+        and wakes the workers; big files are hashed and journaled by the intake thread, so
+        that this (the watcher's thread) never waits for them. Returns the files that could
+        not be read, for the watcher to offer again at its next rescan.
 
         Raises when the journal cannot be written: the watcher then offers the files again,
         and nothing is sent for a job that is not recorded."""
@@ -247,16 +250,23 @@ class Daemon:
         unread: list[Path] = []
         for path, rule in files:
             try:
-                new_jobs.append(self._new_job(path, rule))
+                if path.stat().st_size > BIG_FILE_BYTES:
+                    self._intake.submit(path, rule.as_rule(), rule.path)
+                    continue
+                new_jobs.append(new_job(path, rule.as_rule(), rule.path))
             except FileNotFoundError:
-                log.debug("%s went away before it was journaled", path.name)
+                log.debug("%s went away before it was journaled", readable(path.name))
             except OSError as exc:
-                log.error(
+                log.warning(
                     "%s cannot be read (%s); it is tried again at the next rescan",
-                    path.name,
+                    readable(path.name),
                     exc.strerror or exc,
                 )
                 unread.append(path)
+        self._record(new_jobs)
+        return unread
+
+    def _record(self, new_jobs: list[NewJob]) -> None:
         jobs = self.journal.add_many(new_jobs)
         for job in jobs:
             log.info("%s: queued (job %d)", job.display_name, job.id)
@@ -267,35 +277,34 @@ class Daemon:
                 self._batch_total += len(jobs)
             self.pool.wake()
             self._notify()
-        return unread
 
-    def _new_job(self, path: Path, rule: InboxRule) -> NewJob:
-        stat = path.stat()
-        content_hash = file_hash(path)
-        shortcut = is_shortcut(path)
-        sent_name = f"{path.stem}.pdf" if shortcut else path.name
-        return NewJob(
-            source=path,
-            inbox=rule.path,
-            kind=SourceKind.URL if shortcut else SourceKind.FILE,
-            url=None,
-            content_hash=content_hash,
-            size=stat.st_size,
-            mtime_ns=stat.st_mtime_ns,
-            rule=self.job_rule(rule),
-            remote_name=remote_name(sent_name, new_token()),
-        )
-
-    def job_rule(self, rule: InboxRule) -> Rule:
-        return Rule(
-            outformat=rule.outformat,
-            lang=rule.lang,
-            ocr=rule.ocr,
-            outbox=rule.outbox,
-            archive=rule.archive,
-            failed=rule.failed,
-            after_success=self.config.files.after_success.value,
-        )
+    def set_aside_unreadable(self, path: Path, rule: Rule, reason: str) -> None:
+        """A file that cannot be read, after a few tries: into the failed folder with a
+        reason, instead of an error at every rescan. Nothing was sent for it."""
+        name = readable(path.name)
+        try:
+            moved = set_aside(
+                path,
+                rule.failed,
+                reason=f"it cannot be read ({reason})",
+                advice="Give yourself permission to read it (or close the program that "
+                "locks it), then drop it into the inbox again. Nothing was sent or charged.",
+            )
+        except OSError as exc:
+            log.error(
+                "%s cannot be read (%s) nor moved to %s (%s)",
+                name,
+                reason,
+                rule.failed,
+                exc.strerror or exc,
+            )
+            return
+        log.warning("%s cannot be read (%s); moved to %s with the reason", name, reason, moved)
+        with self._lock:
+            self._unseen_failures += 1
+            self._last_failure = f"{name}: it cannot be read ({reason})"
+        self._tell(NoticeKind.FILE_FAILED, "File cannot be read", f"{name}: {reason}")
+        self._notify()
 
     # -- what the user sees ----------------------------------------------------------------
 
@@ -685,12 +694,3 @@ def _our_temporary_files(folder: Path) -> list[Path]:
     except OSError:
         return []
     return [p for p in names if p.name.startswith(STAGING_PREFIX)]
-
-
-def file_hash(path: Path) -> str:
-    """SHA-256 of the content: identical bytes with identical settings are paid for once."""
-    digest = hashlib.sha256()
-    with path.open("rb", buffering=0) as handle:  # see preflight: big reads, no buffer
-        while chunk := handle.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()

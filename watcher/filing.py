@@ -222,6 +222,14 @@ def write_reason(failed_copy: Path, *, source: Path, reason: str, advice: str) -
     return reason_file
 
 
+def set_aside(source: Path, folder: Path, *, reason: str, advice: str) -> Path:
+    """Moves a file that cannot be converted into `folder` (the failed folder) with a
+    reason file beside it, and returns where the file went."""
+    moved = move_without_overwrite(source, folder)
+    write_reason(moved, source=source, reason=reason, advice=advice)
+    return moved
+
+
 def remove_quietly(path: Path | None) -> None:
     if path is not None:
         with contextlib.suppress(FileNotFoundError):

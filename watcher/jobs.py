@@ -107,6 +107,12 @@ class HoldKind(str, Enum):
 ORIGINAL_DELETED = "(deleted)"
 
 
+def readable(name: str) -> str:
+    """A name Python read from the disk, with any undecodable bytes (held as surrogate
+    escapes) replaced, so that it can be logged, shown and used for a result's name."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 class IllegalTransition(RuntimeError):
     """A bug, not a user error: the code tried a move the state machine does not have."""
 
@@ -167,7 +173,8 @@ class Job:
 
     @property
     def display_name(self) -> str:
-        return self.source.name
+        """The file's name as people read it: bytes that are no UTF-8 shown as "�"."""
+        return readable(self.source.name)
 
     @property
     def staged(self) -> Path:

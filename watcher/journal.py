@@ -307,7 +307,7 @@ class Journal:
                 if not new.source.is_file():
                     continue
                 cursor = db.execute(_INSERT_NEW, (*_new_row(new, now), *_ownership(new)))
-                if cursor.rowcount == 1:
+                if cursor.rowcount == 1 and cursor.lastrowid is not None:
                     added.append(_queued_job(new, cursor.lastrowid, now))
         return added
 
@@ -477,7 +477,7 @@ class Journal:
                 "AND not_before > ?",
                 (*_ACTIVE, after),
             ).fetchone()
-        return row[0]
+        return float(row[0]) if row[0] is not None else None
 
     def jobs(self, *, states: tuple[JobState, ...] = (), limit: int | None = None) -> list[Job]:
         query = "SELECT * FROM jobs"
@@ -605,8 +605,8 @@ _INSERT_NEW = (
 def _new_row(new: NewJob, now: float) -> tuple[Any, ...]:
     rule = new.rule
     return (
-        str(new.source),
-        str(new.inbox) if new.inbox else None,
+        _path_column(new.source),
+        _path_column(new.inbox) if new.inbox else None,
         new.kind.value,
         new.url,
         new.content_hash,
@@ -615,9 +615,9 @@ def _new_row(new: NewJob, now: float) -> tuple[Any, ...]:
         rule.outformat,
         rule.lang,
         int(rule.ocr),
-        str(rule.outbox),
-        str(rule.archive),
-        str(rule.failed),
+        _path_column(rule.outbox),
+        _path_column(rule.archive),
+        _path_column(rule.failed),
         rule.after_success,
         JobState.QUEUED.value,
         new.remote_name,
@@ -628,7 +628,13 @@ def _new_row(new: NewJob, now: float) -> tuple[Any, ...]:
 
 def _ownership(new: NewJob) -> tuple[Any, ...]:
     """What makes a job the owner of this very file, for the NOT EXISTS above."""
-    return (str(new.source), new.size, new.mtime_ns, new.content_hash, JobState.DROPPED.value)
+    return (
+        _path_column(new.source),
+        new.size,
+        new.mtime_ns,
+        new.content_hash,
+        JobState.DROPPED.value,
+    )
 
 
 def _queued_job(new: NewJob, job_id: int, now: float) -> Job:
@@ -659,17 +665,37 @@ def _private(path: Path) -> None:
 def _to_column(value: Any) -> Any:
     if isinstance(value, Enum):
         return value.value
-    return str(value) if isinstance(value, Path) else value
+    return _path_column(value) if isinstance(value, (Path, str)) else value
 
 
-def _optional_path(value: str | None) -> Path | None:
-    return Path(value) if value else None
+def _path_column(path: Path | str) -> str | bytes:
+    """A path as text, or as its raw bytes where it is no UTF-8 (a name from an old zip
+    archive or a legacy share, which Python holds with surrogate escapes): every name is
+    journaled, losslessly."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(text)
+    return text
+
+
+def _text(value: str | bytes | None) -> str | None:
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
+def _path(value: str | bytes) -> Path:
+    return Path(os.fsdecode(value) if isinstance(value, bytes) else value)
+
+
+def _optional_path(value: str | bytes | None) -> Path | None:
+    return _path(value) if value else None
 
 
 def _job_from_row(row: sqlite3.Row) -> Job:
     return Job(
         id=row["id"],
-        source=Path(row["source"]),
+        source=_path(row["source"]),
         inbox=_optional_path(row["inbox"]),
         kind=SourceKind(row["kind"]),
         url=row["url"],
@@ -680,9 +706,9 @@ def _job_from_row(row: sqlite3.Row) -> Job:
             outformat=row["outformat"],
             lang=row["lang"],
             ocr=bool(row["ocr"]),
-            outbox=Path(row["outbox"]),
-            archive=Path(row["archive"]),
-            failed=Path(row["failed"]),
+            outbox=_path(row["outbox"]),
+            archive=_path(row["archive"]),
+            failed=_path(row["failed"]),
             after_success=row["after_success"],
         ),
         state=JobState(row["state"]),
@@ -695,7 +721,7 @@ def _job_from_row(row: sqlite3.Row) -> Job:
         not_before=row["not_before"],
         error=row["error"],
         available_pages=row["available_pages"],
-        original_at=row["original_at"],
+        original_at=_text(row["original_at"]),
         charged_on=row["charged_on"],
         held_until=row["held_until"],
         approved=bool(row["approved"]),

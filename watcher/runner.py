@@ -42,7 +42,7 @@ from watcher.filing import (
     remove_quietly,
     result_name,
     same_content,
-    write_reason,
+    set_aside,
 )
 from watcher.jobs import (
     MAX_CUT_BEFORE_SENT,
@@ -101,7 +101,7 @@ class ResultMissing(Exception):
 def backoff(attempts: int, retry_after: float | None = None) -> float:
     """Exponential backoff with jitter, so many daemons behind one router do not retry in step;
     a server's Retry-After, when given, is the floor."""
-    delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, attempts - 1))
+    delay = min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** max(0, attempts - 1))
     delay *= random.uniform(0.75, 1.25)
     return min(MAX_DEFER_SECONDS, max(delay, retry_after or 0.0))
 
@@ -123,7 +123,7 @@ class JobRunner:
         """`file_originals=False` (one-shot `convert`) leaves the user's files where they are;
         the daemon moves them to the archive or the failed folder. Every result placed is
         remembered in `own_files`, which the inbox watcher asks before it takes a file."""
-        self._own_files = own_files or OwnFiles()
+        self._own_files = OwnFiles() if own_files is None else own_files
         self._file_originals = file_originals
         self._daily_page_limit = daily_page_limit
         # The credit guard's check and the move that spends the pages happen under one lock,
@@ -175,18 +175,20 @@ class JobRunner:
         # What the checks learn is journaled with the next move, not in a write of its own.
         learned: dict[str, object] = {}
         content = None
+        pages = 0
         try:
             if job.kind is SourceKind.URL:
                 learned["url"] = read_shortcut(job.source)
             else:
                 facts = inspect_file(job.source, outformat=job.rule.outformat)
+                pages = facts.pages
                 learned["pages"] = facts.pages
                 learned["remote_name"] = _named_for(job.remote_name, facts)
                 content = facts.content
         except FileRejected as exc:
             return self._fail(job, exc.message, advice=_FILE_ADVICE)
         with self._budget_lock:
-            refusal = self._credit_guard(job, int(learned.get("pages") or 0))
+            refusal = self._credit_guard(job, pages)
             if refusal:
                 reason, until = refusal
                 log.warning("%s: held: %s", job.display_name, reason)
@@ -455,7 +457,7 @@ class JobRunner:
         # that is an inbox after all never takes our own result for a new file.
         self._own_files.remember(staged, folder=job.rule.outbox)
         for candidate in candidate_names(
-            job.rule.outbox, result_name(job.source.name, job.rule.outformat)
+            job.rule.outbox, result_name(job.display_name, job.rule.outformat)
         ):
             try:
                 link_without_overwrite(staged, candidate)
@@ -529,10 +531,9 @@ class JobRunner:
         if not (self._file_originals and self._still_ours(job)):
             return job
         try:
-            moved = move_without_overwrite(job.source, job.rule.failed)
-            write_reason(
-                moved,
-                source=job.source,
+            moved = set_aside(
+                job.source,
+                job.rule.failed,
                 reason=job.error or "unknown",
                 advice=advice or _FILE_ADVICE,
             )
