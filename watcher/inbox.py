@@ -3,17 +3,18 @@
 Scanners reopen a file between pages, FTP and NAS uploads create it empty and fill it later,
 browsers download under a temporary name: a file is only handed on once its size and time
 have stood still for `settle_seconds` and it looks whole. Events only nominate candidates;
-one settle thread decides, so a flood of events costs a dictionary lookup each. Files that
-settle together are handed on together, so a scanner's burst is journaled in a few commits.
-A file the daemon placed itself (a result, seen again through another path to its outbox) is
-never handed on: see watcher/ownfiles.py.
+one settle thread looks at them when due, so a flood of events costs a dictionary lookup each.
+What a look decides (when a file counts as complete, when to give up on one, when a file that
+cannot be read is reported to `on_unreadable` instead) is watcher/settle.py's: a tracker
+without threads or I/O, told here what was seen and when. Files that settle together are
+handed on together, so a scanner's burst is journaled in a few commits. A file the daemon
+placed itself (a result, seen again through another path to its outbox) is never handed on:
+see watcher/ownfiles.py.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import heapq
-import itertools
 import logging
 import math
 import os
@@ -22,7 +23,7 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,7 +46,17 @@ from watchdog.observers.polling import PollingObserver
 from watcher.config import BUILTIN_IGNORED_FOLDERS, BUILTIN_IGNORES, Config, InboxRule, PollingMode
 from watcher.errors import WatcherError
 from watcher.ownfiles import OwnFiles, Placement
-from watcher.preflight import is_whole_pdf, read_ends
+from watcher.preflight import EOF_SEARCH_BYTES, is_whole_pdf
+from watcher.settle import (
+    Contents,
+    FileState,
+    GiveUp,
+    Inspect,
+    Look,
+    Ready,
+    SettleTracker,
+    Unreadable,
+)
 from watcher.shortcuts import is_shortcut
 
 log = logging.getLogger("watcher.inbox")
@@ -57,9 +68,12 @@ NETWORK_FS_TYPES = frozenset(
         *("lustre", "davfs", "vboxsf", "fuse.sshfs", "fuse.rclone", "fuse.s3fs", "fuse.cephfs"),
     }
 )
-# A PDF that never gets its end marker (or a file that never opens) is handed on after standing
-# still this long, or 10 settle periods if longer, so that the daemon can tell the user why.
+# A PDF that never gets its end marker is handed on after standing still this long, or 10
+# settle periods if longer, so that the daemon can tell the user why. A file that cannot be read
+# goes to `on_unreadable` instead, once READ_TRIES reads failed, the first as long ago: one
+# failure proves nothing (on Windows a writer keeping the file open denies reading it).
 GIVE_UP_SECONDS = 60.0
+READ_TRIES = 3
 _IGNORED_FOLDERS = frozenset(name.casefold() for name in BUILTIN_IGNORED_FOLDERS)
 # Only these are asked of the OS: our own reads of inbox files (hash, checks, upload) would
 # otherwise come back as opened/closed-without-writing events, several per file.
@@ -81,10 +95,18 @@ _ARRIVALS = frozenset({"created", "modified", "closed", "moved"})  # watchdog ev
 _MIN_PAUSE = 0.2  # between looks at a changing file, even with settle_seconds = 0
 HAND_ON_BATCH = 64  # files handed on at once: one journal commit, and the first not kept long
 
+# Windows errors for a file another program has open and does not share: a writer, not a fault.
+_SHARING_VIOLATIONS = frozenset({32, 33})  # ERROR_SHARING_VIOLATION, ERROR_LOCK_VIOLATION
+_UNREAD = "could not be read for conversion"  # when the daemon could not read a file
+
 ReadyFile = tuple[Path, InboxRule]
-# Takes complete files and returns those it could not take yet (offered again at the next
-# rescan); raises when it could take none of them.
+# Takes complete files and returns those it could not read (offered again at the next rescan,
+# up to READ_TRIES times); raises when it could take none of them.
 OnReady = Callable[[Sequence[ReadyFile]], Collection[Path]]
+# Told of a file that could not be read time and again (with why, to follow the file's name);
+# the watcher leaves the file alone until it changes.
+OnUnreadable = Callable[[Path, InboxRule, str], None]
+_Tag = tuple[Config, InboxRule]  # the rules a candidate was judged by, and the one that took it
 
 
 @dataclass(frozen=True)
@@ -181,7 +203,7 @@ def _wants_polling(mode: PollingMode, folder: Path) -> bool:
     return _fs_type(folder, mounts) in NETWORK_FS_TYPES
 
 
-def _state(path: Path) -> tuple[int, int] | None:
+def _state(path: Path) -> FileState | None:
     """Size and mtime_ns, or None when the file is gone, is no longer a regular file (replaced
     by a link, say) or cannot be looked at (then logged)."""
     try:
@@ -193,41 +215,33 @@ def _state(path: Path) -> tuple[int, int] | None:
         return None
     if not stat.S_ISREG(info.st_mode):
         return None
-    return info.st_size, info.st_mtime_ns
+    return FileState(info.st_size, info.st_mtime_ns)
 
 
-def _still_since(state: tuple[int, int], settle: float, now: float) -> float:
-    """When the file last changed, on the monotonic clock: its mtime tells, so a file that
-    was written a moment before we looked is not made to wait a whole settle period more.
-    Credited at most one settle period (a clock step or a preserved mtime proves nothing
-    beyond that), and never into the future."""
-    age = time.time() - state[1] / 1e9
-    return now - min(settle, max(0.0, age))
-
-
-def _looks_complete(path: Path) -> bool:
-    """Whether the writer seems done: the file opens, and a PDF has its end marker.
+def _inspect(path: Path) -> Contents:
+    """Whether the writer seems done: the file opens and reads, and a PDF has its end marker;
+    or why it cannot be read.
 
     On Windows a file that is not read-only is also opened for writing, which fails (a sharing
-    violation) while another process still has it open to write.
+    violation) while another process still has it open to write; a sharing violation when
+    reading says the same: a writer keeps the file to itself for now.
     """
     if os.name == "nt" and os.access(path, os.W_OK):
         try:
             open(path, "r+b").close()  # opening is the whole test
         except OSError:
-            return False
-    ends = read_ends(path)
-    return ends is not None and (not ends[0].startswith(b"%PDF") or is_whole_pdf(*ends))
-
-
-@dataclass
-class _Candidate:
-    """A file seen but not yet settled. Only the settle thread changes `state` and `since`."""
-
-    state: tuple[int, int] | None  # size, mtime_ns at the last look
-    since: float  # time.monotonic() when that state was first seen
-    config: Config  # the rules it was judged by
-    rule: InboxRule  # the inbox rule that took it
+            return Contents(complete=False)
+    try:
+        with path.open("rb", buffering=0) as handle:  # as watcher/preflight.py's read_ends
+            head = handle.read(16)
+            size = handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, size - EOF_SEARCH_BYTES))
+            tail = handle.read()
+    except OSError as exc:
+        if getattr(exc, "winerror", None) in _SHARING_VIOLATIONS:
+            return Contents(complete=False)
+        return Contents(complete=False, unreadable=f"cannot be read: {exc.strerror or exc}")
+    return Contents(complete=not head.startswith(b"%PDF") or is_whole_pdf(head, tail))
 
 
 @dataclass(frozen=True)
@@ -266,17 +280,29 @@ class _Events(FileSystemEventHandler):
 
 class InboxWatcher:
     """Watches every inbox and hands each complete file to `on_ready` once, except the
-    daemon's own files: those registered in `own_files` (a fresh registry by default)."""
+    daemon's own files: those registered in `own_files` (a fresh registry by default). A file
+    that cannot be read, time and again, goes to `on_unreadable` instead (by default, a warning
+    in the log); either way it is then left alone until it changes."""
 
-    def __init__(self, config: Config, on_ready: OnReady, own_files: OwnFiles | None = None):
+    def __init__(
+        self,
+        config: Config,
+        on_ready: OnReady,
+        own_files: OwnFiles | None = None,
+        *,
+        on_unreadable: OnUnreadable | None = None,
+    ):
         self._config = config
         self._on_ready = on_ready
+        self._on_unreadable = _log_unreadable if on_unreadable is None else on_unreadable
         self.own_files = OwnFiles() if own_files is None else own_files
         self._cond = threading.Condition()  # guards everything below up to _watch_lock
-        self._pending: dict[Path, _Candidate] = {}
-        self._due: list[tuple[float, int, Path, _Candidate]] = []  # heap; stale entries skipped
-        self._order = itertools.count()
-        self._handed: dict[Path, tuple[int, int]] = {}  # path -> (size, mtime_ns) handed on
+        self._tracker: SettleTracker[_Tag] = SettleTracker(
+            config.watch.settle_seconds,
+            GIVE_UP_SECONDS,
+            min_pause=_MIN_PAUSE,
+            read_tries=READ_TRIES,
+        )
         self._last_rescan = time.monotonic()
         self._stopping = False
         self._watch_lock = threading.Lock()  # guards the observers and watches
@@ -290,7 +316,7 @@ class InboxWatcher:
     def pending_count(self) -> int:
         """Files seen but not yet settled."""
         with self._cond:
-            return len(self._pending)
+            return self._tracker.pending_count
 
     def start(self) -> None:
         """Start watching, then pick up what arrived while the daemon was not running."""
@@ -317,6 +343,7 @@ class InboxWatcher:
         """Use new rules live: watch added inboxes (scanning them), release removed ones."""
         with self._cond:
             self._config = config
+            self._tracker.settle_seconds = config.watch.settle_seconds
             self._cond.notify()  # the rescan interval may have changed
         for folder in self._sync_watches():
             self._scan(folder)
@@ -331,11 +358,10 @@ class InboxWatcher:
         for rule in self._config.inboxes:
             seen |= self._scan(rule.path)
         with self._cond:
-            unseen = [path for path in self._handed if path not in seen]
+            unseen = [path for path in self._tracker.settled_paths() if path not in seen]
         gone = [path for path in unseen if not os.path.lexists(path)]
         with self._cond:
-            for path in gone:
-                self._handed.pop(path, None)
+            self._tracker.prune(gone)
 
     # --- Watching ------------------------------------------------------------------------------
 
@@ -400,8 +426,7 @@ class InboxWatcher:
             path = Path(os.fsdecode(event.src_path))
             if event.event_type in ("deleted", "moved"):
                 with self._cond:
-                    self._pending.pop(path, None)
-                    self._handed.pop(path, None)
+                    self._tracker.forget(path)
             if event.event_type == "moved":
                 path = Path(os.fsdecode(event.dest_path))
             if event.event_type not in _ARRIVALS:
@@ -429,7 +454,7 @@ class InboxWatcher:
     def _consider(self, path: Path) -> None:
         """Start the settle clock for a file that may have arrived, unless it is known."""
         with self._cond:
-            if self._stopping or path in self._pending:
+            if self._stopping or self._tracker.is_pending(path):
                 return
             config = self._config
         verdict = judge(config, path)
@@ -437,141 +462,171 @@ class InboxWatcher:
             log.debug("not taking it: %s", verdict.reason)
             return
         state = _state(path)
+        if state is None:
+            return
         with self._cond:
-            if state is None or path in self._pending or self._handed.get(path) == state:
-                return
-            settle = config.watch.settle_seconds
-            since = _still_since(state, settle, time.monotonic())
-            candidate = _Candidate(state, since, config, verdict.rule)
-            self._pending[path] = candidate
-            self._schedule(path, candidate, candidate.since + settle)
+            first = self._tracker.next_due()
+            started = self._tracker.seen(
+                path, state, time.monotonic(), time.time(), (config, verdict.rule)
+            )
+            if started is not None and (first is None or started.until < first):
+                self._cond.notify()  # due before anything else: the settle thread must know
 
-    def _schedule(self, path: Path, candidate: _Candidate, due: float) -> None:
-        """Queue the candidate's next look; wakes the settle thread if it is now the first."""
-        entry = (due, next(self._order), path, candidate)
-        heapq.heappush(self._due, entry)
-        if self._due[0] is entry:
-            self._cond.notify()
+    # --- The settle thread ---------------------------------------------------------------------
 
     def _run(self) -> None:
-        """The settle thread: sleeps until a candidate or the periodic rescan is due."""
-        while True:
-            with self._cond:
-                while not self._stopping:
-                    now = time.monotonic()
-                    every = self._config.watch.rescan_seconds
-                    rescan_at = self._last_rescan + every if every > 0 else math.inf
-                    wake = min(rescan_at, self._due[0][0] if self._due else math.inf)
-                    if wake <= now:
-                        break
-                    self._cond.wait(None if wake == math.inf else wake - now)
-                if self._stopping:
-                    return
-                batch = []
-                while self._due and self._due[0][0] <= now:
-                    _, _, path, candidate = heapq.heappop(self._due)
-                    if self._pending.get(path) is candidate:
-                        batch.append((path, candidate))
-            if rescan_at <= now:
+        """The settle thread: sleeps until a look or the periodic rescan is due, then makes
+        them, handing on in batches the files found complete."""
+        while (work := self._next_work()) is not None:
+            looks, rescan_due = work
+            if rescan_due:
                 try:
                     self.rescan()
                 except Exception:
                     log.exception("the periodic rescan of the inboxes failed")
-            ready: list[ReadyFile] = []
-            for path, candidate in batch:
-                if self._stopping:
-                    return
-                try:
-                    settled = self._settle(path, candidate)
-                except Exception:  # one bad file never stops the others
-                    log.exception("could not check %s", path.name)
-                    continue
-                if settled is not None:
-                    ready.append(settled)
-                if len(ready) >= HAND_ON_BATCH:
-                    self._hand_on(ready)
-                    ready = []
-            if ready:
+            self._look_at(looks)
+
+    def _next_work(self) -> tuple[list[Look[_Tag]], bool] | None:
+        """Waits for the next due looks (taken from the tracker), and says whether the
+        periodic rescan is due too; None once the watcher is stopping."""
+        with self._cond:
+            while not self._stopping:
+                now = time.monotonic()
+                every = self._config.watch.rescan_seconds
+                rescan_at = self._last_rescan + every if every > 0 else math.inf
+                due = self._tracker.next_due()
+                wake = min(rescan_at, math.inf if due is None else due)
+                if wake <= now:
+                    return self._tracker.due(now), rescan_at <= now
+                self._cond.wait(None if wake == math.inf else wake - now)
+        return None
+
+    def _look_at(self, looks: list[Look[_Tag]]) -> None:
+        """Makes the due looks, handing on what is complete HAND_ON_BATCH files at a time."""
+        ready: list[ReadyFile] = []
+        for look in looks:
+            if self._stopping:
+                return
+            settled = self._settle(look)
+            if settled is not None:
+                ready.append(settled)
+            if len(ready) >= HAND_ON_BATCH:
                 self._hand_on(ready)
+                ready = []
+        if ready:
+            self._hand_on(ready)
+
+    def _settle(self, look: Look[_Tag]) -> ReadyFile | None:
+        """Look again at one due candidate: return it if it is complete and still wanted. One
+        bad file never stops the others: an error drops it until it is seen again (at the
+        next rescan, if no event comes first)."""
+        try:
+            return self._look(look)
+        except Exception:
+            log.exception("could not check %s", look.path.name)
+            with self._cond:
+                self._tracker.abandon(look)  # if the error came before a decision
+                self._tracker.release(look.path)  # if after
+            return None
+
+    def _look(self, look: Look[_Tag]) -> ReadyFile | None:
+        path = look.path
+        now, wall = time.monotonic(), time.time()
+        state = _state(path)
+        with self._cond:
+            decision = self._tracker.looked(look, state, now, wall)
+        if isinstance(decision, Inspect):  # it stood still long enough: only now opened
+            contents = _inspect(path)
+            with self._cond:
+                decision = self._tracker.inspected(look, contents, now)
+        if not isinstance(decision, (Ready, GiveUp, Unreadable)):
+            return None  # not yet (its next look is queued), or gone
+        # Counted as settled by now, so that it is not looked at (nor logged) again until it
+        # changes: even once the registry has forgotten it, or the rules are reloaded.
+        rule = self._rule_now(path, look.tag)
+        if rule is None:  # no longer wanted under the current rules
+            with self._cond:
+                self._tracker.release(path)
+            return None
+        if isinstance(decision, Unreadable):
+            self._report_unreadable(path, rule, decision.reason)
+            return None
+        if isinstance(decision, GiveUp):
+            log.warning(
+                "%s %s (a PDF without its end marker, or a file another program keeps open); "
+                "handing it on anyway",
+                path.name,
+                decision.reason,
+            )
+        # Asked at the last look, not when the file was first seen: the later, the surer that
+        # the filing code has registered a result (it should before the result gets its name).
+        own = self.own_files.placed(path)
+        if own is not None:
+            _log_own(path, own)
+            return None
+        return path, rule
+
+    def _rule_now(self, path: Path, tag: _Tag) -> InboxRule | None:
+        """The rule a settled file goes by: the one that took it, unless the rules changed
+        since (then it is judged again: its inbox may be gone, or its pattern)."""
+        config, rule = tag
+        if self._config is config:
+            return rule
+        verdict = judge(self._config, path)
+        return verdict.rule if verdict.accepted else None
 
     def _hand_on(self, files: list[ReadyFile]) -> None:
         """Outside the lock: the daemon takes its time. Files it did not take are offered
-        again at the next rescan."""
+        again at the next rescan; those it could not read, up to READ_TRIES times."""
         try:
-            not_taken = set(self._on_ready(files))
+            unread = set(self._on_ready(files))
         except WatcherError as exc:  # the daemon's words (its journal cannot be written)
             log.error("%d file(s) not taken yet: %s", len(files), exc)
-            not_taken = {path for path, _ in files}
+            self._release(path for path, _ in files)
+            return
         except Exception:
             if len(files) > 1:  # one odd file must not hold back the others: one at a time
                 for ready in files:
                     self._hand_on([ready])
                 return
             log.exception("could not hand on %s", files[0][0].name)
-            not_taken = {files[0][0]}
-        if not_taken:
-            with self._cond:
-                for path in not_taken:
-                    self._handed.pop(path, None)
-
-    def _settle(self, path: Path, candidate: _Candidate) -> ReadyFile | None:
-        """Look again at one due candidate: return it if it is complete and still wanted,
-        else plan the next look."""
-        settle = self._config.watch.settle_seconds
+            self._release([files[0][0]])
+            return
         now = time.monotonic()
-        state = _state(path)
-        settled = False
-        if state != candidate.state:  # any change restarts the settle clock
-            candidate.state = state
-            candidate.since = now if state is None else _still_since(state, settle, now)
-        else:
-            still_for = now - candidate.since
-            settled = still_for >= settle and (
-                _looks_complete(path) or self._give_up(path, still_for, settle)
-            )
-        rule = self._rule_now(path, candidate) if settled else None
-        # Asked at the last look, not when the file was first seen: the later, the surer that
-        # the filing code has registered a result (it should before the result gets its name).
-        own = self.own_files.placed(path) if rule is not None else None
+        unreadable = []
         with self._cond:
-            if self._pending.get(path) is not candidate:
-                return None  # deleted or moved away meanwhile
-            if state is not None and not settled:
-                self._schedule(path, candidate, max(candidate.since + settle, now + _MIN_PAUSE))
-                return None
-            del self._pending[path]
-            if rule is None or state is None:
-                return None  # gone, or no longer wanted under the current rules
-            # Counted as handed on, so that it is not looked at (nor logged) again until it
-            # changes: even once the registry has forgotten it, or the rules are reloaded.
-            self._handed[path] = state
-        if own is not None:
-            _log_own(path, own)
-            return None
-        return path, rule
+            for path, rule in files:
+                if path not in unread:
+                    self._tracker.taken(path)
+                elif (given_up := self._tracker.unread(path, now, _UNREAD)) is not None:
+                    unreadable.append((path, rule, given_up.reason))
+            for path in unread.difference(path for path, _ in files):  # not handed on: as ever
+                self._tracker.release(path)
+        for path, rule, reason in unreadable:
+            self._report_unreadable(path, rule, reason)
 
-    def _rule_now(self, path: Path, candidate: _Candidate) -> InboxRule | None:
-        """The rule a settled file goes by: the one that took it, unless the rules changed
-        since (then it is judged again: its inbox may be gone, or its pattern)."""
-        config = self._config
-        if config is candidate.config:
-            return candidate.rule
-        verdict = judge(config, path)
-        return verdict.rule if verdict.accepted else None
+    def _release(self, paths: Iterable[Path]) -> None:
+        """Offer these files again the next time they are seen (at the next rescan)."""
+        with self._cond:
+            for path in paths:
+                self._tracker.release(path)
 
-    @staticmethod
-    def _give_up(path: Path, still_for: float, settle: float) -> bool:
-        """Hand on a file that looks unfinished but has stood still for long: the daemon then
-        tells the user what is wrong with it, instead of it waiting silently forever."""
-        if still_for < max(GIVE_UP_SECONDS, 10 * settle):
-            return False
-        log.warning(
-            "%s has not changed for %.0f s but still looks unfinished (a PDF without its "
-            "end marker, or a file that cannot be opened); handing it on anyway",
-            path.name,
-            still_for,
-        )
-        return True
+    def _report_unreadable(self, path: Path, rule: InboxRule, reason: str) -> None:
+        """Outside the lock: the callback may move the file away."""
+        try:
+            self._on_unreadable(path, rule, reason)
+        except Exception:
+            log.exception("could not report that %s %s", path.name, reason)
+
+
+def _log_unreadable(path: Path, rule: InboxRule, reason: str) -> None:
+    """What the watcher does with an unreadable file unless told otherwise: says so, once."""
+    log.warning(
+        "%s %s; it is left alone until it changes, or is moved out of %s and back",
+        path.name,
+        reason,
+        rule.path,
+    )
 
 
 def _log_own(path: Path, placed: Placement) -> None:
