@@ -576,3 +576,168 @@ def test_each_watcher_has_its_own_registry_by_default(tmp_path: Path) -> None:
     config = make_config(tmp_path)
     first, second = InboxWatcher(config, Recorder()), InboxWatcher(config, Recorder())
     assert isinstance(first.own_files, OwnFiles) and first.own_files is not second.own_files
+
+
+# --- files that cannot be read --------------------------------------------------------------
+
+
+class Reports:
+    """An on_unreadable callback that remembers what it was told."""
+
+    def __init__(self) -> None:
+        self.calls: queue.Queue[tuple[Path, InboxRule, str]] = queue.Queue()
+
+    def __call__(self, path: Path, rule: InboxRule, reason: str) -> None:
+        self.calls.put((path, rule, reason))
+
+    def next(self, timeout: float = 5.0) -> tuple[Path, InboxRule, str]:
+        try:
+            return self.calls.get(timeout=timeout)
+        except queue.Empty:
+            pytest.fail(f"nothing was reported unreadable within {timeout} s")
+
+
+def start_reporting(request: pytest.FixtureRequest, watcher: InboxWatcher) -> InboxWatcher:
+    watcher.start()
+    request.addfinalizer(watcher.stop)
+    return watcher
+
+
+def test_inspect_says_why_a_file_cannot_be_read(tmp_path: Path) -> None:
+    """Entries no mode can make readable, so this holds for root too (judge() keeps both out
+    of the watcher: they stand for a file that cannot be opened)."""
+    dangling = tmp_path / "dangling.pdf"
+    dangling.symlink_to(tmp_path / "missing.pdf")
+    folder = tmp_path / "folder.pdf"
+    folder.mkdir()
+    assert inbox._inspect(dangling) == inbox.Contents(
+        complete=False, unreadable="cannot be read: No such file or directory"
+    )
+    if os.name != "nt":  # Windows says "Permission denied" for a folder
+        assert inbox._inspect(folder).unreadable == "cannot be read: Is a directory"
+
+
+def test_inspect_tells_whole_files_from_unfinished_ones(tmp_path: Path) -> None:
+    cases = {
+        "whole.pdf": (PDF, True),
+        "no-end-marker.pdf": (PDF[: PDF.rindex(b"%%EOF")], False),
+        "empty.pdf": (b"", True),  # not a PDF (yet): the daemon says what is wrong with it
+        "link.url": (b"[InternetShortcut]\nURL=https://example.org/a.pdf\n", True),
+    }
+    for name, (content, complete) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        assert inbox._inspect(path) == inbox.Contents(complete=complete), name
+
+
+def test_a_file_that_cannot_be_opened_is_reported_once_and_not_handed_on(
+    tmp_path, recorder, monkeypatch, caplog, request
+) -> None:
+    """The watcher's own look inside fails (here it opens a dangling link in the file's
+    place: as root no file mode would stop it): after a few tries it is told, with why, once,
+    at WARNING by default, and left alone until it changes."""
+    monkeypatch.setattr(inbox, "GIVE_UP_SECONDS", 1.0)
+    real_inspect, broken = inbox._inspect, [True]
+    dangling = tmp_path / "nowhere.pdf"
+    dangling.symlink_to(tmp_path / "missing.pdf")
+
+    def inspect(path: Path) -> inbox.Contents:
+        return real_inspect(dangling if broken and path.name == "locked.pdf" else path)
+
+    monkeypatch.setattr(inbox, "_inspect", inspect)
+    config = make_config(tmp_path, settle=0.1)
+    watcher = start_reporting(request, InboxWatcher(config, recorder))
+    locked = config.inboxes[0].path / "locked.pdf"
+    locked.write_bytes(PDF)
+    written = time.monotonic()
+    (config.inboxes[0].path / "fine.pdf").write_bytes(PDF)
+    assert recorder.next()[0].name == "fine.pdf"
+
+    def warnings() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+    deadline = time.monotonic() + 5
+    while not warnings() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert time.monotonic() - written >= 1.0  # not at the first failure
+    [message] = warnings()
+    assert message.startswith("locked.pdf cannot be read: No such file or directory (tried ")
+    assert "left alone until it changes" in message
+    watcher.rescan()
+    recorder.assert_quiet(0.5)  # neither handed on, nor looked at again
+    assert len(warnings()) == 1 and watcher.pending_count == 0
+    broken.clear()  # the user fixes it, and saves it again
+    with locked.open("ab") as out:
+        out.write(b"% saved again\n%%EOF\n")
+    assert recorder.next()[:2] == (locked, locked.stat().st_size)
+
+
+def test_a_mode_000_file_is_reported_to_on_unreadable(tmp_path, recorder, monkeypatch, request):
+    """The real thing, where the user running the tests cannot read a mode-000 file."""
+    config = make_config(tmp_path, settle=0.1)
+    probe = tmp_path / "probe"
+    probe.write_bytes(b"x")
+    probe.chmod(0)
+    try:
+        probe.read_bytes()
+    except PermissionError:
+        pass
+    else:
+        pytest.skip("this user reads mode-000 files (root, or Windows): nothing to test")
+    monkeypatch.setattr(inbox, "GIVE_UP_SECONDS", 1.0)
+    reports = Reports()
+    start_reporting(request, InboxWatcher(config, recorder, on_unreadable=reports))
+    locked = tmp_path / "locked.pdf"
+    locked.write_bytes(PDF)
+    locked.chmod(0)
+    locked.rename(config.inboxes[0].path / locked.name)
+    path, rule, reason = reports.next()
+    assert (path.name, rule) == ("locked.pdf", config.inboxes[0])
+    assert reason.startswith("cannot be read: Permission denied (tried ")
+    recorder.assert_quiet(0.3)
+
+
+def test_a_file_the_daemon_cannot_read_is_reported_at_the_third_try(
+    tmp_path, monkeypatch, request, caplog
+) -> None:
+    """The daemon returns it unread: offered again at the next rescan, up to three times
+    over at least the give-up time; then on_unreadable is told, and it is offered no more
+    until it changes."""
+    offered: queue.Queue[str] = queue.Queue()
+
+    def on_ready(files: Sequence[ReadyFile]) -> list[Path]:
+        for path, _ in files:
+            offered.put(path.name)
+        return [path for path, _ in files]
+
+    def next_offer() -> str:
+        try:
+            return offered.get(timeout=5)
+        except queue.Empty:
+            pytest.fail("not offered within 5 s")
+
+    monkeypatch.setattr(inbox, "GIVE_UP_SECONDS", 1.0)
+    config = make_config(tmp_path, settle=0.1)
+    reports = Reports()
+    watcher = start_reporting(request, InboxWatcher(config, on_ready, on_unreadable=reports))
+    scan = config.inboxes[0].path / "scan.pdf"
+    scan.write_bytes(PDF)
+    assert next_offer() == "scan.pdf"
+    first_failure = time.monotonic()
+    watcher.rescan()
+    assert next_offer() == "scan.pdf"
+    assert reports.calls.empty()
+    time.sleep(max(0.0, first_failure + 1.05 - time.monotonic()))
+    watcher.rescan()
+    assert next_offer() == "scan.pdf"
+    path, rule, reason = reports.next()
+    assert (path, rule) == (scan, config.inboxes[0])
+    assert reason.startswith("could not be read for conversion (tried 3 times over ")
+    watcher.rescan()
+    with pytest.raises(queue.Empty):
+        offered.get(timeout=0.5)
+    assert reports.calls.empty()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # told, not logged
+    with scan.open("ab") as out:
+        out.write(b"% changed\n%%EOF\n")
+    assert next_offer() == "scan.pdf"
