@@ -679,7 +679,7 @@ class ClaimBook:
         if hint > 0:
             hinted = self._read(folder, key, hint)
             head = first if hinted is None else hinted
-        while True:
+        while not head.denied:  # a folder we may not search would say "denied" to any name
             nxt = self._read(folder, key, head.gen + 1)
             if nxt is None:
                 break
