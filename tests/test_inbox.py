@@ -611,10 +611,10 @@ def test_inspect_says_why_a_file_cannot_be_read(tmp_path: Path) -> None:
     folder = tmp_path / "folder.pdf"
     folder.mkdir()
     assert inbox._inspect(dangling) == inbox.Contents(
-        complete=False, unreadable="cannot be read: No such file or directory"
+        complete=False, unreadable="No such file or directory"
     )
     if os.name != "nt":  # Windows says "Permission denied" for a folder
-        assert inbox._inspect(folder).unreadable == "cannot be read: Is a directory"
+        assert inbox._inspect(folder).unreadable == "Is a directory"
 
 
 def test_inspect_tells_whole_files_from_unfinished_ones(tmp_path: Path) -> None:
@@ -661,7 +661,7 @@ def test_a_file_that_cannot_be_opened_is_reported_once_and_not_handed_on(
         time.sleep(0.02)
     assert time.monotonic() - written >= 1.0  # not at the first failure
     [message] = warnings()
-    assert message.startswith("locked.pdf cannot be read: No such file or directory (tried ")
+    assert message.startswith("locked.pdf cannot be read (No such file or directory; tried ")
     assert "left alone until it changes" in message
     watcher.rescan()
     recorder.assert_quiet(0.5)  # neither handed on, nor looked at again
@@ -693,7 +693,7 @@ def test_a_mode_000_file_is_reported_to_on_unreadable(tmp_path, recorder, monkey
     locked.rename(config.inboxes[0].path / locked.name)
     path, rule, reason = reports.next()
     assert (path.name, rule) == ("locked.pdf", config.inboxes[0])
-    assert reason.startswith("cannot be read: Permission denied (tried ")
+    assert reason.startswith("Permission denied; tried ")
     recorder.assert_quiet(0.3)
 
 
@@ -732,7 +732,7 @@ def test_a_file_the_daemon_cannot_read_is_reported_at_the_third_try(
     assert next_offer() == "scan.pdf"
     path, rule, reason = reports.next()
     assert (path, rule) == (scan, config.inboxes[0])
-    assert reason.startswith("could not be read for conversion (tried 3 times over ")
+    assert reason.startswith("reading it for conversion failed; tried 3 times over ")
     watcher.rescan()
     with pytest.raises(queue.Empty):
         offered.get(timeout=0.5)

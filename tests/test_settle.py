@@ -27,7 +27,7 @@ WALL_OFFSET = 1000.0  # the wall clock reads this much more than the monotonic o
 SETTLE = 2.0
 WHOLE = Contents(complete=True)
 UNFINISHED = Contents(complete=False)
-DENIED = Contents(complete=False, unreadable="cannot be read: Permission denied")
+DENIED = Contents(complete=False, unreadable="Permission denied")
 SCAN = Path("/inbox/scan.pdf")
 
 
@@ -270,7 +270,7 @@ def test_a_file_that_cannot_be_read_is_unreadable_after_tries_over_the_give_up_t
     assert all(isinstance(d, Wait) for _, _, d in decisions[:-1])
     when, path, decision = decisions[-1]
     assert (when, path) == (pytest.approx(162.0), SCAN)
-    assert decision == Unreadable("cannot be read: Permission denied (tried 11 times over 60 s)")
+    assert decision == Unreadable("Permission denied; tried 11 times over 60 s")
     assert world.tracker.pending_count == 0 and world.tracker.next_due() is None
 
 
@@ -322,7 +322,7 @@ def test_the_daemon_failing_to_read_counts_too() -> None:
             assert world.tracker.settled_paths() == []  # offered again when next seen
             world.now += 300  # the next rescan
             assert world.tracker.seen(SCAN, world.files[SCAN], world.now, world.wall, "rule")
-    assert given_up == Unreadable("could not be read for conversion (tried 3 times over 600 s)")
+    assert given_up == Unreadable("could not be read for conversion; tried 3 times over 600 s")
     assert world.tracker.settled_paths() == [SCAN]  # kept, so not offered again
     assert world.tracker.seen(SCAN, world.files[SCAN], world.now, world.wall, "rule") is None
 
@@ -337,7 +337,7 @@ def test_three_quick_daemon_failures_are_not_enough() -> None:
         world.now += 20
         world.tracker.seen(SCAN, world.files[SCAN], world.now, world.wall, "rule")
     assert results[:3] == [None, None, None]  # 0, 20 and 40 s after the first
-    assert results[3] == Unreadable("could not be read (tried 4 times over 60 s)")
+    assert results[3] == Unreadable("could not be read; tried 4 times over 60 s")
     assert world.tracker.pending_count == 0  # left alone: that last rescan started nothing
 
 

@@ -97,14 +97,14 @@ HAND_ON_BATCH = 64  # files handed on at once: one journal commit, and the first
 
 # Windows errors for a file another program has open and does not share: a writer, not a fault.
 _SHARING_VIOLATIONS = frozenset({32, 33})  # ERROR_SHARING_VIOLATION, ERROR_LOCK_VIOLATION
-_UNREAD = "could not be read for conversion"  # when the daemon could not read a file
+_UNREAD = "reading it for conversion failed"  # the daemon could not read it (and logged why)
 
 ReadyFile = tuple[Path, InboxRule]
 # Takes complete files and returns those it could not read (offered again at the next rescan,
 # up to READ_TRIES times); raises when it could take none of them.
 OnReady = Callable[[Sequence[ReadyFile]], Collection[Path]]
-# Told of a file that could not be read time and again (with why, to follow the file's name);
-# the watcher leaves the file alone until it changes.
+# Told of a file that could not be read time and again, with why ("Permission denied; tried 3
+# times over 61 s"); the watcher leaves the file alone until it changes.
 OnUnreadable = Callable[[Path, InboxRule, str], None]
 _Tag = tuple[Config, InboxRule]  # the rules a candidate was judged by, and the one that took it
 
@@ -240,7 +240,7 @@ def _inspect(path: Path) -> Contents:
     except OSError as exc:
         if getattr(exc, "winerror", None) in _SHARING_VIOLATIONS:
             return Contents(complete=False)
-        return Contents(complete=False, unreadable=f"cannot be read: {exc.strerror or exc}")
+        return Contents(complete=False, unreadable=exc.strerror or str(exc))
     return Contents(complete=not head.startswith(b"%PDF") or is_whole_pdf(head, tail))
 
 
@@ -592,6 +592,11 @@ class InboxWatcher:
             log.exception("could not hand on %s", files[0][0].name)
             self._release([files[0][0]])
             return
+        self._count_unread(files, unread)
+
+    def _count_unread(self, files: list[ReadyFile], unread: set[Path]) -> None:
+        """After a hand-on: what the daemon could not read is one failed read more each
+        (and reported once too many), what it took has its failures forgotten."""
         now = time.monotonic()
         unreadable = []
         with self._cond:
@@ -616,13 +621,13 @@ class InboxWatcher:
         try:
             self._on_unreadable(path, rule, reason)
         except Exception:
-            log.exception("could not report that %s %s", path.name, reason)
+            log.exception("could not deal with %s, which cannot be read (%s)", path.name, reason)
 
 
 def _log_unreadable(path: Path, rule: InboxRule, reason: str) -> None:
     """What the watcher does with an unreadable file unless told otherwise: says so, once."""
     log.warning(
-        "%s %s; it is left alone until it changes, or is moved out of %s and back",
+        "%s cannot be read (%s); it is left alone until it changes, or is moved out of %s and back",
         path.name,
         reason,
         rule.path,

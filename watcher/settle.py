@@ -76,7 +76,7 @@ class Contents:
     """What reading the file showed: whether it looks whole, or why it could not be read."""
 
     complete: bool  # the writer seems done: the file reads, and a PDF has its end marker
-    unreadable: str | None = None  # why it could not be read, for the user; None if it could
+    unreadable: str | None = None  # why it could not be read ("Permission denied"), or None
 
     def __post_init__(self) -> None:
         if self.complete and self.unreadable is not None:
@@ -121,8 +121,9 @@ class GiveUp:
 
 @dataclass(frozen=True)
 class Unreadable:
-    """It could not be read, time and again: do not hand it on; tell the user `reason` (to
-    follow the file's name). It is left alone until it changes."""
+    """It could not be read, time and again: do not hand it on; tell the user `reason` (the
+    last failure's, and how often and long it was tried: "Permission denied; tried 3 times
+    over 61 s"). It is left alone until it changes."""
 
     reason: str
 
@@ -366,4 +367,4 @@ class SettleTracker(Generic[T]):
     @staticmethod
     def _unreadable_reason(failures: _Failures, now: float) -> str:
         elapsed = now - failures.first
-        return f"{failures.last_reason} (tried {failures.count} times over {elapsed:.0f} s)"
+        return f"{failures.last_reason}; tried {failures.count} times over {elapsed:.0f} s"
