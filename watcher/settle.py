@@ -6,8 +6,8 @@ FTP and NAS uploads create it empty and fill it later: only a quiet settle clock
 the last chunk has come. This module holds that policy and nothing else: no file is opened,
 no thread started and no clock read here. The watcher (watcher/inbox.py) looks at the files,
 reads the clocks and holds the lock; it tells the tracker what it saw and when, and does what
-the tracker decides. So every rule below is tested with a fake clock in microseconds, and the
-watcher is left with threads, events and I/O, which no unit test can make deterministic.
+the tracker decides. So every rule below is tested with a fake clock, in no time and without
+a race, and the watcher is left with threads, events and I/O.
 
 One look at a due file goes in two steps, so that a file is only opened when that can decide
 anything (while it still changes, a look costs one lstat):
@@ -17,12 +17,13 @@ anything (while it still changes, a look costs one lstat):
     if isinstance(decision, Inspect):             # stood still long enough: is it whole?
         decision = tracker.inspected(look, contents, now)  # Ready, GiveUp, Unreadable, Wait
 
-Unreadable files. One failed read proves nothing: on Windows a writer that keeps a file open
-denies reading it, with the same error as a missing permission, and a virus scanner locks a
-file for a moment. So a file is only declared unreadable once reading it has failed
-`read_tries` times, the first at least `give_up_after` ago (60 s, or 10 settle periods): the
-moment a file that still looks unfinished is given up on, and about when the watcher used to
-hand an unopenable file on anyway, only for the daemon to fail to read it at every rescan.
+Unreadable files. One failed read proves nothing: a virus scanner locks a file for a moment, a
+sync client fetches a cloud-only file when it is first read, and on Windows a writer can keep
+a file to itself in ways the watcher cannot tell from a missing permission. So a file is only
+declared unreadable once reading it has failed `read_tries` times, the first at least
+`give_up_after` ago (60 s, or 10 settle periods): the moment a file that still looks
+unfinished is given up on, and about when the watcher used to hand an unopenable file on
+anyway, only for the daemon to fail to read it at every rescan.
 Failures count whoever met them: the watcher's own look inside, and the daemon reading the
 file once it was handed on (`unread`), which happens once per offer, so at most once per
 rescan. Meanwhile the watcher looks again with a growing pause (0.2, 0.4, 0.8 … s): a file
