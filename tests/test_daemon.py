@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import http.server
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -351,3 +352,32 @@ def test_a_kill_before_the_upload_left_holds_the_file_until_the_user_says_send(
         stop_process(process)
     assert files_in(tmp_path / "outbox") == ["contract.docx"]
     assert [c.pages for c in sandbox.ledger()] == [1], "charged exactly once"
+
+
+def test_a_file_that_cannot_be_read_goes_to_failed_with_a_reason(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """A mode-000 file: set aside with a reason after a few tries, not an error at every
+    rescan for ever; the file beside it is converted. Root reads any file, so when the
+    tests run as root (CI) the daemon runs without the capabilities that let it."""
+    rules = write_rules(tmp_path, sandbox)
+    rules.write_text(rules.read_text().replace("settle_seconds = 0.3", "settle_seconds = 0.1"))
+    locked = tmp_path / "inbox" / "to-text" / "locked.pdf"
+    samplepdf.write_pdf(locked, ["secret"])
+    locked.chmod(0o000)
+    samplepdf.write_pdf(tmp_path / "inbox" / "to-text" / "fine.pdf", ["fine"])
+    command = [sys.executable, "-m", "watcher", "run", "--config", str(rules), "--no-tray"]
+    if os.geteuid() == 0:
+        if not shutil.which("setpriv"):
+            pytest.skip("as root a mode-000 file is readable, and setpriv is missing")
+        command = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", *command]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: (tmp_path / "outbox" / "fine.txt").exists(), what="the other file")
+        reason = tmp_path / "failed" / "locked.pdf.error.txt"
+        wait_for(reason.exists, timeout=60, what="the reason")
+    finally:
+        stop_process(process)
+    assert "cannot be read" in reason.read_text()
+    assert (tmp_path / "failed" / "locked.pdf").exists()
+    assert len(sandbox.ledger()) == 1

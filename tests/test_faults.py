@@ -465,3 +465,30 @@ def test_a_name_that_is_not_utf8_is_converted_and_named_readably(
     wait_for(lambda: len(files_in(tmp_path / "archive")) == 2, what="both archived")
     assert os.path.exists(os.fsencode(tmp_path / "archive") + b"/caf\xe9 menu.pdf")
     assert len(sandbox.ledger()) == 2
+
+
+def test_a_same_size_same_time_replacement_during_the_upload_is_converted_too(
+    make_sandbox, tmp_path: Path, make_daemon
+) -> None:
+    """Another file put in the original's place while it converts, with the same size and
+    time (a copy tool keeping times): the job must not archive it as done."""
+    box = make_sandbox(seconds_per_page=1.0)
+    rules = write_rules(tmp_path, box)  # one worker: the new version waits for the old one
+    rules.write_text(rules.read_text().replace("concurrency = 2", "concurrency = 1"))
+    make_daemon(rules)
+    inbox = tmp_path / "inbox" / "to-text"
+    old, new = samplepdf.make_pdf(["version A"]), samplepdf.make_pdf(["version B"])
+    assert len(old) == len(new)
+    (inbox / "draft.pdf").write_bytes(old)
+    wait_for(lambda: box.ledger(), what="the first version sent")
+    stat = (inbox / "draft.pdf").stat()
+    replacement = tmp_path / "replacement.pdf"
+    replacement.write_bytes(new)
+    os.utime(replacement, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    os.replace(replacement, inbox / "draft.pdf")
+    wait_for(lambda: len(files_in(tmp_path / "outbox")) == 2, timeout=30, what="both versions")
+    texts = sorted(
+        (tmp_path / "outbox" / name).read_text() for name in files_in(tmp_path / "outbox")
+    )
+    assert ["version A" in texts[0], "version B" in texts[1]] == [True, True]
+    assert len(box.ledger()) == 2

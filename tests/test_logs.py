@@ -7,7 +7,10 @@ import http.server
 import logging
 import os
 import stat
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,12 +21,14 @@ import urllib3
 
 from watcher.logs import (
     FORMAT,
+    LOG_FILE_NAME,
     LogFile,
     RedactingFormatter,
     log_path,
     register_secret,
     setup_logging,
 )
+from watcher.sandbox import Sandbox
 
 
 def test_the_log_file_rotates_at_its_size_and_keeps_every_line(tmp_path: Path) -> None:
@@ -194,3 +199,38 @@ def test_rotated_logs_and_an_older_versions_log_are_made_the_users_alone(tmp_pat
     files = sorted(tmp_path.glob("watcher.log*"))
     assert len(files) == 4  # the log and its three backups
     assert {f.name: file_mode(f) for f in files} == {f.name: 0o600 for f in files}
+
+
+def test_a_verbose_log_beside_the_rules_file_does_not_feed_itself(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """The state folder (and so the log) in the folder of the rules file, which the daemon
+    watches for edits: with -v, the watcher's own debug line about each write to the log
+    was once the cause of the next write, a core busy for ever."""
+    rules = tmp_path / "config.toml"
+    rules.write_text(
+        f'[api]\nkey = "{sandbox.key}"\nendpoint = "{sandbox.url}"\n\n'
+        f'[files]\nstate_dir = "{tmp_path}"\noutbox = "{tmp_path / "out"}"\n'
+        f'archive = "{tmp_path / "archive"}"\nfailed = "{tmp_path / "failed"}"\n\n'
+        f'[[inbox]]\npath = "{tmp_path / "in"}"\noutformat = "txt"\n'
+    )
+    (tmp_path / "in").mkdir()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "watcher", "run", "--config", str(rules), "--no-tray", "-v"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    log = tmp_path / LOG_FILE_NAME
+    try:
+        deadline = time.monotonic() + 60
+        while "watching" not in (log.read_text() if log.exists() else ""):
+            assert time.monotonic() < deadline, "the daemon did not start"
+            time.sleep(0.1)
+        time.sleep(1.0)
+        before = len(log.read_text().splitlines())
+        time.sleep(2.0)
+        grown = len(log.read_text().splitlines()) - before
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    assert grown < 20, f"{grown} lines in 2 s of doing nothing"

@@ -6,6 +6,7 @@ these once turned into an endless loop of paid uploads; the ledger says none doe
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -125,3 +126,21 @@ def test_a_sync_tool_copying_results_back_into_the_inbox_is_not_a_paid_loop(
         syncing.join()
     assert len(sandbox.ledger()) == 1
     assert files_in(outbox) == ["scan.pdf"]
+
+
+def test_a_copy_of_our_result_in_an_inbox_of_its_format_is_not_converted_again(
+    sandbox: Sandbox, tmp_path: Path, make_daemon: MakeDaemon
+) -> None:
+    """A second mount of one share shows the outbox's files under another device number,
+    and a sync tool copies them: no inode matches. Their content does."""
+    rules = write_rules(tmp_path, sandbox)
+    rules.write_text(rules.read_text().replace('outformat = "txt"', 'outformat = "pdf"'))
+    daemon = make_daemon(rules)
+    inbox, outbox = tmp_path / "inbox" / "to-text", tmp_path / "outbox"
+    drop(tmp_path, "scan.pdf")
+    wait_for(lambda: (outbox / "scan.pdf").exists(), what="converted")
+    shutil.copyfile(outbox / "scan.pdf", inbox / "copy-of-scan.pdf")
+    time.sleep(1.5)  # settle time and more
+    assert len(sandbox.ledger()) == 1
+    assert len(daemon.journal.jobs()) == 1
+    assert (inbox / "copy-of-scan.pdf").exists()  # left alone, not lost

@@ -138,7 +138,9 @@ class Daemon:
             stop=self.stop_event,
             on_hold=self._hold,
         )
-        self.inbox = InboxWatcher(self.config, self.enqueue, own_files)
+        self.inbox = InboxWatcher(
+            self.config, self.enqueue, own_files, on_unreadable=self.set_aside_unreadable
+        )
         self._intake = BackgroundIntake(self._record, self.set_aside_unreadable, self.stop_event)
         self._listeners: list[Callable[[Snapshot], None]] = []
         self._notice_listeners: list[Callable[[Notice], None]] = []
@@ -258,7 +260,7 @@ class Daemon:
                 log.debug("%s went away before it was journaled", readable(path.name))
             except OSError as exc:
                 log.warning(
-                    "%s cannot be read (%s); it is tried again at the next rescan",
+                    "%s cannot be read (%s); it is tried again a few times, then set aside",
                     readable(path.name),
                     exc.strerror or exc,
                 )
@@ -270,6 +272,8 @@ class Daemon:
         jobs = self.journal.add_many(new_jobs)
         for job in jobs:
             log.info("%s: queued (job %d)", job.display_name, job.id)
+        if len(jobs) < len(new_jobs):
+            self._tell_own_copies(new_jobs, {job.source for job in jobs})
         if jobs:
             with self._lock:
                 if self._batch_done >= self._batch_total:
@@ -277,6 +281,21 @@ class Daemon:
                 self._batch_total += len(jobs)
             self.pool.wake()
             self._notify()
+
+    def _tell_own_copies(self, offered: list[NewJob], added: set[Path]) -> None:
+        """Says so, once per file, when a file was not taken because it is a copy of one
+        of our own results (the others were files already known)."""
+        for new in offered:
+            if new.source in added:
+                continue
+            original = self.journal.result_copied(new)
+            if original is not None:
+                log.info(
+                    "%s is a copy of our own result %s (from %s); it is not converted again",
+                    readable(new.source.name),
+                    original.output,
+                    original.display_name,
+                )
 
     def set_aside_unreadable(self, path: Path, rule: Rule, reason: str) -> None:
         """A file that cannot be read, after a few tries: into the failed folder with a

@@ -215,7 +215,7 @@ def _state(path: Path) -> FileState | None:
         return None
     if not stat.S_ISREG(info.st_mode):
         return None
-    return FileState(info.st_size, info.st_mtime_ns)
+    return FileState(info.st_size, info.st_mtime_ns, info.st_ino)
 
 
 def _inspect(path: Path) -> Contents:

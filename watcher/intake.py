@@ -55,6 +55,7 @@ def new_job(path: Path, rule: Rule, inbox: Path | None) -> NewJob:
         mtime_ns=stat.st_mtime_ns,
         rule=rule,
         remote_name=remote_name(readable(sent_name), new_token()),
+        inode=stat.st_ino,
     )
 
 

@@ -32,6 +32,7 @@ filed, and filing recognises its own earlier work.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -170,11 +171,19 @@ class Job:
     held_until: float | None = None  # a HELD job's automatic release (the next day), if any
     approved: bool = False  # released from a hold by the user: spend its pages, guard or not
     hold: HoldKind | None = None  # why it is HELD
+    output_hash: str | None = None  # SHA-256 of the result placed
+    inode: int = 0  # the original's, when it was queued (0: not known)
 
     @property
     def display_name(self) -> str:
         """The file's name as people read it: bytes that are no UTF-8 shown as "�"."""
         return readable(self.source.name)
+
+    def is_original(self, stat: os.stat_result) -> bool:
+        """`stat` is of this job's original as it was queued, not a new or changed file
+        under its name (same size and time, and the same inode where it is known)."""
+        same_inode = not self.inode or not stat.st_ino or stat.st_ino == self.inode
+        return same_inode and stat.st_size == self.size and stat.st_mtime_ns == self.mtime_ns
 
     @property
     def staged(self) -> Path:

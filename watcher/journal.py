@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -124,6 +124,12 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX submissions_job ON submissions (job_id, outcome);
     ALTER TABLE jobs ADD COLUMN hold TEXT; -- why a HELD job is held (watcher.jobs.HoldKind)
+    -- The SHA-256 of the result placed: a copy of it found in an inbox of the same format
+    -- (a second mount of the outbox, a sync tool) is our own result, never a new job.
+    ALTER TABLE jobs ADD COLUMN output_hash TEXT;
+    -- The original's inode: a file put in its place with the same size and time is another.
+    ALTER TABLE jobs ADD COLUMN inode INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX jobs_output_hash ON jobs (output_hash, outformat);
     UPDATE jobs SET hold = 'budget' WHERE state = 'held'; -- the first release's only kind
     CREATE TRIGGER submissions_guard BEFORE UPDATE OF state ON jobs
     WHEN NEW.state = 'uploading' AND OLD.state != 'uploading'
@@ -172,6 +178,7 @@ _MUTABLE = frozenset(
         "held_until",
         "approved",
         "hold",
+        "output_hash",
     }
 )
 
@@ -205,6 +212,7 @@ class NewJob:
     mtime_ns: int
     rule: Rule
     remote_name: str
+    inode: int = 0  # 0: not known (a file system without inode numbers)
 
 
 class Journal:
@@ -293,9 +301,10 @@ class Journal:
 
     def add_many(self, new_jobs: Sequence[NewJob]) -> list[Job]:
         """Records jobs, together in one commit, except for a file a job still owns (same
-        place, bytes and time): events, rescans and restarts all see the same file again.
-        Once a job has moved its original away, the same file dropped in again is a new
-        request. Returns the jobs recorded."""
+        place, bytes and time): events, rescans and restarts all see the same file again;
+        and for a copy of one of our own results in its format (`result_copied`). Once a
+        job has moved its original away, the same file dropped in again is a new request.
+        Returns the jobs recorded."""
         if not new_jobs:
             return []
         now = time.time()
@@ -310,6 +319,16 @@ class Journal:
                 if cursor.rowcount == 1 and cursor.lastrowid is not None:
                     added.append(_queued_job(new, cursor.lastrowid, now))
         return added
+
+    def result_copied(self, new: NewJob) -> Job | None:
+        """The job whose result this new file is a copy of, in the same format: converting
+        it again would be paid for nothing, and in a loop where an outbox feeds an inbox."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT * FROM jobs WHERE output_hash = ? AND outformat = ? LIMIT 1",
+                (new.content_hash, new.rule.outformat),
+            ).fetchone()
+        return _job_from_row(row) if row else None
 
     def get(self, job_id: int) -> Job | None:
         with self._lock:
@@ -592,13 +611,14 @@ class Journal:
 
 _NEW_COLUMNS = (
     "source, inbox, kind, url, content_hash, size, mtime_ns, outformat, lang, ocr, outbox, "
-    "archive, failed, after_success, state, remote_name, created_at, updated_at"
+    "archive, failed, after_success, state, remote_name, inode, created_at, updated_at"
 )
 _INSERT_NEW = (
     f"INSERT INTO jobs ({_NEW_COLUMNS}) "
     f"SELECT {', '.join('?' for _ in _NEW_COLUMNS.split(','))} WHERE NOT EXISTS ("
     "SELECT 1 FROM jobs WHERE source = ? AND size = ? AND mtime_ns = ? AND content_hash = ? "
-    "AND original_at IS NULL AND state != ?)"
+    "AND original_at IS NULL AND state != ?) "
+    "AND NOT EXISTS (SELECT 1 FROM jobs WHERE output_hash = ? AND outformat = ?)"
 )
 
 
@@ -621,6 +641,7 @@ def _new_row(new: NewJob, now: float) -> tuple[Any, ...]:
         rule.after_success,
         JobState.QUEUED.value,
         new.remote_name,
+        new.inode,
         now,
         now,
     )
@@ -634,25 +655,14 @@ def _ownership(new: NewJob) -> tuple[Any, ...]:
         new.mtime_ns,
         new.content_hash,
         JobState.DROPPED.value,
+        new.content_hash,
+        new.rule.outformat,
     )
 
 
 def _queued_job(new: NewJob, job_id: int, now: float) -> Job:
-    return Job(
-        id=job_id,
-        source=new.source,
-        inbox=new.inbox,
-        kind=new.kind,
-        url=new.url,
-        content_hash=new.content_hash,
-        size=new.size,
-        mtime_ns=new.mtime_ns,
-        rule=new.rule,
-        state=JobState.QUEUED,
-        remote_name=new.remote_name,
-        created_at=now,
-        updated_at=now,
-    )
+    known = {item.name: getattr(new, item.name) for item in fields(NewJob)}
+    return Job(id=job_id, state=JobState.QUEUED, created_at=now, updated_at=now, **known)
 
 
 def _private(path: Path) -> None:
@@ -726,6 +736,8 @@ def _job_from_row(row: sqlite3.Row) -> Job:
         held_until=row["held_until"],
         approved=bool(row["approved"]),
         hold=HoldKind(row["hold"]) if row["hold"] else None,
+        output_hash=row["output_hash"],
+        inode=row["inode"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )

@@ -206,3 +206,6 @@ def setup_logging(state_dir: Path | None, *, verbose: bool = False) -> None:
     root.setLevel(logging.DEBUG)
     for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    # watchdog's debug lines are about our own watching; with the log in a watched folder
+    # (the state folder beside the rules file), each line written would cause the next.
+    logging.getLogger("watchdog").setLevel(logging.INFO if verbose else logging.WARNING)

@@ -44,6 +44,7 @@ from watcher.filing import (
     same_content,
     set_aside,
 )
+from watcher.intake import file_hash
 from watcher.jobs import (
     MAX_CUT_BEFORE_SENT,
     ORIGINAL_DELETED,
@@ -265,7 +266,7 @@ class JobRunner:
             stat = job.source.stat()
         except FileNotFoundError:
             return "it was removed from the inbox before it was sent; nothing was charged"
-        if stat.st_size != job.size or stat.st_mtime_ns != job.mtime_ns:
+        if not job.is_original(stat):
             return "it changed after it was queued; the new version is converted instead"
         return None
 
@@ -413,6 +414,7 @@ class JobRunner:
         the original cannot be put away, the result's name is journaled, so that the retries
         never place it again (not even after someone took it out of the outbox)."""
         try:
+            output_hash = job.output_hash or file_hash(job.staged)
             output = self._place_result(job)
         except ResultMissing:
             return self._fail(
@@ -429,7 +431,12 @@ class JobRunner:
             where = job.source.parent if job.rule.after_success == "delete" else job.rule.archive
             return self._disk_trouble(job, where, exc, output=output)
         job = self._journal.move(
-            job, JobState.DONE, output=output, original_at=original_at, error=None
+            job,
+            JobState.DONE,
+            output=output,
+            original_at=original_at,
+            error=None,
+            output_hash=output_hash,
         )
         remove_quietly(job.staged)  # if a kill leaves it, the daemon's start-up sweep removes it
         if job.pages:
@@ -486,7 +493,7 @@ class JobRunner:
             stat = job.source.stat()
         except FileNotFoundError:
             return False
-        return stat.st_size == job.size and stat.st_mtime_ns == job.mtime_ns
+        return job.is_original(stat)
 
     # -- failures and waits ----------------------------------------------------------------
 

@@ -66,10 +66,12 @@ READ_TRIES = 3
 
 @dataclass(frozen=True)
 class FileState:
-    """What one lstat of the file showed: any change of either restarts the settle clock."""
+    """What one lstat of the file showed: any change restarts the settle clock. The inode
+    tells a file put in another's place with the same size and time (0: not known)."""
 
     size: int
     mtime_ns: int
+    inode: int = 0
 
 
 @dataclass(frozen=True)
