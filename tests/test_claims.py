@@ -137,9 +137,21 @@ def test_a_new_version_of_a_file_is_a_new_claim(inbox: Path, clock: FakeClock) -
     st = path.stat()
     b = ClaimBook("B", LEASE, clock)
     taken(b.claim(path, st.st_size, st.st_mtime_ns))
-    won(b.claim(path, st.st_size, st.st_mtime_ns + 1))  # rewritten in place, other mtime
-    won(b.claim(path, st.st_size + 1, st.st_mtime_ns))  # other size
-    assert claim_key("a.pdf", 1, 2) not in {claim_key("a.pdf", 1, 3), claim_key("b.pdf", 1, 2)}
+    won(b.claim(path, st.st_size, st.st_mtime_ns + 1_000_000_000))  # saved again a second later
+    won(b.claim(path, st.st_size + 1, st.st_mtime_ns))  # other size, same second
+    second = 1_700_000_000 * 10**9
+    assert claim_key("a.pdf", 1, second) not in {
+        claim_key("a.pdf", 1, second + 10**9),
+        claim_key("a.pdf", 2, second),
+        claim_key("b.pdf", 1, second),
+    }
+
+
+def test_stations_on_different_clients_of_a_share_agree_on_the_key() -> None:
+    """SMB stamps in 100 ns, NFS in ns; a Mac decomposes accents. One file, one key."""
+    stamp = 1_700_000_000_123_456_789
+    nfc, nfd = "Rechnung M\u00e4rz.pdf", "Rechnung Ma\u0308rz.pdf"
+    assert claim_key(nfc, 10, stamp) == claim_key(nfd, 10, stamp - stamp % 100)
 
 
 def test_files_in_subfolders_are_claimed_in_the_inbox_claims_folder(
@@ -216,6 +228,30 @@ def test_renewals_keep_a_claim_live(inbox: Path, clock: FakeClock) -> None:
     assert a_book.renew([a]) == [a] and a.lost
 
 
+def _head_file(inbox: Path, path: Path) -> Path:
+    st = path.stat()
+    key = claim_key(path.relative_to(inbox).as_posix(), st.st_size, st.st_mtime_ns)
+    gens = [int(n.split(".")[2]) for n in records(inbox) if n.startswith(f".{key}.")]
+    return inbox / CLAIMS_DIR / f".{key}.{max(gens)}.claim"
+
+
+def test_a_renewal_moves_the_mtime_and_leaves_the_record(
+    inbox: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = drop(inbox, "scan.pdf")
+    book = ClaimBook("A", LEASE, clock)
+    a = won(claim(book, path))
+    head = _head_file(inbox, path)
+    data, before = head.read_bytes(), head.stat().st_mtime_ns
+    # Even with this PC's clock far behind the share's, each renewal moves mtime by >= 2 s
+    # (FAT keeps even seconds), so every other station sees it change.
+    monkeypatch.setattr(claims_module.time, "time_ns", lambda: 0)
+    for beat in (1, 2, 3):
+        assert book.renew([a]) == []
+        assert head.read_bytes() == data and head_record(inbox, path).beat == 0
+        assert head.stat().st_mtime_ns >= before + beat * 2_000_000_000
+
+
 def test_renewal_rewrites_the_record_where_the_share_ignores_utime(
     inbox: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -280,6 +316,7 @@ def _race(
             proc.join(timeout=10)
             if proc.is_alive():
                 proc.kill()
+    assert "error" not in outcomes, outcomes["error"]
     assert all(proc.exitcode == 0 for proc in procs)
     return outcomes
 
@@ -294,6 +331,23 @@ def _race_station(
     start: Any,
     results: Any,
 ) -> None:
+    try:
+        outcome = _race_rounds(station, inbox, jobs, lease, observe_first, link, start)
+    except BaseException as exc:  # the parent fails at once, saying why
+        results.put((station, {"error": ("error", repr(exc), None, None)}))
+        raise
+    results.put((station, outcome))
+
+
+def _race_rounds(
+    station: str,
+    inbox: str,
+    jobs: list[tuple[str, int, int]],
+    lease: float,
+    observe_first: bool,
+    link: bool,
+    start: Any,
+) -> dict[str, tuple[str, str | None, str | None, str | None]]:
     if not link:
         os.link = _no_link  # type: ignore[assignment]  # this process only: a FAT-like share
     book = ClaimBook(station, lease)
@@ -306,7 +360,7 @@ def _race_station(
             assert isinstance(book.claim(folder / name, size, mtime_ns), Taken)
         time.sleep(lease * 1.5)
     start.wait(timeout=30)
-    outcome = {}
+    outcome: dict[str, tuple[str, str | None, str | None, str | None]] = {}
     for name, size, mtime_ns in order:
         result = book.claim(folder / name, size, mtime_ns)
         if isinstance(result, Claim):
@@ -315,7 +369,7 @@ def _race_station(
             outcome[name] = ("taken", result.by, result.state, None)
         else:
             outcome[name] = ("unclaimable", result.reason, None, None)
-    results.put((station, outcome))
+    return outcome
 
 
 def _no_link(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
@@ -401,6 +455,29 @@ def test_an_update_after_the_claim_was_swept_away_raises(inbox: Path, clock: Fak
     with pytest.raises(ClaimLost):
         a.update("uploading", "scan-a")
     assert records(inbox) == []
+
+
+def test_a_takeover_does_not_build_on_a_chain_removed_under_it(
+    inbox: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sweep (of another station) removes the stale chain between our reading its head and
+    our creating the next gen: ours would be a record above a gap, seen by nobody."""
+    path = drop(inbox, "scan.pdf")
+    won(claim(ClaimBook("A", LEASE, clock), path))
+    b = ClaimBook("B", LEASE, clock)
+    taken(claim(b, path))
+    clock.advance(LEASE + 1)
+    real_create = ClaimBook._create
+
+    def swept_first(self: ClaimBook, folder: Path, key: str, gen: int, rec: ClaimRecord) -> bool:
+        if gen == 1:
+            (folder / f".{key}.0.claim").unlink(missing_ok=True)
+        return real_create(self, folder, key, gen, rec)
+
+    monkeypatch.setattr(ClaimBook, "_create", swept_first)
+    mine = won(claim(b, path))
+    assert mine.gen == 0 and mine.taken_over_from is None
+    assert len(records(inbox)) == 1 and head_record(inbox, path).token == mine.token
 
 
 def test_two_claim_objects_of_one_station_share_the_claim(inbox: Path, clock: FakeClock) -> None:
@@ -700,6 +777,22 @@ def test_sweep_removes_only_what_no_station_needs(inbox: Path, clock: FakeClock)
     assert old_temp.name not in os.listdir(folder)  # unchanged for three leases
     assert "notes.txt" in os.listdir(folder)
     assert len(records(inbox)) == 1 + 1 + 2 + 1  # the live claim's update added a gen
+
+
+def test_sweep_finds_a_file_whose_name_a_mac_recorded_decomposed(
+    inbox: Path, clock: FakeClock
+) -> None:
+    path = drop(inbox, "M\u00e4rz.pdf")
+    st = path.stat()
+    won(ClaimBook("mac", LEASE, clock).claim(inbox / "Ma\u0308rz.pdf", st.st_size, st.st_mtime_ns))
+    sweeper = ClaimBook("B", LEASE, clock)
+    sweeper.sweep(inbox)
+    clock.advance(2 * LEASE)
+    assert sweeper.sweep(inbox) == [] and len(records(inbox)) == 1
+    path.unlink()
+    sweeper.sweep(inbox)
+    clock.advance(2 * LEASE)
+    assert len(sweeper.sweep(inbox)) == 2 and records(inbox) == []  # with its "released" gen
 
 
 def test_sweep_leaves_a_fresh_temp_file_alone(inbox: Path, clock: FakeClock) -> None:

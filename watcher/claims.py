@@ -5,7 +5,11 @@ agree on who takes a file through the folder itself: a hidden `.pdfocr-claims` f
 the inbox, written only with the file system's own atomic operations. There is no server.
 
 **Names.** A file's claim is keyed by a digest of its name (relative to the inbox), its size
-and its mtime_ns (`claim_key`), so a new version under the same name is a new claim. A claim
+and its mtime (`claim_key`), so a new version under the same name is a new claim. The name
+is taken in Unicode NFC and the mtime in whole seconds, because that is all that PCs on one
+share agree on: macOS hands out decomposed names, SMB carries 100-ns stamps where NFS
+carries nanoseconds (a new version within the same second differs in size, or is caught by
+the owner's own check that the file changed before it was sent). A claim
 is a *chain* of records, `.<key>.<gen>.claim` with gen = 0, 1, 2 ...; the highest gen reachable
 from gen 0 without a gap is the *head*, and the head's station owns the file.
 
@@ -38,6 +42,11 @@ with its own idea of time cannot make a live claim look dead. The cost: a statio
 a dead station's claim only at its first look at least a lease after it first saw the claim
 (a station that just started waits one lease). `Taken` is therefore not final: ask again.
 
+**Which call overwrites.** Records are created with `os.link` (never overwrites, on every
+platform) or O_EXCL; `os.rename` is not used at all, since it overwrites on POSIX and refuses
+on Windows. `os.replace` (overwrites everywhere) is used only where overwriting is the point:
+a station rewriting its own head where the share ignores utime, and the station-id file.
+
 **Release.** The owner creates head+1 with state "released" (the same compare-and-swap, so
 it never removes another station's claim), then deletes the chain from the top down (no gap
 ever opens; an interrupted release leaves a shorter, consistent chain that `sweep` removes).
@@ -63,6 +72,7 @@ import re
 import secrets
 import threading
 import time
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -116,8 +126,10 @@ class ClaimLost(WatcherError):
 
 def claim_key(name: str, size: int, mtime_ns: int) -> str:
     """The claim's key: a digest of the file's name (relative to the inbox, `/`-separated),
-    size and mtime, so a new version of a file under the same name is a new claim."""
-    text = f"{name}\0{size}\0{mtime_ns}".encode("utf-8", "surrogateescape")
+    size and mtime, so a new version of a file under the same name is a new claim. Only what
+    every client of a share sees alike counts: the name in NFC, the mtime's whole seconds."""
+    name = unicodedata.normalize("NFC", name)
+    text = f"{name}\0{size}\0{mtime_ns // 1_000_000_000}".encode("utf-8", "surrogateescape")
     return hashlib.sha256(text).hexdigest()[:32]
 
 
@@ -755,6 +767,8 @@ class ClaimBook:
             for entry in [e for e in self._seen if e[0] == folder]:
                 if entry[1] not in present and entry[1] not in keys:
                     del self._seen[entry]
+            for head in [h for h in self._heads if h[0] == folder and h[1] not in keys]:
+                del self._heads[head]
 
     # -- writing -------------------------------------------------------------------------
 
@@ -918,15 +932,23 @@ def _links_unsupported(exc: OSError) -> bool:
 
 
 def _file_is_there(inbox: Path, record: ClaimRecord) -> bool:
-    """Is the claimed file still in the inbox, the same version (size and mtime)? Only a
-    missing name or another version says no: a share that does not answer says maybe."""
-    try:
-        st = os.stat(inbox / record.name)
-    except (FileNotFoundError, NotADirectoryError):
-        return False
-    except OSError:
-        return True
-    return st.st_size == record.size and st.st_mtime_ns == record.mtime_ns
+    """Is the claimed file still in the inbox, the same version (size, mtime to the second)?
+    Only a missing name or another version says no: a share that does not answer says maybe.
+    The name is tried as recorded and in both Unicode forms (a Mac may have recorded it)."""
+    wanted = (record.size, record.mtime_ns // 1_000_000_000)
+    names = dict.fromkeys(
+        [record.name, *(unicodedata.normalize(form, record.name) for form in ("NFC", "NFD"))]
+    )
+    for name in names:
+        try:
+            st = os.stat(inbox / name)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except OSError:
+            return True
+        if (st.st_size, st.st_mtime_ns // 1_000_000_000) == wanted:
+            return True
+    return False
 
 
 def _cannot_read(path: Path, folder: Path) -> str:
