@@ -9,9 +9,10 @@ and its mtime (`claim_key`), so a new version under the same name is a new claim
 is taken in Unicode NFC and the mtime in whole seconds, because that is all that PCs on one
 share agree on: macOS hands out decomposed names, SMB carries 100-ns stamps where NFS
 carries nanoseconds (a new version within the same second differs in size, or is caught by
-the owner's own check that the file changed before it was sent). A claim
-is a *chain* of records, `.<key>.<gen>.claim` with gen = 0, 1, 2 ...; the highest gen reachable
-from gen 0 without a gap is the *head*, and the head's station owns the file.
+the owner's own check that the file changed before it was sent). A claim is a *chain* of
+records, `.<key>.<gen>.claim` with gen = 0, 1, 2 ...; the highest gen reachable from gen 0
+without a gap is the *head*, and the head's station owns the file. All names in the folder
+are hidden, so no scan of the inbox takes one for a document.
 
 **The one primitive: exclusive creation of a complete file.** A record is written whole to a
 hidden temp name, then hard-linked to its final name (`os.link` fails if the name exists, on
@@ -53,11 +54,21 @@ ever opens; an interrupted release leaves a shorter, consistent chain that `swee
 A head in state "released" is free: the next station to ask takes it at once. A head in
 state "done" is final: a file converted and kept in the inbox is never taken over.
 
-**The rule for callers.** Call `Claim.update` before each side effect it guards (above all
-before an upload) and do the side effect only if it returned; `ClaimLost` means another
-station owns the file now and this one must stop. A takeover returns the old record's
-`remote_name` and `sent_at`: the file may already be at the service, so poll by that name
-and never upload it again by yourself.
+**The rules for callers.** Call `Claim.update` before each side effect it guards (above all
+before an upload, with the remote name) and do the side effect only if it returned;
+`ClaimLost` means another station owns the file now and this one must stop. Renew every
+claim held, whatever its state, every lease/3, until it is released. A takeover returns the
+old record's `remote_name` and `sent_at`: the file may already be at the service, so poll by
+that name and never upload it again by yourself. Ask again about Taken files still in the
+inbox now and then, and sweep each inbox now and then.
+
+**What this cannot give.** Exclusivity needs a file system whose create and link are decided
+in one place (a NAS, an SMB or NFS server); a sync folder (Dropbox, OneDrive, Syncthing ...)
+gives every PC its own copy, and no claim there excludes anyone. A station paused between a
+successful update and its upload for longer than a lease can still upload after being taken
+over; the taker then sees the remote name and must not pay again when the service does not
+know it yet. Two PCs with the same station id (a cloned disk with the same host name) are
+one station to each other.
 """
 
 from __future__ import annotations
