@@ -144,6 +144,8 @@ def run_chaos(root: Path, *, files: int, kills: int, seed: int, timeout: float) 
         workdir=root / "sandbox",
         seed=seed,
         faults=FaultRates(reset=0.1, http502=0.05, http429=0.05, truncate=0.1),
+        late_names=0.4,  # shorter than lost_after: waited for
+        lose_after_cut=0.05,  # charged, then unknown: held for the user
     ).start()
     try:
         rules = write_rules(root, box)

@@ -414,8 +414,8 @@ class JobRunner:
         the original cannot be put away, the result's name is journaled, so that the retries
         never place it again (not even after someone took it out of the outbox)."""
         try:
-            output_hash = job.output_hash or file_hash(job.staged)
             output = self._place_result(job)
+            output_hash = job.output_hash or _digest(output)
         except ResultMissing:
             return self._fail(
                 job,
@@ -632,6 +632,16 @@ def requeue(journal: Journal, job: Job) -> str | None:
         target = JobState.WAITING_FOR_RESULT if job.may_be_at_service else JobState.QUEUED
         journal.move(job, target, **fresh)
     return None
+
+
+def _digest(result: Path) -> str | None:
+    """The placed result's SHA-256, by which a copy of it coming back into an inbox is known;
+    None when it cannot be read (taken out of the outbox already): that guard is a bonus,
+    and filing must not wait for it."""
+    try:
+        return file_hash(result)
+    except OSError:
+        return None
 
 
 def _not_sent_outcome(exc: TransientError) -> SubmissionOutcome:
