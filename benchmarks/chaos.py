@@ -5,7 +5,7 @@ is killed with SIGKILL at random moments, then prove nothing was lost or paid tw
 
 A file whose submission may have reached the service but which the service does not know
 (killed before the upload left, a 5xx page in front of the service) is held, never sent
-again by itself: the run then plays the user, who runs `pdfocr-watcher retry --failed`,
+again by itself: the run then plays the user, who runs `pdfocr-watcher retry JOB...` for them,
 and goes on. So "paid twice" is judged where it matters: no file is charged twice before
 the user said so (`auto_duplicated`), and none more than once per time the user said so.
 
@@ -170,19 +170,18 @@ def run_chaos(root: Path, *, files: int, kills: int, seed: int, timeout: float) 
             finally:
                 daemon.send_signal(signal.SIGTERM)
                 daemon.wait(timeout=30)
-            held = [
-                Path(source).name
-                for (source,) in journal_rows(
-                    root / "state", "SELECT source FROM jobs WHERE state = 'held'"
-                )
-            ]
+            held_rows = journal_rows(
+                root / "state", "SELECT id, source FROM jobs WHERE state = 'held'"
+            )
+            held = [Path(source).name for _, source in held_rows]
             if not held or time.monotonic() >= deadline:
                 break
             if before_any_approval is None:
                 before_any_approval = charges_by_file(root, box)
             approvals.update(held)
             subprocess.run(  # the user, having read the reasons, sends them again
-                [sys.executable, "-m", "watcher", "retry", "--failed", "--config", str(rules)],
+                [sys.executable, "-m", "watcher", "retry", "--config", str(rules)]
+                + [str(job_id) for job_id, _ in held_rows],
                 stdout=subprocess.DEVNULL,
                 check=True,
             )

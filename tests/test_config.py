@@ -24,9 +24,9 @@ from watcher.config import (
     BUILTIN_IGNORES,
     AfterSuccess,
     ApiSettings,
+    AutoSwitch,
     Config,
     CreditSettings,
-    PollingMode,
     WatchSettings,
     all_folders,
     config_permission_warning,
@@ -88,7 +88,7 @@ def test_empty_file_gives_documented_defaults(source: Path, home: Path) -> None:
         patterns=("*.pdf",),
         ignore=BUILTIN_IGNORES,
         recursive=False,
-        polling=PollingMode.AUTO,
+        polling=AutoSwitch.AUTO,
         rescan_seconds=300.0,
     )
     assert config.files.outbox == home / "PDFOCR" / "outbox"
@@ -169,7 +169,7 @@ def test_full_file_round_trips(source: Path, home: Path) -> None:
         patterns=("*.pdf", "*.PNG"),
         ignore=(*BUILTIN_IGNORES, "*.bak"),
         recursive=True,
-        polling=PollingMode.ALWAYS,
+        polling=AutoSwitch.ALWAYS,
         rescan_seconds=0.0,
     )
     assert config.files.outbox == here / "out"
@@ -242,15 +242,15 @@ def test_language_and_format_are_case_insensitive(
 @pytest.mark.parametrize(
     ("written", "expected"),
     [
-        ('"auto"', PollingMode.AUTO),
-        ('"AUTO"', PollingMode.AUTO),
-        ("true", PollingMode.ALWAYS),
-        ('"true"', PollingMode.ALWAYS),
-        ("false", PollingMode.NEVER),
-        ('"False"', PollingMode.NEVER),
+        ('"auto"', AutoSwitch.AUTO),
+        ('"AUTO"', AutoSwitch.AUTO),
+        ("true", AutoSwitch.ALWAYS),
+        ('"true"', AutoSwitch.ALWAYS),
+        ("false", AutoSwitch.NEVER),
+        ('"False"', AutoSwitch.NEVER),
     ],
 )
-def test_polling_values(source: Path, written: str, expected: PollingMode) -> None:
+def test_polling_values(source: Path, written: str, expected: AutoSwitch) -> None:
     assert parse(f"[watch]\npolling = {written}\n", source).watch.polling is expected
 
 

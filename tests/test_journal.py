@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -266,3 +268,42 @@ def test_a_journal_from_a_newer_release_is_refused_in_words(tmp_path: Path) -> N
 
 def test_the_journal_is_readable_by_its_user_only(journal: Journal) -> None:
     assert stat.S_IMODE(os.stat(journal.path).st_mode) == 0o600
+
+
+def test_two_processes_opening_an_old_journal_at_once_migrate_it_once(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    old = sqlite3.connect(path)
+    old.executescript(RELEASE_1.read_text())
+    old.close()
+    script = (
+        "import sys; from watcher.journal import Journal; "
+        "j = Journal(sys.argv[1]); print(len(j.jobs())); j.close()"
+    )
+    openers = [
+        subprocess.Popen([sys.executable, "-c", script, str(path)], stdout=subprocess.PIPE)
+        for _ in range(4)
+    ]
+    outputs = [opener.communicate(timeout=30)[0].strip() for opener in openers]
+    assert [opener.returncode for opener in openers] == [0] * 4
+    assert outputs == [b"4"] * 4
+    journal = Journal(path)
+    assert journal._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    journal.close()
+
+
+def test_compaction_keeps_what_stops_a_second_payment(journal: Journal, tmp_path: Path) -> None:
+    """A failed job whose original could not leave the inbox keeps it from being taken as
+    new; the digest of a folded result still marks copies of it as our own."""
+    stuck = journal.add(new_job(tmp_path, "stuck.pdf", "h-stuck"))
+    done = journal.add(new_job(tmp_path, "done.pdf", "h-done"))
+    assert stuck is not None and done is not None
+    stuck = journal.move(stuck, JobState.UPLOADING, sent_at=1.0)
+    journal.move(stuck, JobState.WAITING_FOR_RESULT)
+    journal.move(journal.get(stuck.id), JobState.FAILED, error="no result")
+    done = journal.move(done, JobState.UPLOADING, sent_at=1.0)
+    done = journal.move(done, JobState.DOWNLOADING, link="x")
+    journal.move(done, JobState.DONE, original_at="/archive/done.pdf", output_hash="h-result")
+    assert journal.compact(older_than=time.time() + 1) == 1
+    assert [job.source.name for job in journal.jobs()] == ["stuck.pdf"]
+    copy = new_job(tmp_path, "copy.pdf", "h-result")
+    assert journal.add(copy) is None  # a copy of the folded job's result, same format

@@ -144,3 +144,45 @@ def test_a_copy_of_our_result_in_an_inbox_of_its_format_is_not_converted_again(
     assert len(sandbox.ledger()) == 1
     assert len(daemon.journal.jobs()) == 1
     assert (inbox / "copy-of-scan.pdf").exists()  # left alone, not lost
+
+
+def test_retry_failed_leaves_files_the_service_may_have_to_the_user(
+    make_sandbox, tmp_path: Path, make_daemon: MakeDaemon, capsys
+) -> None:
+    from watcher.cli import main
+
+    box = make_sandbox(seconds_per_page=0.2, cut_after=0.1, lose_after_cut=1.0)
+    rules = rules_with(tmp_path, box, lost_after=0.3)
+    daemon = make_daemon(rules)
+    drop(tmp_path, "lost.pdf")
+    wait_for(lambda: daemon.journal.counts().get(JobState.HELD) == 1, what="held")
+    daemon.stop()
+    capsys.readouterr()
+    main(["retry", "--failed", "--config", str(rules)])
+    said = capsys.readouterr().out
+    assert "left alone" in said and "pdfocr-watcher retry 1" in said
+    (job,) = daemon.journal.jobs()
+    assert job.state is JobState.HELD and job.hold is HoldKind.UNCERTAIN
+
+
+def test_the_breaker_holds_through_a_rules_edit_and_a_restart(
+    make_sandbox, tmp_path: Path, make_daemon: MakeDaemon
+) -> None:
+    box = make_sandbox(seconds_per_page=0.2, cut_after=0.1, lose_after_cut=1.0)
+    rules = rules_with(tmp_path, box, lost_after=0.3)
+    daemon = make_daemon(rules)
+    drop(tmp_path, *(f"f{n}.pdf" for n in range(5)))
+    wait_for(lambda: "lost 3 conversions" in (daemon.snapshot().held or ""), what="breaker")
+    rules.write_text(rules.read_text().replace("poll_interval = 0.1", "poll_interval = 0.2"))
+    daemon.reload_rules()  # an edit of [api] resumes an account hold, not the breaker
+    assert "lost 3 conversions" in (daemon.snapshot().held or "")
+    daemon.stop()
+    daemon.close()
+    again = make_daemon(rules)
+    assert "lost 3 conversions" in (again.snapshot().held or "")
+    charged = len(box.ledger())
+    time.sleep(1.0)
+    assert len(box.ledger()) == charged
+    box.lose_after_cut = 0.0
+    again.resume()  # the user's say: the queue goes on, the lost files are sent again
+    wait_for(lambda: len(files_in(tmp_path / "outbox")) == 5, timeout=30, what="all five")

@@ -387,7 +387,8 @@ def _convert_one(journal: Journal, runner: JobRunner, path: Path, rule: Rule) ->
                 file=sys.stderr,
             )
             return EXIT_SERVICE
-        time.sleep(max(0.0, job.not_before - time.time()))
+        now = time.time()
+        time.sleep(0.0 if job.is_due(now) else job.not_before - now)
 
 
 _PROGRESS = {
@@ -570,7 +571,19 @@ def command_retry(args: argparse.Namespace) -> int:
     journal = Journal.in_folder(config.files.state_dir)
     try:
         if args.failed:
-            jobs = journal.jobs(states=(JobState.FAILED, JobState.HELD))
+            # Not the files held because the service may already have them: sending those
+            # again may be charged twice, so each is named by the user (`retry JOB`).
+            held = journal.jobs(states=(JobState.HELD,))
+            unsure = [job for job in held if job.hold is HoldKind.UNCERTAIN]
+            jobs = journal.jobs(states=(JobState.FAILED,))
+            jobs += [job for job in held if job.hold is not HoldKind.UNCERTAIN]
+            if unsure:
+                numbers = " ".join(str(job.id) for job in unsure)
+                print(
+                    f"{len(unsure)} held file(s) the service may already have are left alone; "
+                    f"to send them again (which may be charged twice): pdfocr-watcher retry "
+                    f"{numbers}"
+                )
         else:
             jobs = [job for job in map(journal.get, args.jobs) if job is not None]
         retried = sum(_retry(journal, job) for job in jobs)

@@ -60,8 +60,9 @@ def default_state_dir() -> Path:
     return platformdirs.user_data_path(APP_NAME, appauthor=False)
 
 
-class PollingMode(enum.Enum):
-    """Whether to watch by polling: network shares often send no change events."""
+class AutoSwitch(enum.Enum):
+    """A setting that is on, off, or decided per folder: on for network shares (which often
+    send no change events, and which other PCs may watch too)."""
 
     AUTO = "auto"
     ALWAYS = "always"
@@ -100,7 +101,9 @@ class WatchSettings:
     patterns: tuple[str, ...] = ("*.pdf",)
     ignore: tuple[str, ...] = BUILTIN_IGNORES
     recursive: bool = False
-    polling: PollingMode = PollingMode.AUTO
+    polling: AutoSwitch = AutoSwitch.AUTO
+    shared: AutoSwitch = AutoSwitch.AUTO  # other PCs may watch the same inboxes: claim files
+    claim_lease: float = 120.0  # a PC silent this long loses its claims to the others
     rescan_seconds: float = 300.0
 
 
@@ -394,7 +397,7 @@ _API_SCHEMA: dict[str, Converter] = {
     "max_result_mb": _number(1, 1_000_000, whole=True, above=False),
     "verify_tls": _boolean,
 }
-_POLLING_ALIASES: dict[str | bool, str] = {
+_SWITCH_ALIASES: dict[str | bool, str] = {
     True: "always",
     False: "never",
     "true": "always",
@@ -405,7 +408,9 @@ _WATCH_SCHEMA: dict[str, Converter] = {
     "patterns": _patterns,
     "ignore": _ignore,
     "recursive": _boolean,
-    "polling": _choice(PollingMode, _POLLING_ALIASES),
+    "polling": _choice(AutoSwitch, _SWITCH_ALIASES),
+    "shared": _choice(AutoSwitch, _SWITCH_ALIASES),
+    "claim_lease": _positive_seconds,
     "rescan_seconds": _seconds,
 }
 _CREDITS_SCHEMA: dict[str, Converter] = {"low_warning": _count, "daily_page_limit": _count}

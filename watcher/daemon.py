@@ -23,22 +23,31 @@ from watchdog.observers.api import BaseObserver
 
 from watcher.api import PdfOcrClient
 from watcher.config import Config, check_runnable, load_config
-from watcher.errors import AccountError, ConfigError, CreditError, ServiceLosingJobs
+from watcher.errors import (
+    AccountError,
+    ConfigError,
+    CreditError,
+    EndpointMoved,
+    ServiceLosingJobs,
+)
 from watcher.filing import STAGING_PREFIX, set_aside
 from watcher.inbox import InboxWatcher, ReadyFile
 from watcher.intake import BIG_FILE_BYTES, BackgroundIntake, new_job
 from watcher.jobs import ACTIVE_STATES, HoldKind, Job, JobState, Rule, readable
 from watcher.journal import (
+    META_BREAKER,
     META_HOLD,
     META_MODE,
     META_PAGES,
     META_SERVICE,
     Journal,
     NewJob,
+    local_day,
 )
 from watcher.logs import log_path
 from watcher.ownfiles import OwnFiles
 from watcher.runner import JobRunner, requeue, timing
+from watcher.stations import Admitted, SharedInboxes
 from watcher.workers import WorkerPool
 
 log = logging.getLogger(__name__)
@@ -121,6 +130,7 @@ class Daemon:
         self.journal = Journal.in_folder(config.files.state_dir)
         self._client = PdfOcrClient(self.config.api)
         own_files = OwnFiles()  # results we placed: never taken for new files
+        self.stations = SharedInboxes(self.config, config.files.state_dir)
         self.runner = JobRunner(
             self.journal,
             self._client,
@@ -130,6 +140,7 @@ class Daemon:
             on_service_state=self._service_state,
             daily_page_limit=self.config.credits.daily_page_limit,
             own_files=own_files,
+            guard=self.stations,
         )
         self.pool = WorkerPool(
             self.journal,
@@ -147,6 +158,7 @@ class Daemon:
         self._lock = threading.Lock()  # guards the fields below
         self._held_since: float | None = None
         self._hold_retries_by_itself = True
+        self._breaker: str | None = None  # the circuit breaker's hold, until the user lifts it
         self._service_problem: str | None = None
         self._service_problem_since: float | None = None
         self._offline_noticed = False
@@ -205,6 +217,11 @@ class Daemon:
         self.inbox.start()
         self._watch_rules_file()
         self._housekeeper.start()
+        breaker = self.journal.get_meta(META_BREAKER)
+        if breaker is not None:  # set before a restart: still the user's to lift
+            with self._lock:
+                self._breaker = None
+            self._hold(ServiceLosingJobs(breaker.split(" — ")[0]))
         self._notify()
 
     def request_stop(self) -> None:
@@ -250,7 +267,11 @@ class Daemon:
         and nothing is sent for a job that is not recorded."""
         new_jobs: list[NewJob] = []
         unread: list[Path] = []
-        for path, rule in files:
+        for admitted in self.stations.admit(files):
+            path, rule = admitted.path, admitted.rule
+            if admitted.sent_as:
+                self._adopt(admitted)
+                continue
             try:
                 if path.stat().st_size > BIG_FILE_BYTES:
                     self._intake.submit(path, rule.as_rule(), rule.path)
@@ -267,6 +288,27 @@ class Daemon:
                 unread.append(path)
         self._record(new_jobs)
         return unread
+
+    def _adopt(self, admitted: Admitted) -> None:
+        """A file taken over from a station that stopped after (maybe) sending it: journaled
+        as sent under the name its claim recorded, so it is asked for by that name and never
+        sent again by itself (held if the service does not know the name)."""
+        try:
+            new = new_job(admitted.path, admitted.rule.as_rule(), admitted.rule.path)
+        except OSError as exc:
+            log.warning("%s cannot be read (%s)", readable(admitted.path.name), exc)
+            return
+        added = self.journal.add(replace(new, remote_name=admitted.sent_as or new.remote_name))
+        if added is None:
+            return
+        sent_at = admitted.sent_at or time.time()
+        job = self.journal.move(
+            added, JobState.UPLOADING, sent_at=sent_at, charged_on=local_day(sent_at)
+        )
+        job = self.journal.move(job, JobState.WAITING_FOR_RESULT)
+        log.info("%s: asking for the result of %s by name", job.display_name, job.remote_name)
+        self._record([])
+        self.pool.wake()
 
     def _record(self, new_jobs: list[NewJob]) -> None:
         jobs = self.journal.add_many(new_jobs)
@@ -454,32 +496,43 @@ class Daemon:
     # -- holds and pauses ------------------------------------------------------------------
 
     def _hold(self, error: AccountError) -> None:
+        """Stops the whole queue. Only a bad key (fixed by saving the rules file) and no
+        credit (bought on the website, so tried again every 10 minutes) lift by themselves;
+        a moved endpoint and the circuit breaker wait for the user, and the breaker even
+        across restarts (META_BREAKER)."""
         where = self.config.path or "the rules file"
-        if isinstance(error, ServiceLosingJobs):
-            advice = (
-                "check your pdfocr.org account (conversions and balance); nothing more is "
-                "sent until you choose Resume"
+        breaker = isinstance(error, ServiceLosingJobs)
+        if breaker:
+            reason = (
+                f"{error.message} — nothing more is sent. Check your pdfocr.org account "
+                "(conversions and balance), then choose Resume queue in the tray: that also "
+                "sends the lost files again, which may be charged twice"
             )
+        elif isinstance(error, EndpointMoved):
+            reason = f"{error.message} — the queue resumes as soon as the rules file is saved"
         elif isinstance(error, CreditError):
-            advice = (
-                "buy more pages at pdfocr.org; the queue is tried again every "
-                f"{HOLD_RETRY_SECONDS / 60:.0f} minutes, or at once when you choose Resume"
+            reason = (
+                f"the service refused the account: {error.message} — buy more pages at "
+                f"pdfocr.org; the queue is tried again every {HOLD_RETRY_SECONDS / 60:.0f} "
+                "minutes, or at once when you choose Resume queue"
             )
         else:
-            advice = (
-                f"fix `key` under [api] in {where} (or PDFOCR_API_KEY); "
-                "the queue resumes as soon as the file is saved"
+            reason = (
+                f"the service refused the account: {error.message} — fix `key` under [api] "
+                f"in {where} (or PDFOCR_API_KEY); the queue resumes as soon as the file is saved"
             )
-        reason = f"the service refused the account: {error.message} — {advice}"
-        if isinstance(error, ServiceLosingJobs):
-            reason = f"{error.message} — {advice}"
         with self._lock:
+            if self._breaker is not None and not breaker:
+                return  # the breaker's hold stays, in its words, until the user lifts it
             first = self._held_since is None
             self._held_since = time.monotonic()
-            # A service that loses paid jobs is not tried again by the clock: the user decides.
-            self._hold_retries_by_itself = not isinstance(error, ServiceLosingJobs)
+            self._hold_retries_by_itself = isinstance(error, CreditError)
+            if breaker:
+                self._breaker = reason
         self.pool.set_held(True)
         self.journal.set_meta(META_HOLD, reason)
+        if breaker:
+            self.journal.set_meta(META_BREAKER, reason)
         if first:
             log.error("queue held: %s", reason)
             self._tell(NoticeKind.HELD, "Conversions held", reason)
@@ -487,15 +540,20 @@ class Daemon:
 
     def resume(self, *, by_user: bool = True) -> None:
         """Releases the queue after an account hold, and the files the credit guard held.
-        `by_user` (the tray's Resume): the user has chosen to go on, which also approves
-        sending again the files held because the service no longer knew them. The clock and
-        a rules-file edit resume with `by_user=False`, which never approves a payment."""
+        `by_user` (the tray's Resume queue): the user has chosen to go on, which also lifts
+        the circuit breaker and approves sending again the files held because the service
+        no longer knew them. The clock and a rules-file edit resume with `by_user=False`,
+        which never approves a payment and never lifts the breaker."""
         with self._lock:
+            if self._breaker is not None and not by_user:
+                return
             was_held = self._held_since is not None
             self._held_since = None
+            self._breaker = None
         if was_held:
             log.info("queue resumed")
             self.journal.set_meta(META_HOLD, None)
+            self.journal.set_meta(META_BREAKER, None)
         self.pool.set_held(False)
         self._release_held(approve=by_user)
         if by_user:
@@ -575,9 +633,12 @@ class Daemon:
                 self.resume(by_user=False)
             self._release_held(approve=False, due_before=now)
             self._tell_long_outage()
+            again = self.stations.housekeeping()
+            if again:
+                self.enqueue(again)
             if time.monotonic() - self._compacted_at > DAY:
                 self._compact_journal()
-            delay = HOUSEKEEPING_SECONDS
+            delay = min(HOUSEKEEPING_SECONDS, self.stations.lease_seconds / 3)
             if paused_until is not None and paused_until != math.inf:
                 delay = min(delay, max(0.05, paused_until - now))
             if reload_at is not None:
@@ -671,6 +732,7 @@ class Daemon:
                 fresh.credits.daily_page_limit,
             )
         self.inbox.update_config(fresh)
+        self.stations.update_config(fresh)
         log.info("rules reloaded from %s (%d inboxes)", path, len(fresh.inboxes))
         if account_changed:
             self.resume(by_user=False)
@@ -698,6 +760,10 @@ class Daemon:
         for job in self.journal.jobs(states=(JobState.FAILED,)):
             if job.original_at is None:
                 self.runner.file_failed_original(job)
+        for job in self.stations.resume(active):
+            if job.state in (JobState.QUEUED, JobState.UPLOADING, JobState.WAITING_FOR_RESULT):
+                log.info("%s: another PC on the shared inbox took it over", job.display_name)
+                self.journal.move(job, JobState.DROPPED, error="taken over by another PC")
 
 
 _STAGED_STATES = (JobState.DOWNLOADING, JobState.FILING)

@@ -89,6 +89,10 @@ class UnknownRemoteName(ApiError):
     """A status poll for a name the service says it does not know (now)."""
 
 
+class TakenOver(WatcherError):
+    """Another PC on a shared inbox owns this file now (its claim, watcher.claims)."""
+
+
 class ServiceLosingJobs(AccountError):
     """The service lost several paid submissions in a short time: the whole queue stops until
     the user has looked at the account, since every further submission may be lost too."""

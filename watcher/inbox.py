@@ -43,7 +43,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.polling import PollingObserver
 
-from watcher.config import BUILTIN_IGNORED_FOLDERS, BUILTIN_IGNORES, Config, InboxRule, PollingMode
+from watcher.config import BUILTIN_IGNORED_FOLDERS, BUILTIN_IGNORES, AutoSwitch, Config, InboxRule
 from watcher.errors import WatcherError
 from watcher.ownfiles import OwnFiles, Placement
 from watcher.preflight import EOF_SEARCH_BYTES, is_whole_pdf
@@ -190,10 +190,11 @@ def _fs_type(folder: Path, mounts: str) -> str:
     return kind
 
 
-def _wants_polling(mode: PollingMode, folder: Path) -> bool:
-    """Polling for network shares in AUTO mode; only Linux tells us cheaply what a folder is on."""
-    if mode is not PollingMode.AUTO:
-        return mode is PollingMode.ALWAYS
+def switched_on(switch: AutoSwitch, folder: Path) -> bool:
+    """An AutoSwitch setting for `folder`: AUTO means on for network shares, which only
+    Linux tells us cheaply (elsewhere AUTO means off)."""
+    if switch is not AutoSwitch.AUTO:
+        return switch is AutoSwitch.ALWAYS
     if not sys.platform.startswith("linux"):
         return False
     try:
@@ -369,7 +370,7 @@ class InboxWatcher:
         """Watch every inbox folder that exists, release the others; return the new ones."""
         config = self._config
         recursive = config.watch.recursive
-        wanted = {r.path: _wants_polling(config.watch.polling, r.path) for r in config.inboxes}
+        wanted = {r.path: switched_on(config.watch.polling, r.path) for r in config.inboxes}
         added = []
         with self._watch_lock:
             if self._stopping:

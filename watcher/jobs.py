@@ -6,6 +6,7 @@
       │ └─── WAITING_FOR_RESULT ───┘
       ├────────► FILING ──► DONE                       (an identical earlier result is reused)
       └────────► DROPPED                               (the file left or changed before it was sent)
+    UPLOADING, WAITING_FOR_RESULT ──► DROPPED          (another PC on a shared inbox took it over)
     HELD ◄── QUEUED (credit guard, daily limit), UPLOADING (cut before it was sent, too often),
              WAITING_FOR_RESULT (the service no longer knows what it was sent)
     HELD, FAILED ──► QUEUED or WAITING_FOR_RESULT      (the user resumes or retries)
@@ -70,8 +71,10 @@ _S = JobState
 # Exactly the moves the code makes (tests/test_jobs.py checks both ways).
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     _S.QUEUED: frozenset({_S.UPLOADING, _S.FILING, _S.DROPPED, _S.HELD, _S.FAILED}),
-    _S.UPLOADING: frozenset({_S.WAITING_FOR_RESULT, _S.DOWNLOADING, _S.QUEUED, _S.HELD, _S.FAILED}),
-    _S.WAITING_FOR_RESULT: frozenset({_S.DOWNLOADING, _S.QUEUED, _S.HELD, _S.FAILED}),
+    _S.UPLOADING: frozenset(
+        {_S.WAITING_FOR_RESULT, _S.DOWNLOADING, _S.QUEUED, _S.HELD, _S.FAILED, _S.DROPPED}
+    ),
+    _S.WAITING_FOR_RESULT: frozenset({_S.DOWNLOADING, _S.QUEUED, _S.HELD, _S.FAILED, _S.DROPPED}),
     _S.DOWNLOADING: frozenset({_S.DONE, _S.FAILED}),
     _S.FILING: frozenset({_S.DONE, _S.FAILED}),
     _S.HELD: frozenset({_S.QUEUED, _S.WAITING_FOR_RESULT}),
@@ -84,6 +87,9 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 # reach the service and is sent again by itself, but only this often: past it, a fault we
 # do not understand is the user's to judge.
 MAX_CUT_BEFORE_SENT = 5
+# The longest pause the daemon sets before trying a job again (a server's Retry-After is
+# capped to it): a `not_before` further away than this means the clock was set back.
+MAX_DEFER_SECONDS = 3600.0
 
 
 class SubmissionOutcome(str, Enum):
@@ -178,6 +184,11 @@ class Job:
     def display_name(self) -> str:
         """The file's name as people read it: bytes that are no UTF-8 shown as "�"."""
         return readable(self.source.name)
+
+    def is_due(self, now: float) -> bool:
+        """Its pause is over, or ends further away than any pause the daemon sets (the
+        clock was set back since): a wall-clock jump never leaves a job idle."""
+        return self.not_before <= now or self.not_before > now + MAX_DEFER_SECONDS
 
     def is_original(self, stat: os.stat_result) -> bool:
         """`stat` is of this job's original as it was queued, not a new or changed file

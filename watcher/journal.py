@@ -23,6 +23,7 @@ from watcher.errors import WatcherError
 from watcher.jobs import (
     ACTIVE_STATES,
     MAX_CUT_BEFORE_SENT,
+    MAX_DEFER_SECONDS,
     HoldKind,
     IllegalTransition,
     Job,
@@ -42,6 +43,7 @@ CRASH_AFTER_ENV = "PDFOCR_WATCHER_CRASH_AFTER"
 
 # Facts about the daemon as a whole, kept beside the jobs so `status` can show them.
 META_HOLD = "hold_reason"  # why the whole queue is held (account problem), if it is
+META_BREAKER = "breaker"  # the circuit breaker's hold: kept across restarts until Resume
 META_SERVICE = "service_problem"  # why the service is unreachable, if it is
 META_PAGES = "available_pages"  # the last balance the service reported
 META_PAGES_AT = "available_pages_at"
@@ -130,6 +132,11 @@ MIGRATIONS: tuple[str, ...] = (
     -- The original's inode: a file put in its place with the same size and time is another.
     ALTER TABLE jobs ADD COLUMN inode INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX jobs_output_hash ON jobs (output_hash, outformat);
+    CREATE TABLE own_results ( -- the digests of results whose jobs were folded away
+        output_hash TEXT NOT NULL,
+        outformat TEXT NOT NULL,
+        PRIMARY KEY (output_hash, outformat)
+    );
     UPDATE jobs SET hold = 'budget' WHERE state = 'held'; -- the first release's only kind
     CREATE TRIGGER submissions_guard BEFORE UPDATE OF state ON jobs
     WHEN NEW.state = 'uploading' AND OLD.state != 'uploading'
@@ -179,13 +186,9 @@ _MUTABLE = frozenset(
         "approved",
         "hold",
         "output_hash",
+        "inode",
     }
 )
-
-
-# The longest pause the daemon sets before trying a job again (a server's Retry-After is
-# capped to it): a `not_before` further away than this means the clock was set back.
-MAX_DEFER_SECONDS = 3600.0
 
 
 def local_day(moment: float | None = None) -> str:
@@ -237,20 +240,25 @@ class Journal:
         self._meta: dict[str, str] = dict(self._db.execute("SELECT key, value FROM meta"))
 
     def _migrate(self) -> None:
-        """Brings the journal to SCHEMA_VERSION, each step in its own transaction."""
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise JournalError(
-                f"the journal {self.path} was written by a newer pdfocr-watcher (schema "
-                f"{version}, this one knows {SCHEMA_VERSION}); update pdfocr-watcher, or give "
-                "this one a state_dir of its own"
-            )
-        for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
-            # executescript commits first and runs the step in autocommit mode, so the step
-            # and its version number are wrapped in a transaction of their own.
-            self._db.executescript(
-                f"BEGIN IMMEDIATE; {step}; PRAGMA user_version = {number}; COMMIT;"
-            )
+        """Brings the journal to SCHEMA_VERSION in one transaction that takes the write lock
+        before it reads the version: a daemon and a `status` opening an old journal at the
+        same moment migrate it once, one after the other."""
+        try:
+            with self._transaction() as db:
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                if version > SCHEMA_VERSION:
+                    raise JournalError(
+                        f"the journal {self.path} was written by a newer pdfocr-watcher "
+                        f"(schema {version}, this one knows {SCHEMA_VERSION}); update "
+                        "pdfocr-watcher, or give this one a state_dir of its own"
+                    )
+                for step in MIGRATIONS[version:]:
+                    for statement in _statements(step):
+                        db.execute(statement)
+                if version < SCHEMA_VERSION:
+                    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as exc:
+            raise JournalError(f"the journal {self.path} cannot be opened ({exc})") from None
 
     @classmethod
     def in_folder(cls, state_dir: Path) -> Journal:
@@ -543,20 +551,27 @@ class Journal:
                 ") GROUP BY day, inbox ORDER BY day DESC, inbox",
                 (since_day, since_day),
             ).fetchall()
-        return [(day, inbox, int(pages)) for day, inbox, pages in rows]
+        return [(day, _text(inbox) or "", int(pages)) for day, inbox, pages in rows]
 
     def compact(self, older_than: float) -> int:
         """Folds finished jobs last changed before `older_than` into daily totals per inbox
         and outcome, so the journal does not grow without bound. Jobs that still remember a
-        file left in an inbox (after_success = keep) stay: they keep it from being converted
-        again."""
+        file left in an inbox (after_success = keep, or a failed original that could not be
+        moved) stay: they keep it from being converted, and paid, again. The digests of
+        their results stay too (`own_results`), so that copies of them are never taken."""
         finished = (JobState.DONE.value, JobState.FAILED.value, JobState.DROPPED.value)
         condition = (
             f"state IN ({','.join('?' * len(finished))}) AND updated_at < ? "
-            "AND (original_at IS NOT NULL OR state != ?)"
+            "AND (original_at IS NOT NULL OR state = ?)"
         )
-        params = (*finished, older_than, JobState.DONE.value)
+        params = (*finished, older_than, JobState.DROPPED.value)
         with self._transaction() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO own_results (output_hash, outformat) "
+                f"SELECT output_hash, outformat FROM jobs WHERE {condition} "
+                "AND output_hash IS NOT NULL",
+                params,
+            )
             db.execute(
                 "INSERT INTO history (day, inbox, state, jobs, pages) "
                 "SELECT COALESCE(charged_on, date(updated_at, 'unixepoch', 'localtime')), "
@@ -618,7 +633,8 @@ _INSERT_NEW = (
     f"SELECT {', '.join('?' for _ in _NEW_COLUMNS.split(','))} WHERE NOT EXISTS ("
     "SELECT 1 FROM jobs WHERE source = ? AND size = ? AND mtime_ns = ? AND content_hash = ? "
     "AND original_at IS NULL AND state != ?) "
-    "AND NOT EXISTS (SELECT 1 FROM jobs WHERE output_hash = ? AND outformat = ?)"
+    "AND NOT EXISTS (SELECT 1 FROM jobs WHERE output_hash = ? AND outformat = ?) "
+    "AND NOT EXISTS (SELECT 1 FROM own_results WHERE output_hash = ? AND outformat = ?)"
 )
 
 
@@ -657,12 +673,28 @@ def _ownership(new: NewJob) -> tuple[Any, ...]:
         JobState.DROPPED.value,
         new.content_hash,
         new.rule.outformat,
+        new.content_hash,
+        new.rule.outformat,
     )
 
 
 def _queued_job(new: NewJob, job_id: int, now: float) -> Job:
     known = {item.name: getattr(new, item.name) for item in fields(NewJob)}
     return Job(id=job_id, state=JobState.QUEUED, created_at=now, updated_at=now, **known)
+
+
+def _statements(script: str) -> list[str]:
+    """A migration step's statements one by one (a trigger's body holds semicolons too), so
+    that they run inside the caller's transaction, which executescript would commit."""
+    statements: list[str] = []
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                statements.append(pending.strip())
+            pending = ""
+    return statements
 
 
 def _private(path: Path) -> None:

@@ -15,9 +15,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any, Protocol
 
 from watcher.api import ConversionResult, ConversionService, RemoteJob, renamed
 from watcher.config import ApiSettings
@@ -30,6 +31,7 @@ from watcher.errors import (
     FileRejected,
     NotConnected,
     ServiceLosingJobs,
+    TakenOver,
     TransientError,
     UnknownRemoteName,
 )
@@ -47,6 +49,7 @@ from watcher.filing import (
 from watcher.intake import file_hash
 from watcher.jobs import (
     MAX_CUT_BEFORE_SENT,
+    MAX_DEFER_SECONDS,
     ORIGINAL_DELETED,
     HoldKind,
     Job,
@@ -54,7 +57,7 @@ from watcher.jobs import (
     SourceKind,
     SubmissionOutcome,
 )
-from watcher.journal import MAX_DEFER_SECONDS, META_PAGES, Journal, SpendRefused, local_day
+from watcher.journal import META_PAGES, Journal, SpendRefused, local_day
 from watcher.ownfiles import OwnFiles
 from watcher.preflight import FileFacts, FileKind, inspect_file
 from watcher.shortcuts import read_shortcut
@@ -65,9 +68,30 @@ BACKOFF_BASE = 2.0
 BACKOFF_CAP = 300.0
 DOWNLOAD_ATTEMPTS = 5
 DISK_RETRY_SECONDS = 30.0
+REQUEUE_MOVE_SECONDS = 5.0  # a retried job waits this long for its original to be back
 
 JobListener = Callable[[Job], None]
 
+
+class SubmitGuard(Protocol):
+    """Asked before each submission and told when a job is finished: the claims of a shared
+    inbox (watcher.stations). before_submit raises TakenOver (another PC has the file) or
+    TransientError (ask again later)."""
+
+    def before_submit(self, job: Job) -> None: ...
+
+    def finished(self, job: Job) -> None: ...
+
+
+class _Unguarded:
+    def before_submit(self, job: Job) -> None:
+        return None
+
+    def finished(self, job: Job) -> None:
+        return None
+
+
+_NO_GUARD = _Unguarded()
 
 # The circuit breaker: this many jobs lost by the service within the window stop the queue.
 LOST_JOBS_TRIP = 3
@@ -120,11 +144,13 @@ class JobRunner:
         file_originals: bool = True,
         daily_page_limit: int = 0,
         own_files: OwnFiles | None = None,
+        guard: SubmitGuard | None = None,
     ):
         """`file_originals=False` (one-shot `convert`) leaves the user's files where they are;
         the daemon moves them to the archive or the failed folder. Every result placed is
         remembered in `own_files`, which the inbox watcher asks before it takes a file."""
         self._own_files = OwnFiles() if own_files is None else own_files
+        self._guard = guard or _NO_GUARD
         self._file_originals = file_originals
         self._daily_page_limit = daily_page_limit
         # The credit guard's check and the move that spends the pages happen under one lock,
@@ -156,16 +182,18 @@ class JobRunner:
             JobState.DOWNLOADING: self._download,
             JobState.FILING: self._file,
         }
-        while job.state in steps and not self._stop.is_set() and job.not_before <= time.time():
+        while job.state in steps and not self._stop.is_set() and job.is_due(time.time()):
             job = steps[job.state](job)
             self._on_change(job)
+        if job.state.is_finished:
+            self._guard.finished(job)
         return job
 
     # -- QUEUED: check locally, then send -------------------------------------------------
 
     def _send(self, job: Job) -> Job:
         if job.may_be_at_service:  # an older journal's, or a bug: never send it again
-            return self._hold_uncertain(job, _UNSURE_ADVICE)
+            return self._hold_uncertain(job, _unsure(job))
         problem = self._source_problem(job)
         if problem:
             log.info("%s: %s", job.display_name, problem)
@@ -174,7 +202,7 @@ class JobRunner:
         if reused:
             return reused
         # What the checks learn is journaled with the next move, not in a write of its own.
-        learned: dict[str, object] = {}
+        learned: dict[str, Any] = {}
         content = None
         pages = 0
         try:
@@ -201,13 +229,21 @@ class JobRunner:
                     hold=HoldKind.BUDGET,
                     **learned,
                 )
+            sent_at = time.time()
+            try:  # the claim on a shared inbox says it first: a station taking over polls
+                self._guard.before_submit(replace(job, sent_at=sent_at, **learned))
+            except TakenOver as exc:
+                log.info("%s: %s", job.display_name, exc)
+                return self._journal.move(job, JobState.DROPPED, error=str(exc))
+            except TransientError as exc:
+                return self._retry_later(job, JobState.QUEUED, exc)
             try:
                 job = self._journal.move(
-                    job, JobState.UPLOADING, sent_at=time.time(), charged_on=local_day(), **learned
+                    job, JobState.UPLOADING, sent_at=sent_at, charged_on=local_day(), **learned
                 )
             except SpendRefused as exc:
                 log.error("%s: %s", job.display_name, exc)
-                return self._hold_uncertain(job, _UNSURE_ADVICE, **learned)
+                return self._hold_uncertain(job, _unsure(job), **learned)
         self._on_change(job)
         remote = self._remote(job)
         try:
@@ -245,7 +281,7 @@ class JobRunner:
         if known is not None and pages > int(known):
             return (
                 f"it has {pages:,} pages and the account has {int(known):,} left. Buy more "
-                f"pages at pdfocr.org, then choose Resume in the tray or run "
+                f"pages at pdfocr.org, then choose Resume queue in the tray or run "
                 f"`pdfocr-watcher retry {job.id}`",
                 None,
             )
@@ -256,7 +292,7 @@ class JobRunner:
                 return (
                     f"today's page limit ({limit:,}) would be passed: {used:,} pages were sent "
                     f"today and this file has {pages:,}. It is sent tomorrow, or at once if "
-                    f"you choose Resume in the tray or run `pdfocr-watcher retry {job.id}`",
+                    f"you choose Resume queue in the tray or run `pdfocr-watcher retry {job.id}`",
                     next_local_midnight(),
                 )
         return None
@@ -348,14 +384,18 @@ class JobRunner:
         reason = (
             f"it was sent at {sent} and the service no longer knows it (asked for "
             f"{_minutes(self._timing.lost_after)}); sending it again may be charged twice. "
-            "Check your pdfocr.org account, then choose Resume in the tray or run "
+            "Check your pdfocr.org account, then choose Resume queue in the tray or run "
             f"`pdfocr-watcher retry {job.id}` to send it again"
         )
         job = self._hold_uncertain(job, reason)
         now = time.monotonic()
-        self._lost_at.append(now)
-        if len(self._lost_at) == LOST_JOBS_TRIP and now - self._lost_at[0] <= LOST_JOBS_WINDOW:
-            self._lost_at.clear()
+        with self._budget_lock:  # workers lose jobs at the same moment
+            self._lost_at.append(now)
+            trips = len(self._lost_at) == LOST_JOBS_TRIP
+            trips = trips and now - self._lost_at[0] <= LOST_JOBS_WINDOW
+            if trips:
+                self._lost_at.clear()
+        if trips:
             self._on_change(job)
             raise ServiceLosingJobs(
                 f"the service lost {LOST_JOBS_TRIP} conversions within "
@@ -516,7 +556,7 @@ class JobRunner:
             return self._journal.move(job, target, **changes)
         moved, cuts = self._journal.close_submission(job, outcome, target, **changes)
         if moved.state is JobState.HELD and target is not JobState.HELD:
-            return self._journal.update(moved, error=_cut_too_often(cuts))
+            return self._journal.update(moved, error=_cut_too_often(moved, cuts))
         return moved
 
     def _fail(
@@ -613,24 +653,35 @@ def requeue(journal: Journal, job: Job) -> str | None:
     if not moved_away and not job.source.is_file():
         return "the original is gone; drop it into the inbox again"
     source = job.source
-    if failed_copy is not None and moved_away:
-        source = move_without_overwrite(failed_copy, job.source.parent, job.source.name)
-        remove_quietly(reason_path(failed_copy))
+    if moved_away:  # the name it will have back in the inbox
+        source = next(c for c in candidate_names(source.parent, source.name) if not c.exists())
+    # Journaled before the original moves back: a kill in between leaves it in the failed
+    # folder with its reason, and a job that finds no file (nothing lost, nothing sent);
+    # the other way round, the file would be back with no job owning it, and taken as new.
     fresh: dict[str, object] = {
         "source": source,
         "original_at": None,
         "output": None,
         "error": None,
         "attempts": 0,
-        "not_before": 0.0,
+        "not_before": time.time() + REQUEUE_MOVE_SECONDS if moved_away else 0.0,
         "held_until": None,
         "approved": True,
     }
     if job.hold is HoldKind.UNCERTAIN:
-        journal.approve_resend(job, **fresh)
+        job = journal.approve_resend(job, **fresh)
     else:
         target = JobState.WAITING_FOR_RESULT if job.may_be_at_service else JobState.QUEUED
-        journal.move(job, target, **fresh)
+        job = journal.move(job, target, **fresh)
+    if failed_copy is None or not moved_away:
+        return None
+    try:
+        placed = move_without_overwrite(failed_copy, source.parent, source.name)
+    except OSError as exc:
+        return f"the original could not be moved back from {failed_copy} ({exc.strerror})"
+    remove_quietly(reason_path(failed_copy))
+    # A copy across devices is a new inode: the job must still know it as its original.
+    journal.update(job, source=placed, inode=placed.stat().st_ino, not_before=0.0)
     return None
 
 
@@ -652,19 +703,23 @@ def _not_sent_outcome(exc: TransientError) -> SubmissionOutcome:
     return SubmissionOutcome.NOT_SENT  # the service answered before taking it (a 429)
 
 
-def _cut_too_often(cuts: int) -> str:
+def _cut_too_often(job: Job, cuts: int) -> str:
     return (
         f"the connection broke {cuts} times while it was being sent (the most tried by "
         f"itself is {MAX_CUT_BEFORE_SENT}); nothing reached the service as far as we can "
-        "tell. Check the network, then choose Resume in the tray or run `pdfocr-watcher "
-        "retry` to try again"
+        "tell. Check the network, then choose Resume queue in the tray or run "
+        f"`pdfocr-watcher retry {job.id}` to try again"
     )
 
 
-_UNSURE_ADVICE = (
-    "the service may already have this file from an earlier submission; it is not sent "
-    "again by itself. Choose Resume in the tray or run `pdfocr-watcher retry` to send it again"
-)
+def _unsure(job: Job) -> str:
+    return (
+        "the service may already have this file from an earlier submission; it is not sent "
+        "again by itself. Choose Resume queue in the tray or run "
+        f"`pdfocr-watcher retry {job.id}` to send it again"
+    )
+
+
 _FILE_ADVICE = (
     "Fix the file as described above, then drop it into the inbox again. Nothing was charged "
     "for it unless the service said otherwise."

@@ -1,0 +1,76 @@
+"""Several PCs ("stations") on one shared inbox, each with its own state folder: real
+daemons (in this process and in killed subprocesses), one real folder, the sandbox's ledger
+as the judge. Each file is converted and paid once, and delivered once."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+from test_daemon import (
+    MakeDaemon,
+    files_in,
+    journal_states,
+    start_daemon_process,
+    stop_process,
+    wait_for,
+)
+
+from watcher import samplepdf
+from watcher.claims import CLAIMS_DIR
+from watcher.sandbox import Sandbox
+
+
+def station_rules(root: Path, box: Sandbox, station: str, *, lease: float = 60.0) -> Path:
+    """One station's rules: its own state folder, the shared inbox and outbox."""
+    rules = root / f"{station}.toml"
+    rules.write_text(
+        f'[api]\nkey = "{box.key}"\nendpoint = "{box.url}"\npoll_interval = 0.1\n'
+        "concurrency = 2\nlost_after = 5\n\n"
+        f"[watch]\nsettle_seconds = 0.2\nshared = true\nclaim_lease = {lease}\n\n"
+        f'[files]\noutbox = "{root / "outbox"}"\narchive = "{root / "archive"}"\n'
+        f'failed = "{root / "failed"}"\nstate_dir = "{root / station}"\n\n'
+        f'[[inbox]]\npath = "{root / "inbox"}"\noutformat = "txt"\n'
+    )
+    (root / "inbox").mkdir(exist_ok=True)
+    return rules
+
+
+def test_two_stations_on_one_inbox_convert_each_file_once(
+    sandbox: Sandbox, tmp_path: Path, make_daemon: MakeDaemon
+) -> None:
+    one = make_daemon(station_rules(tmp_path, sandbox, "pc-one"))
+    two = make_daemon(station_rules(tmp_path, sandbox, "pc-two"))
+    names = [f"scan-{n:02d}.pdf" for n in range(12)]
+    for name in names:
+        samplepdf.write_pdf(tmp_path / "inbox" / name, [f"text of {name}"])
+    wait_for(lambda: len(files_in(tmp_path / "archive")) == 12, timeout=60, what="all archived")
+    assert files_in(tmp_path / "outbox") == sorted(n.replace(".pdf", ".txt") for n in names)
+    assert len(sandbox.ledger()) == 12, "each file paid once"
+    done = [len(daemon.journal.jobs()) for daemon in (one, two)]
+    assert sum(done) == 12, done  # each file journaled by one station only
+    claims = tmp_path / "inbox" / CLAIMS_DIR
+    wait_for(lambda: not list(claims.glob("*.claim")), what="every claim released")
+    assert files_in(tmp_path / "inbox") == [CLAIMS_DIR]
+
+
+def test_a_station_killed_after_sending_is_taken_over_without_a_second_charge(
+    make_sandbox, tmp_path: Path, make_daemon: MakeDaemon
+) -> None:
+    box = make_sandbox(seconds_per_page=2.0, cut_after=0.1)
+    doomed = start_daemon_process(station_rules(tmp_path, box, "pc-one", lease=1.5))
+    try:
+        samplepdf.write_pdf(tmp_path / "inbox" / "contract.pdf", ["Contract"])
+        wait_for(lambda: box.ledger(), timeout=30, what="sent by the first station")
+        wait_for(
+            lambda: "waiting_for_result" in journal_states(tmp_path / "pc-one"), what="polling"
+        )
+        doomed.send_signal(signal.SIGKILL)
+        doomed.wait(timeout=10)
+    finally:
+        stop_process(doomed)
+    heir = make_daemon(station_rules(tmp_path, box, "pc-two", lease=1.5))
+    wait_for(lambda: (tmp_path / "outbox" / "contract.txt").exists(), timeout=60, what="done")
+    assert len(box.ledger()) == 1, "asked by name, not paid again"
+    assert [job.remote_name for job in heir.journal.jobs()] == [box.ledger()[0].filename]
+    assert files_in(tmp_path / "archive") == ["contract.pdf"]

@@ -1,0 +1,197 @@
+"""Several PCs ("stations") on one shared inbox: what the daemon asks of the claims.
+
+`watcher.claims` says who owns a file, with the file system's atomic operations; this is
+the daemon's side of it. A file in a shared inbox is journaled only once this station holds
+its claim, the claim says "uploading" (with the remote name) before the upload leaves, and
+it is released once the original has left the inbox. So exactly one station pays for a file,
+and a station that takes over a dead station's claim asks the service for the result by the
+recorded name instead of paying again (the journal then holds it if the service does not
+know the name, as for any submission that may have reached it).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from watcher.claims import DONE, Claim, ClaimBook, ClaimLost, Taken, Unclaimable, station_id
+from watcher.config import Config, InboxRule
+from watcher.errors import TakenOver, TransientError
+from watcher.inbox import switched_on
+from watcher.jobs import Job, readable
+
+__all__ = ["Admitted", "SharedInboxes"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A file this station may journal; `sent_as`/`sent_at` when it took over another
+    station's claim after that station had (maybe) sent it."""
+
+    path: Path
+    rule: InboxRule
+    sent_as: str | None = None
+    sent_at: float | None = None
+
+
+class SharedInboxes:
+    """The claims of one station, for every inbox that is shared (`[watch] shared`)."""
+
+    def __init__(self, config: Config, state_dir: Path):
+        self.lease_seconds = config.watch.claim_lease
+        self._book = ClaimBook(station_id(state_dir), self.lease_seconds)
+        self._lock = threading.Lock()  # guards the dicts below
+        self._by_source: dict[Path, Claim] = {}
+        self._taken: dict[Path, tuple[InboxRule, int, int]] = {}  # asked again later
+        self._told: set[Path] = set()  # inboxes whose claims folder cannot be written
+        self._shared: frozenset[Path] = frozenset()
+        self.update_config(config)
+
+    def update_config(self, config: Config) -> None:
+        shared = {r.path for r in config.inboxes if switched_on(config.watch.shared, r.path)}
+        self._shared = frozenset(shared)
+
+    def is_shared(self, inbox: Path | None) -> bool:
+        return inbox is not None and inbox in self._shared
+
+    def admit(self, files: Sequence[tuple[Path, InboxRule]]) -> list[Admitted]:
+        """The files this station may journal now: not in a shared inbox, or claimed by it.
+        Files another station has are asked about again by `housekeeping`."""
+        admitted: list[Admitted] = []
+        for path, rule in files:
+            if not self.is_shared(rule.path):
+                admitted.append(Admitted(path, rule))
+                continue
+            try:
+                stat = path.stat()
+            except OSError:
+                continue  # gone: the watcher's business
+            outcome = self._book.claim(path, stat.st_size, stat.st_mtime_ns, inbox=rule.path)
+            if isinstance(outcome, Claim):
+                admitted.append(self._held(path, rule, outcome))
+            elif isinstance(outcome, Taken):
+                self._taken_by_another(path, rule, stat.st_size, stat.st_mtime_ns, outcome)
+            else:
+                self._unclaimable(rule.path, outcome)
+        return admitted
+
+    def _held(self, path: Path, rule: InboxRule, claim: Claim) -> Admitted:
+        with self._lock:
+            self._by_source[path] = claim
+            self._taken.pop(path, None)
+        if claim.taken_over_from:
+            log.warning(
+                "%s: taken over from %s, which stopped working on it%s",
+                readable(path.name),
+                claim.taken_over_from,
+                f" after sending it as {claim.remote_name}" if claim.sent_at else "",
+            )
+        if claim.sent_at and claim.remote_name:
+            return Admitted(path, rule, claim.remote_name, claim.sent_at)
+        return Admitted(path, rule)
+
+    def _taken_by_another(
+        self, path: Path, rule: InboxRule, size: int, mtime_ns: int, taken: Taken
+    ) -> None:
+        with self._lock:
+            first = path not in self._taken
+            if taken.final:
+                self._taken.pop(path, None)
+            else:
+                self._taken[path] = (rule, size, mtime_ns)
+        if first:
+            log.info("%s: %s", readable(path.name), taken.reason)
+
+    def _unclaimable(self, inbox: Path, outcome: Unclaimable) -> None:
+        with self._lock:
+            first = inbox not in self._told
+            self._told.add(inbox)
+        if first:
+            log.error("%s; its files are left alone", outcome.reason)
+
+    def before_submit(self, job: Job) -> None:
+        """Records in the claim that the job is about to be sent, under which name: before
+        the upload, so that a station taking over polls by it. TakenOver when another
+        station owns the file now; TransientError when the claim cannot be written."""
+        claim = self._claim_of(job)
+        if claim is None:
+            return
+        try:
+            claim.update("uploading", remote_name=job.remote_name, sent_at=job.sent_at)
+        except ClaimLost:
+            self._forget(job.source)
+            raise TakenOver("another PC on this shared inbox took it over") from None
+        except OSError as exc:
+            raise TransientError(
+                f"its claim in the shared inbox cannot be written ({exc.strerror or exc})"
+            ) from None
+
+    def finished(self, job: Job) -> None:
+        """The job is over. Its claim is released once the original has left the inbox;
+        an original still there (kept after success, or a failed one that could not be
+        moved) keeps a final claim, so that no other station converts, and pays, again."""
+        claim = self._forget(job.source)
+        if claim is None:
+            return
+        try:
+            if job.source.exists() and job.original_at is None:
+                claim.update(DONE)
+            else:
+                claim.release()
+        except (ClaimLost, OSError) as exc:
+            log.debug("%s: claim not released: %s", job.display_name, exc)
+
+    def resume(self, jobs: Iterable[Job]) -> list[Job]:
+        """After a restart: this station's claims for its unfinished jobs again. Returns the
+        jobs whose file another station took over meanwhile (to be dropped here)."""
+        lost: list[Job] = []
+        for job in jobs:
+            if not self.is_shared(job.inbox):
+                continue
+            outcome = self._book.claim(job.source, job.size, job.mtime_ns, inbox=job.inbox)
+            if isinstance(outcome, Claim):
+                with self._lock:
+                    self._by_source[job.source] = outcome
+            elif isinstance(outcome, Taken):
+                lost.append(job)
+        return lost
+
+    def housekeeping(self) -> list[tuple[Path, InboxRule]]:
+        """Renews this station's claims, sweeps the claims folders, and returns the files
+        another station had that may be ours now (its claim went stale, or was released)."""
+        with self._lock:
+            claims = list(self._by_source.values())
+            taken = dict(self._taken)
+        for claim in self._book.renew(claims):
+            log.warning("%s: another PC took it over", readable(claim.path.name))
+            self._forget(claim.path)
+        for inbox in self._shared:
+            try:
+                self._book.sweep(inbox)
+            except OSError as exc:
+                log.debug("sweeping the claims in %s: %s", inbox, exc)
+        again: list[tuple[Path, InboxRule]] = []
+        for path, (rule, size, mtime_ns) in taken.items():
+            try:
+                stat = path.stat()
+            except OSError:
+                stat = None
+            if stat is None or (stat.st_size, stat.st_mtime_ns) != (size, mtime_ns):
+                with self._lock:
+                    self._taken.pop(path, None)  # gone, or a new version the watcher sees
+                continue
+            again.append((path, rule))
+        return again
+
+    def _claim_of(self, job: Job) -> Claim | None:
+        with self._lock:
+            return self._by_source.get(job.source)
+
+    def _forget(self, source: Path) -> Claim | None:
+        with self._lock:
+            return self._by_source.pop(source, None)
