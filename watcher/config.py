@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 import platformdirs
 import tomli_w
 
+from watcher.claims import CLAIMS_DIR
 from watcher.contract import DEFAULT_ENDPOINT, LANGUAGES, OUTFORMATS, canonical_language
 from watcher.errors import ConfigError
 from watcher.jobs import Rule
@@ -47,6 +48,7 @@ BUILTIN_IGNORES: tuple[str, ...] = (
 # Folders that NAS boxes, sync tools and operating systems drop into watched trees.
 BUILTIN_IGNORED_FOLDERS: tuple[str, ...] = (
     "@eaDir", ".stfolder", ".stversions", ".Trashes", "__MACOSX", ".Spotlight-V100", "$RECYCLE.BIN",
+    CLAIMS_DIR,
 )  # fmt: skip
 
 
@@ -87,7 +89,7 @@ class ApiSettings:
     request_timeout: float = 110.0
     poll_interval: float = 5.0
     max_wait: float = 3600.0
-    lost_after: float = 30.0  # a sent file the service keeps not knowing is held after this
+    lost_after: float = 120.0  # a sent file the service keeps not knowing is held after this
     download_hosts: tuple[str, ...] = ()
     max_result_mb: int = 2048
     verify_tls: bool = True

@@ -106,7 +106,7 @@ class Timing:
 
     poll_interval: float
     max_wait: float
-    lost_after: float = 30.0
+    lost_after: float = 120.0
 
 
 def timing(settings: ApiSettings) -> Timing:
@@ -298,11 +298,9 @@ class JobRunner:
         return None
 
     def _source_problem(self, job: Job) -> str | None:
-        try:
-            stat = job.source.stat()
-        except FileNotFoundError:
+        if not job.source.exists():
             return "it was removed from the inbox before it was sent; nothing was charged"
-        if not job.is_original(stat):
+        if not self._still_ours(job):
             return "it changed after it was queued; the new version is converted instead"
         return None
 
@@ -528,12 +526,16 @@ class JobRunner:
         return None
 
     def _still_ours(self, job: Job) -> bool:
-        """The original is still in its place, unchanged (not a new file under its name)."""
+        """The original is still in its place, unchanged (not a new file under its name).
+        The same bytes put back under a new inode (a sync tool's write-and-rename) are."""
         try:
             stat = job.source.stat()
-        except FileNotFoundError:
+        except OSError:
             return False
-        return job.is_original(stat)
+        if job.is_original(stat):
+            return True
+        same_look = stat.st_size == job.size and stat.st_mtime_ns == job.mtime_ns
+        return same_look and _digest(job.source) == job.content_hash
 
     # -- failures and waits ----------------------------------------------------------------
 
