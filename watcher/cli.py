@@ -33,6 +33,7 @@ from watcher.instance import AlreadyRunning, InstanceLock, daemon_running
 from watcher.jobs import HoldKind, Job, JobState, Rule
 from watcher.journal import (
     JOURNAL_FILE_NAME,
+    META_BREAKER,
     META_HOLD,
     META_MODE,
     META_PAGES,
@@ -587,6 +588,14 @@ def command_retry(args: argparse.Namespace) -> int:
         else:
             jobs = [job for job in map(journal.get, args.jobs) if job is not None]
         retried = sum(_retry(journal, job) for job in jobs)
+        approved = any(job.hold is HoldKind.UNCERTAIN for job in jobs)
+        if approved and journal.get_meta(META_BREAKER) is not None:
+            # The user has looked at what the service lost: the circuit breaker is theirs.
+            journal.set_meta(META_BREAKER, None)
+            print(
+                "The queue stopped because the service lost files goes on: now if no "
+                "pdfocr-watcher is running, else at its next start or with Resume queue."
+            )
     finally:
         journal.close()
     print(f"{retried} job(s) queued again.")

@@ -452,8 +452,10 @@ class Journal:
             ).fetchall()
         return [(SubmissionOutcome(o), float(at), str(name)) for o, at, name in rows]
 
-    def claim(self, now: float | None = None) -> Job | None:
-        """The next job a worker should advance, reserved for the calling thread.
+    def claim(self, now: float | None = None, *, send: bool = True) -> Job | None:
+        """The next job a worker should advance, reserved for the calling thread; with
+        `send=False` (a paused or held queue) only jobs already at the service, which cost
+        nothing more to finish.
 
         A queued job waits while an identical earlier twin (same bytes, same settings) is in
         flight, so it can reuse that result instead of paying for it again. A pause that ends
@@ -468,12 +470,22 @@ class Journal:
                 f"SELECT * FROM jobs AS job WHERE state IN ({_PLACEHOLDERS}) "
                 "AND (not_before <= ? OR not_before > ?) "
                 f"AND id NOT IN ({','.join('?' * len(claimed))}) "
+                "AND (state != ? OR ?) "
                 "AND NOT (state = ? AND EXISTS (SELECT 1 FROM jobs AS twin "
                 "  WHERE twin.content_hash = job.content_hash AND twin.outformat = job.outformat "
                 "  AND twin.lang = job.lang AND twin.ocr = job.ocr AND twin.id < job.id "
                 f"  AND twin.state IN ({_PLACEHOLDERS}))) "
                 "ORDER BY not_before, id LIMIT 1",
-                (*_ACTIVE, now, now + MAX_DEFER_SECONDS, *claimed, JobState.QUEUED.value, *_ACTIVE),
+                (
+                    *_ACTIVE,
+                    now,
+                    now + MAX_DEFER_SECONDS,
+                    *claimed,
+                    JobState.QUEUED.value,
+                    int(send),
+                    JobState.QUEUED.value,
+                    *_ACTIVE,
+                ),
             ).fetchone()
             if row is None:
                 return None
@@ -596,18 +608,22 @@ class Journal:
 
         `approve` marks them as released by the user, who has decided to spend the pages;
         `due_before` releases only those held until a moment that has come."""
-        condition = "state = ? AND hold = 'budget'"
-        params: list[Any] = [JobState.HELD.value]
+        condition = "state = ? AND hold = ?"
+        params: list[Any] = [JobState.HELD.value, HoldKind.BUDGET.value]
         if due_before is not None:
             condition += " AND held_until IS NOT NULL AND held_until <= ?"
             params.append(due_before)
-        with self._writing() as db:
-            released = db.execute(
-                f"UPDATE jobs SET state = ?, hold = NULL, held_until = NULL, not_before = 0, "
-                f"approved = approved OR ?, updated_at = ? WHERE {condition}",
-                (JobState.QUEUED.value, int(approve), time.time(), *params),
-            )
-        return released.rowcount
+        with self._transaction() as db:  # each move through the one that checks the table
+            rows = db.execute(f"SELECT * FROM jobs WHERE {condition}", params).fetchall()
+            for row in rows:
+                held = _job_from_row(row)
+                changes = {
+                    "held_until": None,
+                    "not_before": 0.0,
+                    "approved": held.approved or approve,
+                }
+                self._update(db, held, JobState.QUEUED, changes)
+        return len(rows)
 
     def set_meta(self, key: str, value: str | None) -> None:
         with self._writing() as db:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 from watcher.errors import AccountError
+from watcher.jobs import JobState
 from watcher.journal import Journal, JournalError
 from watcher.runner import JobRunner
 
@@ -22,6 +23,8 @@ log = logging.getLogger(__name__)
 # journal without a way to wake us.
 IDLE_CHECK_SECONDS = 30.0
 JOURNAL_RETRY_SECONDS = 5.0  # a journal that cannot be written stops this worker's work
+CRASH_RETRY_SECONDS = 60.0  # a job that hit a bug is tried again after this
+ACCOUNT_RETRY_SECONDS = 60.0  # a job whose request the account refused (queue held)
 
 
 class WorkerPool:
@@ -89,7 +92,8 @@ class WorkerPool:
             with self._wakeup:
                 generation, idle = self._generation, self._held or self._paused
             # Claimed outside the condition's lock, so a wake() never waits on the journal.
-            job = None if idle else self._journal.claim()
+            # A held or paused queue still finishes what is at the service already.
+            job = self._journal.claim(send=not idle)
             if job is None:
                 with self._wakeup:
                     if generation == self._generation:  # nothing happened since we looked
@@ -102,6 +106,8 @@ class WorkerPool:
             except AccountError as exc:
                 self._held = True
                 self._on_hold(exc)
+                if job.state is not JobState.QUEUED:  # a poll: not asked again at once
+                    self._defer(job.id, ACCOUNT_RETRY_SECONDS)
             except JournalError as exc:
                 log.error("%s: %s", job.display_name, exc)
                 self._stop.wait(JOURNAL_RETRY_SECONDS)
@@ -111,7 +117,7 @@ class WorkerPool:
                 log.exception(
                     "%s: unexpected error; it will be tried again later", job.display_name
                 )
-                self._defer_after_crash(job.id)
+                self._defer(job.id, CRASH_RETRY_SECONDS)
             finally:
                 self._journal.release(job)
                 with self._wakeup:
@@ -120,8 +126,6 @@ class WorkerPool:
                     self._wakeup.notify_all()
 
     def _sleep_seconds(self) -> float:
-        if self._held or self._paused:
-            return IDLE_CHECK_SECONDS
         # Jobs due now but not claimable (claimed, or waiting for a twin) become claimable
         # only when another job is released, which wakes us; so sleep until the next
         # deferred job falls due.
@@ -131,10 +135,10 @@ class WorkerPool:
             return IDLE_CHECK_SECONDS
         return min(IDLE_CHECK_SECONDS, max(0.01, due - now))
 
-    def _defer_after_crash(self, job_id: int) -> None:
+    def _defer(self, job_id: int, seconds: float) -> None:
         try:
             job = self._journal.get(job_id)
             if job is not None:
-                self._journal.update(job, not_before=time.time() + 60.0)
+                self._journal.update(job, not_before=time.time() + seconds)
         except Exception:
             log.exception("could not defer job %s", job_id)
