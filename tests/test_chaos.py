@@ -29,3 +29,15 @@ def test_chaos_nothing_lost_nothing_paid_twice(tmp_path: Path) -> None:
     assert report.damaged == 0 and report.leftovers == 0, report.line()
     assert 30 <= report.charges <= 30 + report.held, report.line()
     assert sum(report.faults.values()) >= 5, "the run must really have been disturbed"
+
+
+def test_chaos_three_stations_on_one_inbox(tmp_path: Path) -> None:
+    """Three PCs with their own state folders on one inbox, faults, stations killed at
+    random: each file converted, delivered once, never charged twice without the user."""
+    chaos = load_chaos()
+    report = chaos.run_chaos(tmp_path, files=30, kills=3, seed=20261201, timeout=150, stations=3)
+    print(report.line())
+    assert report.lost == 0 and report.duplicated == 0, report.line()
+    assert report.auto_duplicated == 0, report.line()
+    assert report.damaged == 0 and report.leftovers == 0, report.line()
+    assert 30 <= report.charges <= 30 + report.held, report.line()
