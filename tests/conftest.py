@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,16 @@ from watcher.daemon import Daemon
 from watcher.logs import NOISY_LOGGERS
 from watcher.samplepdf import write_pdf
 from watcher.sandbox import Sandbox
+
+
+@contextmanager
+def umask(value: int) -> Iterator[None]:
+    """The process umask set to `value` for the block (tests of the modes files get)."""
+    old = os.umask(value)
+    try:
+        yield
+    finally:
+        os.umask(old)
 
 
 @pytest.fixture(autouse=True)

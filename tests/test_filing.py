@@ -6,11 +6,10 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from conftest import umask
 
 from watcher import filing
 from watcher.filing import (
@@ -28,15 +27,6 @@ POSIX = pytest.mark.skipif(os.name == "nt", reason="POSIX permissions")
 LIVE_UMASK = pytest.mark.skipif(
     filing._umask_from_proc() is None, reason="the umask is read live only where /proc has it"
 )
-
-
-@contextmanager
-def umask(value: int) -> Iterator[None]:
-    old = os.umask(value)
-    try:
-        yield
-    finally:
-        os.umask(old)
 
 
 def mode(path: Path) -> int:

@@ -12,12 +12,12 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 import urllib3
+from conftest import umask
 
 from watcher.logs import (
     FORMAT,
@@ -98,15 +98,6 @@ def local_server() -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(5)
-
-
-@contextmanager
-def umask(value: int) -> Iterator[None]:
-    old = os.umask(value)
-    try:
-        yield
-    finally:
-        os.umask(old)
 
 
 def log_text(state: Path) -> str:
