@@ -120,7 +120,8 @@ def journal_rows(state: Path, query: str) -> list[tuple]:
 
 def settled(root: Path, states_dirs: list[Path]) -> bool:
     """At every station nothing in flight and nothing queued (or its whole queue held), and
-    every file left in an inbox is held somewhere: only the user can move the run on now."""
+    every file left in an inbox is held somewhere, or queued behind a held queue: only the
+    user can move the run on now."""
     held = 0
     for state in states_dirs:
         states = dict(journal_rows(state, "SELECT state, COUNT(*) FROM jobs GROUP BY state"))
@@ -129,7 +130,7 @@ def settled(root: Path, states_dirs: list[Path]) -> bool:
         queued = states.get("queued", 0) + states.get("filing", 0)
         if moving or (queued and not queue_held):
             return False
-        held += states.get("held", 0)
+        held += states.get("held", 0) + (queued if queue_held else 0)
     waiting = sum(1 for name in INBOXES for _ in (root / "inbox" / name).glob("*.pdf"))
     return waiting <= held
 

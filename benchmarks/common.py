@@ -136,6 +136,7 @@ def write_config(
     polling: str = "auto",
     poll_interval: float = 0.5,
     rescan_seconds: float = 300.0,
+    shared: bool = False,
 ) -> Setup:
     """A rules file with every folder under `root`, the folders created."""
     root.mkdir(parents=True, exist_ok=True)
@@ -160,6 +161,7 @@ poll_interval = {poll_interval}
 settle_seconds = {settle_seconds}
 polling = {polling_value}
 rescan_seconds = {rescan_seconds}
+shared = {"true" if shared else "false"}
 
 [files]
 outbox = "{setup.outbox}"
