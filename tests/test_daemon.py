@@ -354,6 +354,7 @@ def test_a_kill_before_the_upload_left_holds_the_file_until_the_user_says_send(
     assert [c.pages for c in sandbox.ledger()] == [1], "charged exactly once"
 
 
+@pytest.mark.timeout(200)  # an unreadable file is set aside after 60 s of tries
 def test_a_file_that_cannot_be_read_goes_to_failed_with_a_reason(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
@@ -375,7 +376,7 @@ def test_a_file_that_cannot_be_read_goes_to_failed_with_a_reason(
     try:
         wait_for(lambda: (tmp_path / "outbox" / "fine.txt").exists(), what="the other file")
         reason = tmp_path / "failed" / "locked.pdf.error.txt"
-        wait_for(reason.exists, timeout=60, what="the reason")
+        wait_for(reason.exists, timeout=120, what="the reason")  # set aside after 60 s of tries
     finally:
         stop_process(process)
     assert "cannot be read" in reason.read_text()
