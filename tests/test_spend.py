@@ -186,3 +186,21 @@ def test_the_breaker_holds_through_a_rules_edit_and_a_restart(
     box.lose_after_cut = 0.0
     again.resume()  # the user's say: the queue goes on, the lost files are sent again
     wait_for(lambda: len(files_in(tmp_path / "outbox")) == 5, timeout=30, what="all five")
+
+
+def test_a_retry_after_max_wait_asks_again_and_is_not_paid_twice(
+    make_sandbox, tmp_path: Path, make_daemon: MakeDaemon
+) -> None:
+    """No result within max_wait: failed with advice. The user's retry asks the service
+    again with a fresh wait (the first wait's clock is not carried over) and gets the
+    result the first upload paid for."""
+    box = make_sandbox(seconds_per_page=2.0, cut_after=0.1)
+    daemon = make_daemon(rules_with(tmp_path, box, max_wait=0.5))
+    drop(tmp_path, "slow.pdf")
+    wait_for(lambda: daemon.journal.counts().get(JobState.FAILED) == 1, what="failed")
+    (job,) = daemon.journal.jobs()
+    assert job.error and "no result within" in job.error
+    time.sleep(2.0)  # the service finishes meanwhile; the upload is now 4 max_waits old
+    assert daemon.retry_failed() == 1  # the tray's "Retry failed"
+    wait_for(lambda: (tmp_path / "outbox" / "slow.txt").exists(), what="the paid result")
+    assert len(box.ledger()) == 1
