@@ -219,9 +219,7 @@ class Daemon:
         self._housekeeper.start()
         breaker = self.journal.get_meta(META_BREAKER)
         if breaker is not None:  # set before a restart: still the user's to lift
-            with self._lock:
-                self._breaker = None
-            self._hold(ServiceLosingJobs(breaker.split(" — ")[0]))
+            self._hold(ServiceLosingJobs(breaker))
         self._notify()
 
     def request_stop(self) -> None:
@@ -307,7 +305,6 @@ class Daemon:
         )
         job = self.journal.move(job, JobState.WAITING_FOR_RESULT)
         log.info("%s: asking for the result of %s by name", job.display_name, job.remote_name)
-        self._record([])
         self.pool.wake()
 
     def _record(self, new_jobs: list[NewJob]) -> None:
@@ -532,7 +529,7 @@ class Daemon:
         self.pool.set_held(True)
         self.journal.set_meta(META_HOLD, reason)
         if breaker:
-            self.journal.set_meta(META_BREAKER, reason)
+            self.journal.set_meta(META_BREAKER, error.message)
         if first:
             log.error("queue held: %s", reason)
             self._tell(NoticeKind.HELD, "Conversions held", reason)

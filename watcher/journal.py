@@ -43,7 +43,7 @@ CRASH_AFTER_ENV = "PDFOCR_WATCHER_CRASH_AFTER"
 
 # Facts about the daemon as a whole, kept beside the jobs so `status` can show them.
 META_HOLD = "hold_reason"  # why the whole queue is held (account problem), if it is
-META_BREAKER = "breaker"  # the circuit breaker's hold: kept across restarts until Resume
+META_BREAKER = "breaker"  # why the circuit breaker tripped: kept across restarts until Resume
 META_SERVICE = "service_problem"  # why the service is unreachable, if it is
 META_PAGES = "available_pages"  # the last balance the service reported
 META_PAGES_AT = "available_pages_at"
