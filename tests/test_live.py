@@ -10,8 +10,8 @@ from test_daemon import files_in, wait_for, write_rules
 
 from watcher import samplepdf
 from watcher.cli import main
-from watcher.daemon import Notice, NoticeKind
 from watcher.sandbox import Sandbox
+from watcher.status import Notice, NoticeKind
 
 
 def pages(count: int) -> list[str]:

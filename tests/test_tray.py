@@ -26,9 +26,9 @@ import pytest
 from PIL import Image, ImageChops, ImageDraw, ImageFont
 
 from watcher import tray
-from watcher.daemon import Notice, NoticeKind, RecentConversion, Snapshot
 from watcher.samplepdf import write_pdf
 from watcher.sandbox import Sandbox
+from watcher.status import Notice, NoticeKind, RecentConversion, Snapshot
 from watcher.tray import (
     BADGE_COLOURS,
     Tray,

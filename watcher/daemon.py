@@ -1,7 +1,8 @@
-"""The running daemon: inbox events in, journaled jobs, workers, and the rules file watched.
+"""The running daemon: the wiring of intake, journal, workers, holds, status and rules file.
 
-It owns the wiring and the shared state a tray or `status` shows; the decisions about a job
-live in `watcher.runner`, the facts in `watcher.journal`.
+Each concern has its own module: `watcher.runner` decides a job's next step, `watcher.journal`
+keeps the facts, `watcher.holds` says whether the queue may send, `watcher.status` keeps what the
+user sees, `watcher.rulesfile` notices edits. This class connects them and runs the timed duties.
 """
 
 from __future__ import annotations
@@ -11,26 +12,15 @@ import logging
 import math
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from enum import Enum
+from dataclasses import replace
 from pathlib import Path
-
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
-from watchdog.observers import Observer
-from watchdog.observers.api import BaseObserver
 
 from watcher.api import PdfOcrClient
 from watcher.config import Config, check_runnable, load_config
-from watcher.errors import (
-    AccountError,
-    ConfigError,
-    CreditError,
-    EndpointMoved,
-    ServiceLosingJobs,
-)
+from watcher.errors import AccountError, ConfigError, ServiceLosingJobs
 from watcher.filing import STAGING_PREFIX, set_aside
+from watcher.holds import QueueHolds
 from watcher.inbox import InboxWatcher, ReadyFile
 from watcher.intake import BIG_FILE_BYTES, BackgroundIntake, new_job
 from watcher.jobs import ACTIVE_STATES, HoldKind, Job, JobState, Rule, readable
@@ -46,73 +36,18 @@ from watcher.journal import (
 )
 from watcher.logs import log_path
 from watcher.ownfiles import OwnFiles
+from watcher.rulesfile import RulesFileWatcher
 from watcher.runner import JobRunner, requeue, timing
 from watcher.stations import Admitted, SharedInboxes
+from watcher.status import RECENT_LIMIT, Notice, NoticeKind, Snapshot, StatusBoard
 from watcher.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
-HOLD_RETRY_SECONDS = 600.0  # credit bought on the website changes nothing we can see
-OFFLINE_NOTICE_SECONDS = 300.0  # a short outage is not worth interrupting anyone for
 HOUSEKEEPING_SECONDS = 30.0
-# Editors save in steps (truncate, write; or write a copy, rename): the rules file is read
-# once it has been quiet this long.
-RULES_QUIET_SECONDS = 0.5
-RECENT_LIMIT = 10
 # What the tray counts after every change: never the finished jobs of a long history.
 _SHOWN_STATES = (JobState.QUEUED, JobState.HELD, JobState.FAILED)
 DAY = 24 * 3600.0
-
-
-@dataclass(frozen=True)
-class RecentConversion:
-    name: str
-    output: Path
-    finished_at: float
-
-
-class NoticeKind(Enum):
-    BATCH_DONE = "batch_done"
-    FILE_FAILED = "file_failed"
-    LOW_CREDIT = "low_credit"
-    HELD = "held"
-    OFFLINE = "offline"
-
-
-@dataclass(frozen=True)
-class Notice:
-    """Something worth telling the user once (a tray notification where the desktop has them)."""
-
-    kind: NoticeKind
-    title: str
-    message: str
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What the daemon is doing, for the tray; built on change, safe to share across threads."""
-
-    sandbox: bool
-    queued: int
-    in_flight: int
-    batch_done: int
-    batch_total: int
-    held: str | None
-    service_problem: str | None
-    paused_until: float | None  # None: not paused; math.inf: until resumed
-    config_error: str | None
-    unseen_failures: int
-    last_failure: str | None
-    failed: int
-    available_pages: int | None
-    low_credit: bool
-    last_conversion_at: float | None
-    recent: tuple[RecentConversion, ...]
-    inboxes: tuple[Path, ...]
-    outboxes: tuple[Path, ...]
-    failed_folders: tuple[Path, ...]
-    config_path: Path | None
-    log_path: Path | None
 
 
 class Daemon:
@@ -131,6 +66,8 @@ class Daemon:
         self._client = PdfOcrClient(self.config.api)
         own_files = OwnFiles()  # results we placed: never taken for new files
         self.stations = SharedInboxes(self.config, config.files.state_dir)
+        self.status = StatusBoard()
+        self.holds = QueueHolds()
         self.runner = JobRunner(
             self.journal,
             self._client,
@@ -153,30 +90,11 @@ class Daemon:
             self.config, self.enqueue, own_files, on_unreadable=self.set_aside_unreadable
         )
         self._intake = BackgroundIntake(self._record, self.set_aside_unreadable, self.stop_event)
-        self._listeners: list[Callable[[Snapshot], None]] = []
-        self._notice_listeners: list[Callable[[Notice], None]] = []
-        self._lock = threading.Lock()  # guards the fields below
-        self._held_since: float | None = None
-        self._hold_retries_by_itself = True
-        self._breaker: str | None = None  # the circuit breaker's hold, until the user lifts it
-        self._service_problem: str | None = None
-        self._service_problem_since: float | None = None
-        self._offline_noticed = False
-        self._config_error: str | None = None
-        self._last_failure: str | None = None
-        self._unseen_failures = 0
-        self._paused_until: float | None = None
-        self._batch_total = 0
-        self._batch_done = 0
-        self._batch_failed = 0
-        self._low_credit_noticed = False
-        # The tray shows the latest results after every change: kept here, newest first, so
-        # that never means sorting a long history in the journal.
-        self._recent: deque[RecentConversion] = deque(maxlen=RECENT_LIMIT)
-        self._reload_at: float | None = None
-        self._compacted_at = time.monotonic()
-        self._rules_observer: BaseObserver | None = None
         self._wakeup = threading.Event()
+        self.rules_file = (
+            RulesFileWatcher(self.config.path, self._wakeup.set) if self.config.path else None
+        )
+        self._compacted_at = time.monotonic()
         self._housekeeper = threading.Thread(
             target=self._housekeeping, name="housekeeping", daemon=True
         )
@@ -209,13 +127,12 @@ class Daemon:
         self._recover()
         self._compact_journal()
         done = self.journal.jobs(states=(JobState.DONE,), limit=RECENT_LIMIT)
-        with self._lock:
-            self._recent.extend(_recent(job, job.output) for job in done if job.output)
-            self._batch_total = self._active_count()
+        self.status.restore(self._active_count(), done)
         self.pool.start()
         self._intake.start()
         self.inbox.start()
-        self._watch_rules_file()
+        if self.rules_file is not None:
+            self.rules_file.start()
         self._housekeeper.start()
         breaker = self.journal.get_meta(META_BREAKER)
         if breaker is not None:  # set before a restart: still the user's to lift
@@ -232,9 +149,8 @@ class Daemon:
         self.request_stop()
         self.inbox.stop()
         self._intake.stop()
-        if self._rules_observer is not None:
-            self._rules_observer.stop()
-            self._rules_observer.join(timeout=2)
+        if self.rules_file is not None:
+            self.rules_file.stop()
         self.pool.stop()
         if self._housekeeper.is_alive():
             self._housekeeper.join(timeout=2)
@@ -248,10 +164,10 @@ class Daemon:
         self.journal.close()
 
     def add_listener(self, listener: Callable[[Snapshot], None]) -> None:
-        self._listeners.append(listener)
+        self.status.add_listener(listener)
 
     def add_notice_listener(self, listener: Callable[[Notice], None]) -> None:
-        self._notice_listeners.append(listener)
+        self.status.add_notice_listener(listener)
 
     # -- arrivals --------------------------------------------------------------------------
 
@@ -314,10 +230,7 @@ class Daemon:
         if len(jobs) < len(new_jobs):
             self._tell_own_copies(new_jobs, {job.source for job in jobs})
         if jobs:
-            with self._lock:
-                if self._batch_done >= self._batch_total:
-                    self._batch_total = self._batch_done = self._batch_failed = 0
-                self._batch_total += len(jobs)
+            self.status.arrived(len(jobs))
             self.pool.wake()
             self._notify()
 
@@ -358,10 +271,8 @@ class Daemon:
             )
             return
         log.warning("%s cannot be read (%s); moved to %s with the reason", name, reason, moved)
-        with self._lock:
-            self._unseen_failures += 1
-            self._last_failure = f"{name}: it cannot be read ({reason})"
-        self._tell(NoticeKind.FILE_FAILED, "File cannot be read", f"{name}: {reason}")
+        self.status.failed_before_journal(f"{name}: it cannot be read ({reason})")
+        self.status.tell(NoticeKind.FILE_FAILED, "File cannot be read", f"{name}: {reason}")
         self._notify()
 
     # -- what the user sees ----------------------------------------------------------------
@@ -370,103 +281,61 @@ class Daemon:
         counts = self.journal.counts(_SHOWN_STATES)
         pages = self.journal.get_meta(META_PAGES)
         available = int(pages) if pages else None
-        with self._lock:
-            recent = tuple(self._recent)
-            held = self.journal.get_meta(META_HOLD) if self._held_since is not None else None
-            held_jobs = counts.get(JobState.HELD, 0)
-            if held is None and held_jobs:
-                newest = self.journal.jobs(states=(JobState.HELD,), limit=1)
-                reason = newest[0].error if newest else ""
-                held = f"{held_jobs} file(s) waiting: {reason}"
-            rules = self.config.inboxes
-            return Snapshot(
-                sandbox=self.sandbox,
-                queued=counts.get(JobState.QUEUED, 0),
-                in_flight=self.pool.busy,
-                batch_done=self._batch_done,
-                batch_total=self._batch_total,
-                held=held,
-                service_problem=self._service_problem,
-                paused_until=self._paused_until,
-                config_error=self._config_error,
-                unseen_failures=self._unseen_failures,
-                last_failure=self._last_failure,
-                failed=counts.get(JobState.FAILED, 0),
-                available_pages=available,
-                low_credit=available is not None and available < self.config.credits.low_warning,
-                last_conversion_at=recent[0].finished_at if recent else None,
-                recent=recent,
-                inboxes=tuple(rule.path for rule in rules),
-                outboxes=tuple(dict.fromkeys(rule.outbox for rule in rules)),
-                failed_folders=tuple(dict.fromkeys(rule.failed for rule in rules)),
-                config_path=self.config.path,
-                log_path=log_path(self.config.files.state_dir),
-            )
+        board = self.status.view()
+        held = self.journal.get_meta(META_HOLD) if self.holds.held else None
+        held_jobs = counts.get(JobState.HELD, 0)
+        if held is None and held_jobs:
+            newest = self.journal.jobs(states=(JobState.HELD,), limit=1)
+            reason = newest[0].error if newest else ""
+            held = f"{held_jobs} file(s) waiting: {reason}"
+        rules = self.config.inboxes
+        return Snapshot(
+            sandbox=self.sandbox,
+            queued=counts.get(JobState.QUEUED, 0),
+            in_flight=self.pool.busy,
+            batch_done=board.done,
+            batch_total=board.total,
+            held=held,
+            service_problem=board.service_problem,
+            paused_until=self.holds.paused_until,
+            config_error=board.config_error,
+            unseen_failures=board.unseen_failures,
+            last_failure=board.last_failure,
+            failed=counts.get(JobState.FAILED, 0),
+            available_pages=available,
+            low_credit=available is not None and available < self.config.credits.low_warning,
+            last_conversion_at=board.recent[0].finished_at if board.recent else None,
+            recent=board.recent,
+            inboxes=tuple(rule.path for rule in rules),
+            outboxes=tuple(dict.fromkeys(rule.outbox for rule in rules)),
+            failed_folders=tuple(dict.fromkeys(rule.failed for rule in rules)),
+            config_path=self.config.path,
+            log_path=log_path(self.config.files.state_dir),
+        )
 
     def _notify(self) -> None:
-        if not self._listeners:
-            return
-        snapshot = self.snapshot()
-        for listener in self._listeners:
-            try:
-                listener(snapshot)
-            except Exception:
-                log.exception("a status listener failed")
-
-    def _tell(self, kind: NoticeKind, title: str, message: str) -> None:
-        log.info("%s: %s", title, message)
-        notice = Notice(kind, title, message)
-        for listener in self._notice_listeners:
-            try:
-                listener(notice)
-            except Exception:
-                log.exception("a notice listener failed")
+        self.status.publish(self.snapshot)
 
     def _job_changed(self, job: Job) -> None:
         if job.state.is_finished:
-            self._job_finished(job)
+            self.status.finished(job, queue_empty=lambda: not self._active_count())
         elif job.state is JobState.HELD:
-            self._tell(NoticeKind.HELD, "File held", f"{job.display_name}: {job.error}")
+            self.status.tell(NoticeKind.HELD, "File held", f"{job.display_name}: {job.error}")
         if job.state is JobState.DOWNLOADING:
             self._check_credit()
         self._notify()
 
-    def _job_finished(self, job: Job) -> None:
-        with self._lock:
-            if job.state is JobState.DONE and job.output is not None:
-                self._recent.appendleft(_recent(job, job.output))
-            self._batch_done += 1
-            if job.state is JobState.FAILED:
-                self._batch_failed += 1
-                self._unseen_failures += 1
-                self._last_failure = f"{job.display_name}: {job.error}"
-            batch_over = self._batch_done >= self._batch_total
-            done, failed = self._batch_done - self._batch_failed, self._batch_failed
-        if job.state is JobState.FAILED:
-            self._tell(
-                NoticeKind.FILE_FAILED, "Conversion failed", f"{job.display_name}: {job.error}"
-            )
-        if batch_over and not self._active_count():
-            summary = f"{done} file(s) converted" + (f", {failed} failed" if failed else "")
-            self._tell(NoticeKind.BATCH_DONE, "Batch finished", summary)
-
     def _active_count(self) -> int:
         """Jobs still on their way, counted in the journal (not loaded: a burst has many)."""
         return sum(self.journal.counts(ACTIVE_STATES).values())
-
-    def _active_jobs(self) -> list[Job]:
-        return self.journal.jobs(states=tuple(ACTIVE_STATES))
 
     def _check_credit(self) -> None:
         pages = self.journal.get_meta(META_PAGES)
         if pages is None:
             return
         low = int(pages) < self.config.credits.low_warning
-        with self._lock:
-            first = low and not self._low_credit_noticed
-            self._low_credit_noticed = low
-        if first:
-            self._tell(
+        if self.status.credit_state(low):
+            self.status.tell(
                 NoticeKind.LOW_CREDIT,
                 "Credit running low",
                 f"{int(pages):,} pages left on your pdfocr.org account",
@@ -477,12 +346,8 @@ class Daemon:
             self._release_held(approve=False)
 
     def _service_state(self, problem: str | None) -> None:
-        with self._lock:
-            if problem == self._service_problem:
-                return
-            self._service_problem = problem
-            self._service_problem_since = time.monotonic() if problem else None
-            self._offline_noticed = False
+        if not self.status.service_state(problem):
+            return
         if problem:
             log.warning("the service is not reachable right now (%s); jobs wait and retry", problem)
         else:
@@ -493,46 +358,17 @@ class Daemon:
     # -- holds and pauses ------------------------------------------------------------------
 
     def _hold(self, error: AccountError) -> None:
-        """Stops the whole queue. Only a bad key (fixed by saving the rules file) and no
-        credit (bought on the website, so tried again every 10 minutes) lift by themselves;
-        a moved endpoint and the circuit breaker wait for the user, and the breaker even
-        across restarts (META_BREAKER)."""
-        where = self.config.path or "the rules file"
-        breaker = isinstance(error, ServiceLosingJobs)
-        if breaker:
-            reason = (
-                f"{error.message} — nothing more is sent. Check your pdfocr.org account "
-                "(conversions and balance), then choose Resume queue in the tray: that also "
-                "sends the lost files again, which may be charged twice"
-            )
-        elif isinstance(error, EndpointMoved):
-            reason = f"{error.message} — the queue resumes as soon as the rules file is saved"
-        elif isinstance(error, CreditError):
-            reason = (
-                f"the service refused the account: {error.message} — buy more pages at "
-                f"pdfocr.org; the queue is tried again every {HOLD_RETRY_SECONDS / 60:.0f} "
-                "minutes, or at once when you choose Resume queue"
-            )
-        else:
-            reason = (
-                f"the service refused the account: {error.message} — fix `key` under [api] "
-                f"in {where} (or PDFOCR_API_KEY); the queue resumes as soon as the file is saved"
-            )
-        with self._lock:
-            if self._breaker is not None and not breaker:
-                return  # the breaker's hold stays, in its words, until the user lifts it
-            first = self._held_since is None
-            self._held_since = time.monotonic()
-            self._hold_retries_by_itself = isinstance(error, CreditError)
-            if breaker:
-                self._breaker = reason
+        """Stops the whole queue (see `QueueHolds` for what lifts it)."""
+        started = self.holds.hold(error, self.config.path)
+        if started is None:
+            return  # the breaker's hold stays, in its words, until the user lifts it
         self.pool.set_held(True)
-        self.journal.set_meta(META_HOLD, reason)
-        if breaker:
+        self.journal.set_meta(META_HOLD, started.reason)
+        if started.breaker:
             self.journal.set_meta(META_BREAKER, error.message)
-        if first:
-            log.error("queue held: %s", reason)
-            self._tell(NoticeKind.HELD, "Conversions held", reason)
+        if started.first:
+            log.error("queue held: %s", started.reason)
+            self.status.tell(NoticeKind.HELD, "Conversions held", started.reason)
         self._notify()
 
     def resume(self, *, by_user: bool = True) -> None:
@@ -541,12 +377,9 @@ class Daemon:
         the circuit breaker and approves sending again the files held because the service
         no longer knew them. The clock and a rules-file edit resume with `by_user=False`,
         which never approves a payment and never lifts the breaker."""
-        with self._lock:
-            if self._breaker is not None and not by_user:
-                return
-            was_held = self._held_since is not None
-            self._held_since = None
-            self._breaker = None
+        was_held = self.holds.lift(by_user=by_user)
+        if was_held is None:
+            return
         if was_held:
             log.info("queue resumed")
             self.journal.set_meta(META_HOLD, None)
@@ -572,8 +405,7 @@ class Daemon:
     def pause(self, until: float | None) -> None:
         """Stops sending new files until `until` (epoch seconds) or, with None, until
         unpaused. Conversions already at the service are finished."""
-        with self._lock:
-            self._paused_until = math.inf if until is None else until
+        self.holds.pause(until)
         self.pool.set_paused(True)
         when = "resumed" if until is None else time.strftime("%H:%M", time.localtime(until))
         log.info("paused until %s", when)
@@ -581,12 +413,9 @@ class Daemon:
         self._notify()
 
     def unpause(self) -> None:
-        with self._lock:
-            was_paused = self._paused_until is not None
-            self._paused_until = None
-        self.pool.set_paused(False)
-        if was_paused:
+        if self.holds.unpause():
             log.info("pause ended")
+        self.pool.set_paused(False)
         self._notify()
 
     def retry_failed(self) -> int:
@@ -603,8 +432,7 @@ class Daemon:
         return retried
 
     def acknowledge_failures(self) -> None:
-        with self._lock:
-            self._unseen_failures = 0
+        self.status.acknowledge_failures()
         self._notify()
 
     def _housekeeping(self) -> None:
@@ -612,34 +440,29 @@ class Daemon:
         account hold, release yesterday's daily-limit holds, tell about a long outage.
         Sleeps until the next one is due."""
         while not self.stop_event.is_set():
-            with self._lock:
-                paused_until = self._paused_until
-                reload_at = self._reload_at
-                reload_due = reload_at is not None and reload_at <= time.monotonic()
-                if reload_due:
-                    self._reload_at = reload_at = None
-            if reload_due:
+            if self.rules_file is not None and self.rules_file.take_due():
                 self.reload_rules()
             now = time.time()
+            paused_until = self.holds.paused_until
             if paused_until is not None and paused_until <= now:
                 self.unpause()
-            with self._lock:
-                since = self._held_since if self._hold_retries_by_itself else None
-            if since is not None and time.monotonic() - since > HOLD_RETRY_SECONDS:
+            if self.holds.retry_due():
                 log.info("trying the held queue again")
                 self.resume(by_user=False)
             self._release_held(approve=False, due_before=now)
-            self._tell_long_outage()
+            self.status.tell_long_outage()
             again = self.stations.housekeeping()
             if again:
                 self.enqueue(again)
             if time.monotonic() - self._compacted_at > DAY:
                 self._compact_journal()
             delay = min(HOUSEKEEPING_SECONDS, self.stations.lease_seconds / 3)
+            paused_until = self.holds.paused_until
             if paused_until is not None and paused_until != math.inf:
                 delay = min(delay, max(0.05, paused_until - now))
-            if reload_at is not None:
-                delay = min(delay, max(0.05, reload_at - time.monotonic()))
+            reload_in = self.rules_file.seconds_until_due() if self.rules_file else None
+            if reload_in is not None:
+                delay = min(delay, max(0.05, reload_in))
             self._wakeup.wait(delay)
             self._wakeup.clear()
 
@@ -653,48 +476,7 @@ class Daemon:
                     "folded %d finished jobs older than %d days into daily totals", folded, days
                 )
 
-    def _tell_long_outage(self) -> None:
-        with self._lock:
-            since, problem = self._service_problem_since, self._service_problem
-            due = (
-                since is not None
-                and not self._offline_noticed
-                and time.monotonic() - since > OFFLINE_NOTICE_SECONDS
-            )
-            if due:
-                self._offline_noticed = True
-        if due:
-            minutes = OFFLINE_NOTICE_SECONDS / 60
-            self._tell(
-                NoticeKind.OFFLINE,
-                "Service unreachable",
-                f"for more than {minutes:.0f} minutes ({problem}); files wait and retry",
-            )
-
     # -- live rules ------------------------------------------------------------------------
-
-    def _watch_rules_file(self) -> None:
-        path = self.config.path
-        if path is None or not path.parent.is_dir():
-            return
-        daemon = self
-
-        class RulesFileHandler(FileSystemEventHandler):
-            def on_any_event(self, event: FileSystemEvent) -> None:
-                touched = {str(event.src_path), str(getattr(event, "dest_path", "") or "")}
-                if str(path) in touched and event.event_type not in ("opened", "closed_no_write"):
-                    daemon.rules_file_touched()
-
-        observer = Observer()
-        observer.schedule(RulesFileHandler(), str(path.parent), recursive=False)
-        observer.daemon = True
-        observer.start()
-        self._rules_observer = observer
-
-    def rules_file_touched(self) -> None:
-        with self._lock:
-            self._reload_at = time.monotonic() + RULES_QUIET_SECONDS
-        self._wakeup.set()
 
     def reload_rules(self) -> None:
         """Applies an edited rules file at once, or keeps the running rules if it is broken."""
@@ -705,14 +487,11 @@ class Daemon:
             fresh = self._effective(load_config(path))
             check_runnable(fresh)
         except ConfigError as exc:
-            if str(exc) != self._config_error:
+            if self.status.config_state(str(exc)):
                 log.error("the edited rules file is not used: %s", exc)
-            with self._lock:
-                self._config_error = str(exc)
             self._notify()
             return
-        with self._lock:
-            self._config_error = None
+        self.status.config_state(None)
         if fresh == self.config:
             self._notify()
             return
@@ -741,7 +520,7 @@ class Daemon:
 
     def _recover(self) -> None:
         """Finishes what a killed process left half-done, before any new work starts."""
-        active = self._active_jobs()
+        active = self.journal.jobs(states=tuple(ACTIVE_STATES))
         # Only a DOWNLOADING or FILING job's staged result is known to be whole (a QUEUED
         # job's may be a copy from an identical earlier result that a kill cut short).
         staged = {job.staged for job in active if job.state in _STAGED_STATES}
@@ -764,10 +543,6 @@ class Daemon:
 
 
 _STAGED_STATES = (JobState.DOWNLOADING, JobState.FILING)
-
-
-def _recent(job: Job, output: Path) -> RecentConversion:
-    return RecentConversion(job.display_name, output, job.updated_at)
 
 
 def _our_temporary_files(folder: Path) -> list[Path]:

@@ -28,7 +28,8 @@ from PIL import Image, ImageDraw, ImageFont
 if TYPE_CHECKING:
     import pystray
 
-    from watcher.daemon import Daemon, Notice, Snapshot
+    from watcher.daemon import Daemon
+    from watcher.status import Notice, Snapshot
 
 log = logging.getLogger(__name__)
 
