@@ -52,7 +52,10 @@ def test_a_batch_summary_counts_only_converted_files_as_converted() -> None:
     board.finished(job(4, JobState.FAILED, error="damaged"), queue_empty=lambda: True)
     kinds = [n.kind for n in told]
     assert kinds == [NoticeKind.FILE_FAILED, NoticeKind.BATCH_DONE]
-    assert told[-1].message == "1 file(s) converted, 1 failed, 2 left before sending"
+    assert told[-1].message == (
+        "1 file(s) converted, 1 failed, "
+        "2 not converted here (removed, changed or taken by another PC)"
+    )
     view = board.view()
     assert (view.done, view.total, view.unseen_failures) == (4, 4, 1)
     assert view.last_failure == "file4.pdf: damaged"

@@ -123,7 +123,9 @@ class _Batch:
         if self.failed:
             words.append(f"{self.failed} failed")
         if self.not_converted:
-            words.append(f"{self.not_converted} left before sending")
+            words.append(
+                f"{self.not_converted} not converted here (removed, changed or taken by another PC)"
+            )
         return ", ".join(words)
 
 
