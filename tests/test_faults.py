@@ -22,8 +22,8 @@ from watcher.api import PdfOcrClient
 from watcher.cli import main
 from watcher.config import parse_config
 from watcher.filing import copy_whole
-from watcher.jobs import JobState, Rule, SourceKind
-from watcher.journal import Journal, NewJob
+from watcher.jobs import JobState, NewJob, Rule, SourceKind
+from watcher.journal import Journal
 from watcher.runner import JobRunner, Timing
 from watcher.sandbox import Sandbox
 

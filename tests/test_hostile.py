@@ -25,8 +25,8 @@ from watcher.errors import (
     FileRejected,
     TransientError,
 )
-from watcher.jobs import JobState, Rule, SourceKind
-from watcher.journal import Journal, NewJob
+from watcher.jobs import JobState, NewJob, Rule, SourceKind
+from watcher.journal import Journal
 from watcher.runner import JobRunner, Timing
 
 Handler = Callable[[http.server.BaseHTTPRequestHandler], None]

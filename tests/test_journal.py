@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sqlite3
 import stat
@@ -16,7 +17,9 @@ from watcher.jobs import (
     MAX_CUT_BEFORE_SENT,
     HoldKind,
     IllegalTransition,
+    Job,
     JobState,
+    NewJob,
     Rule,
     SourceKind,
     SubmissionOutcome,
@@ -28,9 +31,9 @@ from watcher.journal import (
     SPEND_REFUSED,
     Journal,
     JournalError,
-    NewJob,
     SpendRefused,
 )
+from watcher.rows import JOB_COLUMNS, to_column
 
 
 def new_job(tmp_path: Path, name: str = "a.pdf", content: str = "h1") -> NewJob:
@@ -255,6 +258,72 @@ def test_a_journal_written_by_release_1_is_migrated_in_place(tmp_path: Path) -> 
     finally:
         journal.close()
     assert Journal(path)._db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_the_migrated_schema_has_a_column_for_each_field_of_the_record(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "journal.sqlite3")
+    try:
+        columns = {row[1] for row in journal._db.execute("PRAGMA table_info(jobs)")}
+    finally:
+        journal.close()
+    assert columns == set(JOB_COLUMNS)
+
+
+def test_every_field_of_a_job_comes_back_from_the_journal_as_it_went_in(tmp_path: Path) -> None:
+    """Each field with a value unlike its default, through a real SQLite file and back: a
+    type the row mapping reads wrongly (a path, an enum, a flag, a name that is no UTF-8)
+    shows here."""
+    rule = Rule("xlsx", "French", False, Path("/o"), Path("/a"), Path("/f"), "delete")
+    job = Job(
+        id=7,
+        source=Path(os.fsdecode(b"/in/caf\xe9.pdf")),
+        inbox=Path("/in"),
+        kind=SourceKind.URL,
+        url="https://example.com/x.pdf",
+        content_hash="c" * 64,
+        size=12,
+        mtime_ns=34,
+        rule=rule,
+        state=JobState.HELD,
+        remote_name="x-1.pdf",
+        created_at=1.5,
+        updated_at=2.5,
+        pages=3,
+        sent_at=4.5,
+        link="https://example.com/result",
+        output=Path("/o/x.xlsx"),
+        attempts=2,
+        not_before=5.5,
+        error="why",
+        available_pages=99,
+        original_at="/a/x.pdf",
+        charged_on="2026-12-01",
+        held_until=6.5,
+        approved=True,
+        hold=HoldKind.UNCERTAIN,
+        output_hash="d" * 64,
+        inode=8,
+    )
+    path = tmp_path / "journal.sqlite3"
+    Journal(path).close()
+    db = sqlite3.connect(path)
+    rule_fields = {item.name for item in dataclasses.fields(Rule)}
+    values = [to_column(getattr(rule if n in rule_fields else job, n)) for n in JOB_COLUMNS]
+    marks = ", ".join("?" for _ in JOB_COLUMNS)
+    with db:
+        db.execute(f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES ({marks})", values)
+    db.close()
+    journal = Journal(path)
+    try:
+        back = journal.get(7)
+    finally:
+        journal.close()
+    assert back == job
+    # == takes 1 for True and "held" for JobState.HELD: the types must match as well.
+    for record, original in ((back, job), (back and back.rule, rule)):
+        for item in dataclasses.fields(original):
+            name = item.name
+            assert type(getattr(record, name)) is type(getattr(original, name)), name
 
 
 def test_a_journal_from_a_newer_release_is_refused_in_words(tmp_path: Path) -> None:

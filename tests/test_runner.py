@@ -26,8 +26,8 @@ from watcher.errors import (
     TransientError,
     UnknownRemoteName,
 )
-from watcher.jobs import MAX_CUT_BEFORE_SENT, HoldKind, Job, JobState, Rule, SourceKind
-from watcher.journal import Journal, NewJob
+from watcher.jobs import MAX_CUT_BEFORE_SENT, HoldKind, Job, JobState, NewJob, Rule, SourceKind
+from watcher.journal import Journal
 from watcher.runner import LOST_JOBS_TRIP, JobRunner, Timing, requeue
 
 # What a submission does, as the service and the network make it happen:

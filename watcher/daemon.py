@@ -23,7 +23,7 @@ from watcher.filing import STAGING_PREFIX, set_aside
 from watcher.holds import QueueHolds
 from watcher.inbox import InboxWatcher, ReadyFile
 from watcher.intake import BIG_FILE_BYTES, BackgroundIntake, new_job
-from watcher.jobs import ACTIVE_STATES, HoldKind, Job, JobState, Rule, readable
+from watcher.jobs import ACTIVE_STATES, HoldKind, Job, JobState, NewJob, Rule, readable
 from watcher.journal import (
     META_BREAKER,
     META_HOLD,
@@ -31,7 +31,6 @@ from watcher.journal import (
     META_PAGES,
     META_SERVICE,
     Journal,
-    NewJob,
     local_day,
 )
 from watcher.logs import log_path

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from watcher.api import new_token, remote_name
-from watcher.jobs import Rule, SourceKind, readable
-from watcher.journal import JournalError, NewJob
+from watcher.jobs import NewJob, Rule, SourceKind, readable
+from watcher.journal import JournalError
 from watcher.shortcuts import is_shortcut
 
 __all__ = ["BIG_FILE_BYTES", "BackgroundIntake", "file_hash", "new_job"]

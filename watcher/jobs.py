@@ -148,6 +148,28 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class NewJob:
+    """What intake knows of a job before the journal gives it an id (a Job's first fields)."""
+
+    source: Path
+    inbox: Path | None
+    kind: SourceKind
+    url: str | None
+    content_hash: str
+    size: int
+    mtime_ns: int
+    rule: Rule
+    remote_name: str
+    inode: int = 0  # 0: not known (a file system without inode numbers)
+
+
+# What a job is created with and keeps: every other field of Job may change with a move.
+FIXED_AT_CREATION = frozenset(
+    {"id", "inbox", "kind", "content_hash", "size", "mtime_ns", "rule", "state", "created_at"}
+)
+
+
+@dataclass(frozen=True)
 class Job:
     """One file's conversion as the journal knows it; the defaults are a new job's."""
 

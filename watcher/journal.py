@@ -14,25 +14,25 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields, replace
-from enum import Enum
+from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
 from watcher.errors import WatcherError
 from watcher.jobs import (
     ACTIVE_STATES,
+    FIXED_AT_CREATION,
     MAX_CUT_BEFORE_SENT,
     MAX_DEFER_SECONDS,
     HoldKind,
     IllegalTransition,
     Job,
     JobState,
-    Rule,
-    SourceKind,
+    NewJob,
     SubmissionOutcome,
     check_transition,
 )
+from watcher.rows import NEW_JOB_COLUMNS, job_from_row, new_job_row, path_column, to_column
 
 JOURNAL_FILE_NAME = "journal.sqlite3"
 # The message of the trigger that refuses a second automatic submission (see MIGRATIONS).
@@ -161,34 +161,17 @@ MIGRATIONS: tuple[str, ...] = (
     SELECT id, remote_name, pages, sent_at, '{SubmissionOutcome.MAY_HAVE_REACHED.value}'
     FROM jobs WHERE sent_at IS NOT NULL;
     """,
+    # 3: the first release's `staged` column, unused since (a staged name follows from the job).
+    """
+    ALTER TABLE jobs DROP COLUMN staged;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _ACTIVE = tuple(state.value for state in ACTIVE_STATES)
 _PLACEHOLDERS = ",".join("?" * len(_ACTIVE))
-# Fields a caller may change alongside a move; everything else is fixed at creation.
-_MUTABLE = frozenset(
-    {
-        "source",
-        "url",
-        "remote_name",
-        "pages",
-        "sent_at",
-        "link",
-        "output",
-        "attempts",
-        "not_before",
-        "error",
-        "available_pages",
-        "original_at",
-        "charged_on",
-        "held_until",
-        "approved",
-        "hold",
-        "output_hash",
-        "inode",
-    }
-)
+# Fields a caller may change alongside a move (updated_at changes with every one by itself).
+_MUTABLE = frozenset(item.name for item in fields(Job)) - FIXED_AT_CREATION - {"updated_at"}
 
 
 def local_day(moment: float | None = None) -> str:
@@ -202,20 +185,6 @@ class SpendRefused(IllegalTransition):
 
 class JournalError(WatcherError):
     """The journal cannot be written: the daemon must not act on anything it cannot record."""
-
-
-@dataclass(frozen=True)
-class NewJob:
-    source: Path
-    inbox: Path | None
-    kind: SourceKind
-    url: str | None
-    content_hash: str
-    size: int
-    mtime_ns: int
-    rule: Rule
-    remote_name: str
-    inode: int = 0  # 0: not known (a file system without inode numbers)
 
 
 class Journal:
@@ -323,7 +292,7 @@ class Journal:
                 # found here, under the lock, is still owned by a job that has not said so.
                 if not new.source.is_file():
                     continue
-                cursor = db.execute(_INSERT_NEW, (*_new_row(new, now), *_ownership(new)))
+                cursor = db.execute(_INSERT_NEW, (*new_job_row(new, now), *_ownership(new)))
                 if cursor.rowcount == 1 and cursor.lastrowid is not None:
                     added.append(_queued_job(new, cursor.lastrowid, now))
         return added
@@ -336,12 +305,12 @@ class Journal:
                 "SELECT * FROM jobs WHERE output_hash = ? AND outformat = ? LIMIT 1",
                 (new.content_hash, new.rule.outformat),
             ).fetchone()
-        return _job_from_row(row) if row else None
+        return job_from_row(row) if row else None
 
     def get(self, job_id: int) -> Job | None:
         with self._lock:
             row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return _job_from_row(row) if row else None
+        return job_from_row(row) if row else None
 
     def move(self, job: Job, target: JobState, **changes: Any) -> Job:
         """Commits a state change (checked against the state machine) with its new facts;
@@ -373,7 +342,7 @@ class Journal:
         if target is not JobState.HELD and job.hold is not None:
             changes = {**changes, "hold": None}
         now = time.time()
-        columns = {key: _to_column(value) for key, value in changes.items()}
+        columns = {key: to_column(value) for key, value in changes.items()}
         columns.update(state=target.value, updated_at=now)
         assignments = ", ".join(f"{key} = ?" for key in columns)
         try:
@@ -491,7 +460,7 @@ class Journal:
                 return None
             with self._claims_lock:
                 self._claimed.add(row["id"])
-        return _job_from_row(row)
+        return job_from_row(row)
 
     def release(self, job: Job | int) -> None:
         with self._claims_lock:
@@ -506,7 +475,7 @@ class Journal:
                 "AND ocr = ? AND id != ? ORDER BY id DESC",
                 (job.content_hash, rule.outformat, rule.lang, int(rule.ocr), job.id),
             ).fetchall()
-        return [_job_from_row(row) for row in rows]
+        return [job_from_row(row) for row in rows]
 
     def next_due(self, after: float) -> float | None:
         """When the next deferred job falls due, so idle workers can sleep until then."""
@@ -530,7 +499,7 @@ class Journal:
             params.append(limit)
         with self._lock:
             rows = self._db.execute(query, params).fetchall()
-        return [_job_from_row(row) for row in rows]
+        return [job_from_row(row) for row in rows]
 
     def counts(self, states: Iterable[JobState] = ()) -> dict[JobState, int]:
         """Jobs per state; only the `states` asked for, when given, so that the daemon's
@@ -563,7 +532,9 @@ class Journal:
                 ") GROUP BY day, inbox ORDER BY day DESC, inbox",
                 (since_day, since_day),
             ).fetchall()
-        return [(day, _text(inbox) or "", int(pages)) for day, inbox, pages in rows]
+        return [
+            (day, os.fsdecode(inbox) if inbox else "", int(pages)) for day, inbox, pages in rows
+        ]
 
     def compact(self, older_than: float) -> int:
         """Folds finished jobs last changed before `older_than` into daily totals per inbox
@@ -616,7 +587,7 @@ class Journal:
         with self._transaction() as db:  # each move through the one that checks the table
             rows = db.execute(f"SELECT * FROM jobs WHERE {condition}", params).fetchall()
             for row in rows:
-                held = _job_from_row(row)
+                held = job_from_row(row)
                 changes = {
                     "held_until": None,
                     "not_before": 0.0,
@@ -640,13 +611,9 @@ class Journal:
         return self._meta.get(key)
 
 
-_NEW_COLUMNS = (
-    "source, inbox, kind, url, content_hash, size, mtime_ns, outformat, lang, ocr, outbox, "
-    "archive, failed, after_success, state, remote_name, inode, created_at, updated_at"
-)
 _INSERT_NEW = (
-    f"INSERT INTO jobs ({_NEW_COLUMNS}) "
-    f"SELECT {', '.join('?' for _ in _NEW_COLUMNS.split(','))} WHERE NOT EXISTS ("
+    f"INSERT INTO jobs ({', '.join(NEW_JOB_COLUMNS)}) "
+    f"SELECT {', '.join('?' for _ in NEW_JOB_COLUMNS)} WHERE NOT EXISTS ("
     "SELECT 1 FROM jobs WHERE source = ? AND size = ? AND mtime_ns = ? AND content_hash = ? "
     "AND original_at IS NULL AND state != ?) "
     "AND NOT EXISTS (SELECT 1 FROM jobs WHERE output_hash = ? AND outformat = ?) "
@@ -654,35 +621,10 @@ _INSERT_NEW = (
 )
 
 
-def _new_row(new: NewJob, now: float) -> tuple[Any, ...]:
-    rule = new.rule
-    return (
-        _path_column(new.source),
-        _path_column(new.inbox) if new.inbox else None,
-        new.kind.value,
-        new.url,
-        new.content_hash,
-        new.size,
-        new.mtime_ns,
-        rule.outformat,
-        rule.lang,
-        int(rule.ocr),
-        _path_column(rule.outbox),
-        _path_column(rule.archive),
-        _path_column(rule.failed),
-        rule.after_success,
-        JobState.QUEUED.value,
-        new.remote_name,
-        new.inode,
-        now,
-        now,
-    )
-
-
 def _ownership(new: NewJob) -> tuple[Any, ...]:
     """What makes a job the owner of this very file, for the NOT EXISTS above."""
     return (
-        _path_column(new.source),
+        path_column(new.source),
         new.size,
         new.mtime_ns,
         new.content_hash,
@@ -718,74 +660,3 @@ def _private(path: Path) -> None:
     -wal and -shm files take its mode from it."""
     os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
     os.chmod(path, 0o600)
-
-
-def _to_column(value: Any) -> Any:
-    if isinstance(value, Enum):
-        return value.value
-    return _path_column(value) if isinstance(value, (Path, str)) else value
-
-
-def _path_column(path: Path | str) -> str | bytes:
-    """A path as text, or as its raw bytes where it is no UTF-8 (a name from an old zip
-    archive or a legacy share, which Python holds with surrogate escapes): every name is
-    journaled, losslessly."""
-    text = str(path)
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return os.fsencode(text)
-    return text
-
-
-def _text(value: str | bytes | None) -> str | None:
-    return os.fsdecode(value) if isinstance(value, bytes) else value
-
-
-def _path(value: str | bytes) -> Path:
-    return Path(os.fsdecode(value) if isinstance(value, bytes) else value)
-
-
-def _optional_path(value: str | bytes | None) -> Path | None:
-    return _path(value) if value else None
-
-
-def _job_from_row(row: sqlite3.Row) -> Job:
-    return Job(
-        id=row["id"],
-        source=_path(row["source"]),
-        inbox=_optional_path(row["inbox"]),
-        kind=SourceKind(row["kind"]),
-        url=row["url"],
-        content_hash=row["content_hash"],
-        size=row["size"],
-        mtime_ns=row["mtime_ns"],
-        rule=Rule(
-            outformat=row["outformat"],
-            lang=row["lang"],
-            ocr=bool(row["ocr"]),
-            outbox=_path(row["outbox"]),
-            archive=_path(row["archive"]),
-            failed=_path(row["failed"]),
-            after_success=row["after_success"],
-        ),
-        state=JobState(row["state"]),
-        remote_name=row["remote_name"],
-        pages=row["pages"],
-        sent_at=row["sent_at"],
-        link=row["link"],
-        output=_optional_path(row["output"]),
-        attempts=row["attempts"],
-        not_before=row["not_before"],
-        error=row["error"],
-        available_pages=row["available_pages"],
-        original_at=_text(row["original_at"]),
-        charged_on=row["charged_on"],
-        held_until=row["held_until"],
-        approved=bool(row["approved"]),
-        hold=HoldKind(row["hold"]) if row["hold"] else None,
-        output_hash=row["output_hash"],
-        inode=row["inode"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
