@@ -130,6 +130,28 @@ def test_a_twin_waits_while_the_first_copy_is_in_flight(journal: Journal, tmp_pa
     assert journal.claim().id == second.id
 
 
+def test_a_twin_waits_while_the_first_copy_may_be_at_the_service(
+    journal: Journal, tmp_path: Path
+) -> None:
+    """The first copy was sent and then lost by the service (held for the user's say): its
+    twin is not sent either, or the same bytes would be paid for twice by themselves."""
+    first = journal.add(new_job(tmp_path, "a.pdf"))
+    second = journal.add(new_job(tmp_path, "b.pdf"))
+    assert first and second
+    assert journal.claim().id == first.id
+    sent = journal.move(first, JobState.UPLOADING, sent_at=time.time())
+    journal.release(first)
+    held = journal.move(sent, JobState.HELD, hold=HoldKind.UNCERTAIN, error="lost")
+    assert journal.claim() is None  # b.pdf waits for the user's decision on a.pdf
+    journal.approve_resend(held, approved=True)
+    assert journal.claim().id == first.id  # asked for by name (then maybe sent) first
+    assert journal.claim() is None
+    journal.release(first)
+    journal.move(journal.get(first.id), JobState.DOWNLOADING)
+    journal.move(journal.get(first.id), JobState.DONE, output=tmp_path / "a.docx")
+    assert journal.claim().id == second.id  # now it reuses a.pdf's result
+
+
 def test_compaction_folds_old_jobs_into_daily_totals(journal: Journal, tmp_path: Path) -> None:
     for number in range(5):
         job = journal.add(new_job(tmp_path, f"{number}.pdf", f"h{number}"))

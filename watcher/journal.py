@@ -427,7 +427,9 @@ class Journal:
         nothing more to finish.
 
         A queued job waits while an identical earlier twin (same bytes, same settings) is in
-        flight, so it can reuse that result instead of paying for it again. A pause that ends
+        flight, so it can reuse that result instead of paying for it again, and while such a
+        twin is held for the user's say (it may be at the service: sending the same bytes
+        again could pay twice without being asked). A pause that ends
         further away than any the daemon sets means the clock was set back: it is over. One
         query decides it all, so a claim holds the lock for one statement.
         """
@@ -443,7 +445,7 @@ class Journal:
                 "AND NOT (state = ? AND EXISTS (SELECT 1 FROM jobs AS twin "
                 "  WHERE twin.content_hash = job.content_hash AND twin.outformat = job.outformat "
                 "  AND twin.lang = job.lang AND twin.ocr = job.ocr AND twin.id < job.id "
-                f"  AND twin.state IN ({_PLACEHOLDERS}))) "
+                f"  AND (twin.state IN ({_PLACEHOLDERS}) OR (twin.state = ? AND twin.hold = ?)))) "
                 "ORDER BY not_before, id LIMIT 1",
                 (
                     *_ACTIVE,
@@ -454,6 +456,8 @@ class Journal:
                     int(send),
                     JobState.QUEUED.value,
                     *_ACTIVE,
+                    JobState.HELD.value,
+                    HoldKind.UNCERTAIN.value,
                 ),
             ).fetchone()
             if row is None:
