@@ -32,6 +32,7 @@ from watcher.journal import (
     Journal,
     JournalError,
     SpendRefused,
+    local_day,
 )
 from watcher.rows import JOB_COLUMNS, to_column
 
@@ -165,6 +166,34 @@ def test_compaction_folds_old_jobs_into_daily_totals(journal: Journal, tmp_path:
     assert journal.history_counts() == {JobState.DONE: 4}
     assert journal.spend(since_day="2026-01-01") == [("2026-01-02", str(tmp_path / "in"), 10)]
     assert journal.add(new_job(tmp_path, "4.pdf", "h4")) is None  # the kept file stays known
+
+
+def test_a_file_sent_again_by_the_users_choice_counts_its_pages_twice(
+    journal: Journal, tmp_path: Path
+) -> None:
+    """The service lost it after the first upload (probably charged), the user chose to send
+    it again: both uploads count against the daily limit and in the spend, before and after
+    compaction; a file whose pages were counted but that was never sent costs nothing."""
+    today = local_day()
+    job = journal.add(new_job(tmp_path, "lost.pdf", "h1"))
+    assert job is not None
+    job = journal.move(job, JobState.UPLOADING, sent_at=time.time(), pages=3, charged_on=today)
+    job = journal.move(job, JobState.WAITING_FOR_RESULT)
+    job = journal.move(job, JobState.HELD, hold=HoldKind.UNCERTAIN, error="lost")
+    assert journal.pages_charged_on(today) == 3
+    job = journal.approve_resend(job, approved=True)
+    job = journal.move(job, JobState.QUEUED)
+    job = journal.move(job, JobState.UPLOADING, sent_at=time.time(), charged_on=today)
+    job = journal.move(job, JobState.DOWNLOADING, link="x")
+    journal.move(job, JobState.DONE, original_at="archived")
+    never_sent = journal.add(new_job(tmp_path, "removed.pdf", "h2"))
+    assert never_sent is not None
+    journal.move(never_sent, JobState.DROPPED, pages=50, original_at="gone")
+    assert journal.pages_charged_on(today) == 6
+    inbox = str(tmp_path / "in")
+    assert journal.spend(since_day=today) == [(today, inbox, 6)]
+    assert journal.compact(older_than=time.time() + 1) == 2
+    assert journal.spend(since_day=today) == [(today, inbox, 6)]
 
 
 def test_a_write_that_returns_is_committed_even_after_a_failed_commit(

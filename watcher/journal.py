@@ -165,6 +165,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE jobs DROP COLUMN staged;
     """,
+    # 4: the uploads the user chose to send again are charges of their own day (see _RESENT).
+    f"""
+    CREATE INDEX submissions_resent ON submissions (sent_at)
+    WHERE outcome = '{SubmissionOutcome.RESEND_APPROVED.value}';
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -172,6 +177,16 @@ _ACTIVE = tuple(state.value for state in ACTIVE_STATES)
 _PLACEHOLDERS = ",".join("?" * len(_ACTIVE))
 # Fields a caller may change alongside a move (updated_at changes with every one by itself).
 _MUTABLE = frozenset(item.name for item in fields(Job)) - FIXED_AT_CREATION - {"updated_at"}
+
+
+# A job's pages count on the day of its last upload (`charged_on`). An earlier upload the
+# service lost, which the user chose to send again, was probably charged as well: these rows
+# (day, job_id, pages) count on their own day. The literal outcome lets SQLite use the partial
+# index of migration step 4.
+_RESENT = (
+    "SELECT date(sent_at, 'unixepoch', 'localtime') AS day, job_id, pages FROM submissions "
+    f"WHERE outcome = '{SubmissionOutcome.RESEND_APPROVED.value}' AND pages > 0"
+)
 
 
 def local_day(moment: float | None = None) -> str:
@@ -520,7 +535,9 @@ class Journal:
         """Pages sent (or possibly sent) on a local day, 'YYYY-MM-DD', for the daily limit."""
         with self._lock:
             row = self._db.execute(
-                "SELECT COALESCE(SUM(pages), 0) FROM jobs WHERE charged_on = ?", (day,)
+                "SELECT (SELECT COALESCE(SUM(pages), 0) FROM jobs WHERE charged_on = ?) "
+                f"+ (SELECT COALESCE(SUM(pages), 0) FROM ({_RESENT}) WHERE day = ?)",
+                (day, day),
             ).fetchone()
         return int(row[0])
 
@@ -532,9 +549,12 @@ class Journal:
                 "SELECT day, inbox, SUM(pages) FROM ("
                 "  SELECT charged_on AS day, COALESCE(inbox, '') AS inbox, pages FROM jobs"
                 "  WHERE charged_on >= ? AND pages > 0"
+                "  UNION ALL SELECT resent.day, COALESCE(jobs.inbox, ''), resent.pages"
+                f"  FROM ({_RESENT}) AS resent JOIN jobs ON jobs.id = resent.job_id"
+                "  WHERE resent.day >= ?"
                 "  UNION ALL SELECT day, inbox, pages FROM history WHERE day >= ? AND pages > 0"
                 ") GROUP BY day, inbox ORDER BY day DESC, inbox",
-                (since_day, since_day),
+                (since_day, since_day, since_day),
             ).fetchall()
         return [
             (day, os.fsdecode(inbox) if inbox else "", int(pages)) for day, inbox, pages in rows
@@ -559,13 +579,27 @@ class Journal:
                 "AND output_hash IS NOT NULL",
                 params,
             )
-            db.execute(
-                "INSERT INTO history (day, inbox, state, jobs, pages) "
-                "SELECT COALESCE(charged_on, date(updated_at, 'unixepoch', 'localtime')), "
-                "COALESCE(inbox, ''), state, COUNT(*), COALESCE(SUM(pages), 0) "
-                f"FROM jobs WHERE {condition} GROUP BY 1, 2, 3 "
+            fold = (
+                "INSERT INTO history (day, inbox, state, jobs, pages) {} GROUP BY 1, 2, 3 "
                 "ON CONFLICT (day, inbox, state) DO UPDATE SET "
-                "jobs = jobs + excluded.jobs, pages = pages + excluded.pages",
+                "jobs = jobs + excluded.jobs, pages = pages + excluded.pages"
+            )
+            # A job that was never sent cost nothing, whatever pages its checks counted.
+            db.execute(
+                fold.format(
+                    "SELECT COALESCE(charged_on, date(updated_at, 'unixepoch', 'localtime')), "
+                    "COALESCE(inbox, ''), state, COUNT(*), "
+                    "COALESCE(SUM(CASE WHEN charged_on IS NULL THEN 0 ELSE pages END), 0) "
+                    f"FROM jobs WHERE {condition}"
+                ),
+                params,
+            )
+            db.execute(
+                fold.format(
+                    "SELECT resent.day, COALESCE(inbox, ''), state, 0, SUM(resent.pages) "
+                    f"FROM ({_RESENT}) AS resent JOIN jobs ON jobs.id = resent.job_id "
+                    f"WHERE {condition}"
+                ),
                 params,
             )
             removed = db.execute(f"DELETE FROM jobs WHERE {condition}", params).rowcount
