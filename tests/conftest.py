@@ -17,6 +17,10 @@ from watcher.logs import NOISY_LOGGERS
 from watcher.samplepdf import write_pdf
 from watcher.sandbox import Sandbox
 
+# No test may reach the developer's own OS keyring (a key stored there would be overwritten):
+# every process of the suite has none, unless a test starts its own (tests/test_keys.py).
+os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
+
 
 @contextmanager
 def umask(value: int) -> Iterator[None]:

@@ -70,9 +70,9 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def rules(home: Path) -> Path:
-    """A starter rules file in the temporary HOME."""
+    """A starter rules file with a key in the temporary HOME (autostart refuses a keyless one)."""
     path = home / "xdg-config" / "pdfocr-watcher" / "config.toml"
-    write_starter_config(path, home=home)
+    write_starter_config(path, api_key=SECRET, home=home)
     return path
 
 
@@ -424,12 +424,12 @@ def test_doctor_reports_a_dead_endpoint_and_never_prints_the_key(
 def test_doctor_says_where_the_key_comes_from_without_printing_it(
     home: Path,
     tmp_path: Path,
-    sandbox: Sandbox,
+    make_sandbox: Callable[..., Sandbox],
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("PDFOCR_API_KEY", SECRET)
-    rules = write_rules(tmp_path / "pdfocr", sandbox.url, key="")
+    rules = write_rules(tmp_path / "pdfocr", make_sandbox(key=SECRET).url, key="")
     code, output = run_doctor(rules, capsys)
     assert code == 0, output
     assert "set (from PDFOCR_API_KEY)" in output

@@ -40,7 +40,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 
-from watcher.config import default_config_path
+from watcher.config import API_KEY_ENV, default_config_path, load_config
+from watcher.errors import ConfigError
+from watcher.keys import KeySource, key_source, with_key
 
 APP_NAME = "pdfocr-watcher"
 LAUNCH_AGENT_LABEL = "org.pdfocr.watcher"
@@ -547,6 +549,10 @@ def _enable_command(
     if args.systemd and family(platform) != "xdg":
         print("pdfocr-watcher: --systemd is for Linux only.", file=sys.stderr)
         return 2
+    refusal = keyless_reason(config, env)
+    if refusal:
+        print(f"pdfocr-watcher: {refusal}", file=sys.stderr)
+        return EXIT_NOT_ENABLED
     program = launch_program(platform)
     try:
         entries = enable(platform, home, env, program=program, config=config, systemd=args.systemd)
@@ -560,13 +566,46 @@ def _enable_command(
     return EXIT_OK
 
 
+def keyless_reason(config: Path, env: Mapping[str, str]) -> str | None:
+    """Why the rules file cannot be started at login, or None: as a login session reads it,
+    without this shell's PDFOCR_API_KEY. Without a key the daemon would run on the sandbox
+    at every login, converting nothing for real, and nobody watching to see it."""
+    try:
+        rules = load_config(config, env={})
+        if key_source(rules, env={}) is not KeySource.NONE:
+            with_key(rules, env={})
+            return None
+    except ConfigError as exc:
+        return f"{exc}. The watcher would stop at every login: fix that first."
+    shell = (
+        f" ({API_KEY_ENV} is set in this shell, but a login session does not have it.)"
+        if env.get(API_KEY_ENV, "").strip()
+        else ""
+    )
+    return (
+        f"{config} holds no API key, so at every login the watcher would run on the built-in "
+        f"SANDBOX and convert nothing for real.{shell} Set the key first: pdfocr-watcher init "
+        f"--api-key KEY --config {shlex.quote(str(config))} (it goes to your OS keyring), then "
+        "`pdfocr-watcher autostart enable` again."
+    )
+
+
 def print_status(states: Sequence[EntryState], platform: str) -> int:
-    """Prints what is enabled; 0 when the daemon starts at login, 1 when not (or broken)."""
+    """Prints what is enabled, naming the entry that does it first; 0 when the daemon starts
+    at login, 1 when not (or broken)."""
     enabled = is_enabled(states)
     broken = any(state.program_missing for state in states)
-    print(f"Autostart ({family(platform)}): {'enabled' if enabled else 'not enabled'}")
+    present = [state for state in states if state.present]
+    if enabled:
+        found = ", ".join(f"the {state.entry.kind} {state.entry.path}" for state in present)
+        print(f"Autostart ({family(platform)}): enabled by {found}")
+    elif present:
+        found = ", ".join(f"{state.entry.kind} {state.entry.path}" for state in present)
+        print(f"Autostart ({family(platform)}): not enabled; found only {found}")
+    else:
+        print(f"Autostart ({family(platform)}): not enabled; no entry found")
     for state in states:
-        found = "present" if state.present else "absent"
+        found = "found" if state.present else "absent"
         print(f"  {state.entry.kind}: {state.entry.path} ({found})")
         if state.command:
             print(f"    runs: {shown(platform, state.command)}")

@@ -4,8 +4,11 @@ itself lives in the modules they call."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import getpass
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -18,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from watcher import __version__, autostart, doctor
 from watcher.config import (
+    API_KEY_ENV,
     Config,
     all_folders,
     check_runnable,
@@ -42,7 +46,9 @@ from watcher.journal import (
     Journal,
     local_day,
 )
+from watcher.keys import KeySource, check_key_text, save_key, with_key
 from watcher.logs import register_secret, setup_logging
+from watcher.world import SANDBOX_SERVICE_FOLDER, has_sandbox_journal, sandbox_state_dir
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -52,8 +58,9 @@ EXIT_ACCOUNT = 4  # key unknown or credit exhausted
 EXIT_SERVICE = 5  # the service could not be reached or gave no result in time
 
 NO_KEY_ADVICE = (
-    'No API key is configured. Put it under [api] as `key = "..."` in {path} or in the '
-    "PDFOCR_API_KEY environment variable, or try the built-in sandbox first with --sandbox."
+    "No API key is configured. Set it with `pdfocr-watcher init --api-key KEY` (it goes to "
+    "your OS keyring, else into {path}) or in the PDFOCR_API_KEY environment variable, or try "
+    "the built-in sandbox first with --sandbox."
 )
 CONVERT_GIVE_UP_ATTEMPTS = 4
 DAY = 24 * 3600
@@ -114,7 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
     init = commands.add_parser(
         "init", parents=[common], help="create a starter rules file and its folders"
     )
-    init.add_argument("--api-key", metavar="KEY", default="", help="your pdfocr.org API key")
+    init.add_argument(
+        "--api-key",
+        metavar="KEY",
+        default="",
+        help="your pdfocr.org API key ('-' reads it from standard input); on an existing rules "
+        "file only the key is set. Kept in the OS keyring when there is one.",
+    )
     init.set_defaults(handler=command_init)
 
     check = commands.add_parser(
@@ -150,6 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
         "status", parents=[common], help="what the daemon did and is doing (from its journal)"
     )
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="the sandbox's own journal (play money), kept apart from the real one",
+    )
     status.add_argument("--last", type=int, default=10, metavar="N", help="recent jobs to show")
     status.set_defaults(handler=command_status)
 
@@ -257,7 +275,8 @@ def service(config: Config, use_sandbox: bool, state_dir: Path) -> Iterator[tupl
         return
     from watcher.sandbox import Sandbox
 
-    with Sandbox(workdir=state_dir / "sandbox").start() as sandbox:
+    workdir = sandbox_state_dir(state_dir) / SANDBOX_SERVICE_FOLDER
+    with Sandbox(workdir=workdir).start() as sandbox:
         log.warning(
             "SANDBOX MODE: conversions are simulated on this computer by the built-in "
             "sandbox at %s; nothing is sent to pdfocr.org and nothing is charged.",
@@ -271,25 +290,80 @@ def service(config: Config, use_sandbox: bool, state_dir: Path) -> Iterator[tupl
 
 def command_init(args: argparse.Namespace) -> int:
     path = config_path(args)
-    config = write_starter_config(path, api_key=args.api_key)
+    try:
+        key = _key_argument(args.api_key)
+    except ValueError as exc:
+        print(f"pdfocr-watcher: --api-key: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if path.exists():
+        if not key:
+            message = (
+                "already exists; to set the API key in it (the rest is kept as it is): "
+                "pdfocr-watcher init --api-key KEY. To start afresh, move it away first."
+            )
+            raise ConfigError(str(path), message)
+        _save_key(path, key)
+        return EXIT_OK
+    config = write_starter_config(path)
     print(f"Created {path} (readable by you only).")
     for rule in config.inboxes:
         print(f"  inbox {rule.path} → {rule.outformat}")
     print(f"  results go to {config.files.outbox}")
+    if key:
+        _save_key(path, key)
     print("\nNext:")
     step = 1
-    if not config.api.key:
-        print(f"  {step}. Put your pdfocr.org API key in {path} (`key` under [api]).")
+    if not key and not os.environ.get(API_KEY_ENV, "").strip():
+        print(f"  {step}. Set your pdfocr.org API key: pdfocr-watcher init --api-key KEY")
         step += 1
     print(
         f"  {step}. Start the watcher: pdfocr-watcher run "
-        "(or `pdfocr-watcher run --sandbox` to try it without a key)."
+        "(without a key it runs on the built-in SANDBOX: nothing is sent or charged)."
     )
     print(
         f"  {step + 1}. Drop a PDF into {config.inboxes[0].path} and find the result in "
         f"{config.inboxes[0].outbox}."
     )
     return EXIT_OK
+
+
+def _key_argument(given: str) -> str:
+    """The key from --api-key; "-" reads it from standard input (unseen at a terminal), so
+    that it stays out of the shell's history and the process list."""
+    if given != "-":
+        return check_key_text(given) if given else ""
+    if sys.stdin.isatty():
+        return check_key_text(getpass.getpass("pdfocr.org API key: "))
+    return check_key_text(sys.stdin.readline())
+
+
+def _save_key(path: Path, key: str) -> None:
+    """Sets the key and says where it went, and what that means for a running watcher."""
+    saved = save_key(path, key)
+    if saved.source is KeySource.KEYRING:
+        print(
+            f"Saved the API key in the OS keyring. {path} now says `keyring = true` under "
+            "[api] instead of holding the key; the rest of the file is as it was."
+        )
+    else:
+        print(
+            f"Saved the API key in {path} under [api] (the file is readable by you only; "
+            f"the rest of it is as it was). No OS keyring could be used: {saved.why_not_keyring}."
+        )
+    if os.environ.get(API_KEY_ENV, "").strip():
+        print(f"Note: {API_KEY_ENV} is set here, and is used before this key while it is.")
+    print("Check it with the service (nothing is charged): pdfocr-watcher doctor")
+    try:
+        state_dir = load_config(path).files.state_dir
+    except ConfigError:
+        return  # the rules have another problem, which `check` and `run` will name
+    if daemon_running(sandbox_state_dir(state_dir)):
+        print(
+            "The watcher running now runs on the SANDBOX: quit it (tray menu: Quit, or "
+            "Ctrl-C) and start `pdfocr-watcher run` again to convert for real."
+        )
+    elif daemon_running(state_dir):
+        print("The watcher running now uses the new key at once.")
 
 
 def command_check(args: argparse.Namespace) -> int:
@@ -332,7 +406,7 @@ def command_convert(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
-    config = load_optional_config(args)
+    config = with_key(load_optional_config(args))
     setup_logging(None, verbose=args.verbose)
     journal = Journal(":memory:")
     worst = EXIT_OK
@@ -406,12 +480,14 @@ def _print_progress(job: Job) -> None:
 
 
 def command_run(args: argparse.Namespace) -> int:
+    """Live with a key; on the sandbox with --sandbox, or when no key is configured (said
+    loudly: in the log, the tray and `status`). Each in its own world (watcher.world)."""
     from watcher.daemon import Daemon
     from watcher.tray import present
 
     path = config_path(args)
     if not path.exists():
-        if not args.sandbox:
+        if not args.sandbox and os.environ.get(API_KEY_ENV, "").strip():
             print(
                 f"pdfocr-watcher: no rules file at {path}. Create one with `pdfocr-watcher "
                 "init`, or try everything first with `pdfocr-watcher run --sandbox`.",
@@ -419,23 +495,33 @@ def command_run(args: argparse.Namespace) -> int:
             )
             return EXIT_USAGE
         _first_sandbox_run(path)
-    config = load_config(path)
+    config = with_key(load_config(path))
     check_runnable(config)
-    if not config.api.key and not args.sandbox:
-        raise ConfigError(str(path), NO_KEY_ADVICE.format(path=path), key="api.key")
+    use_sandbox = args.sandbox or not config.api.key
     state_dir = config.files.state_dir
-    with InstanceLock(state_dir):
-        setup_logging(state_dir, verbose=args.verbose)
+    world = sandbox_state_dir(state_dir) if use_sandbox else state_dir
+    with contextlib.ExitStack() as held:
+        held.enter_context(InstanceLock(state_dir))  # either world: they share the inboxes
+        if use_sandbox:
+            held.enter_context(InstanceLock(world))  # tells `status` which world runs
+        setup_logging(world, verbose=args.verbose)
+        if not args.sandbox and use_sandbox:
+            log.warning(
+                "SANDBOX: no API key is configured in %s, so this runs on the built-in "
+                "sandbox: results are made up on this computer and nothing is converted for "
+                "real. To convert for real: pdfocr-watcher init --api-key KEY, then run again.",
+                path,
+            )
         warning = config_permission_warning(config)
         if warning:
             log.warning("%s", warning)
         for folder in all_folders(config):
             folder.mkdir(parents=True, exist_ok=True)
-        with service(config, args.sandbox, state_dir) as (endpoint, key):
+        with service(config, use_sandbox, state_dir) as (endpoint, key):
             daemon = Daemon(
                 config,
-                endpoint_override=endpoint if args.sandbox else None,
-                key_override=key if args.sandbox else None,
+                endpoint_override=endpoint if use_sandbox else None,
+                key_override=key if use_sandbox else None,
             )
             _stop_on_signals(daemon.stop_event)
             try:
@@ -470,14 +556,20 @@ def _stop_on_signals(stop: threading.Event) -> None:
 
 
 def command_status(args: argparse.Namespace) -> int:
+    """The live world's journal; the sandbox's with --sandbox, or when only it has one (a
+    first look after the demo). The two are never added together."""
     config = load_optional_config(args)
-    journal_path = config.files.state_dir / JOURNAL_FILE_NAME
+    live_dir = config.files.state_dir
+    live_journal = live_dir / JOURNAL_FILE_NAME
+    sandbox = args.sandbox or (not live_journal.exists() and has_sandbox_journal(live_dir))
+    journal_path = (sandbox_state_dir(live_dir) if sandbox else live_dir) / JOURNAL_FILE_NAME
     if not journal_path.exists():
-        print(f"No journal yet at {journal_path}: the daemon has not run with these rules.")
+        world = "SANDBOX journal" if sandbox else "journal"
+        print(f"No {world} yet at {journal_path}: the daemon has not run with these rules.")
         return EXIT_OK
     journal = Journal(journal_path)
     try:
-        report = _status_report(journal, config, args.last)
+        report = _status_report(journal, config, args.last, sandbox=sandbox)
     finally:
         journal.close()
     if args.json:
@@ -487,12 +579,18 @@ def command_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _status_report(journal: Journal, config: Config, last: int) -> dict[str, object]:
-    running = daemon_running(config.files.state_dir)
+def _status_report(
+    journal: Journal, config: Config, last: int, *, sandbox: bool
+) -> dict[str, object]:
+    live_dir = config.files.state_dir
+    sandbox_running = daemon_running(sandbox_state_dir(live_dir))
     pages_at = journal.get_meta(META_PAGES_AT)
     pages = journal.get_meta(META_PAGES)
     return {
-        "running": running,
+        "world": "sandbox" if sandbox else "live",
+        "running": sandbox_running if sandbox else daemon_running(live_dir) and not sandbox_running,
+        "other_world_running": not sandbox and sandbox_running,
+        "other_world_journal": not sandbox and has_sandbox_journal(live_dir),
         "mode": journal.get_meta(META_MODE) or "unknown",
         "held": journal.get_meta(META_HOLD),
         "service_problem": journal.get_meta(META_SERVICE),
@@ -505,7 +603,10 @@ def _status_report(journal: Journal, config: Config, last: int) -> dict[str, obj
                 "day": day,
                 "inbox": inbox,
                 "pages": pages,
-                "estimated_cost_usd": [round(cost, 2) for cost in estimated_cost(pages)],
+                # Play money has no price: the sandbox's pages are never costed.
+                "estimated_cost_usd": None
+                if sandbox
+                else [round(cost, 2) for cost in estimated_cost(pages)],
             }
             for day, inbox, pages in journal.spend(since_day=local_day(time.time() - 30 * DAY))
         ],
@@ -528,37 +629,55 @@ def _when(timestamp: float) -> str:
 
 
 def _print_status(report: dict[str, object]) -> None:
-    mode = str(report["mode"]).upper() if report["mode"] == "sandbox" else report["mode"]
-    print(f"Daemon: {'running' if report['running'] else 'not running'} ({mode})")
-    if report["held"]:
-        print(f"QUEUE HELD: {report['held']}")
-    if report["service_problem"]:
-        print(f"Service trouble: {report['service_problem']}")
-    if report["available_pages"] is not None:
+    sandbox = report["world"] == "sandbox"
+    mark = "SANDBOX " if sandbox else ""
+    if sandbox:
         print(
-            f"Credit: {report['available_pages']:,} pages (seen {report['available_pages_seen']})"
+            "SANDBOX: the built-in stand-in's own journal. Nothing here was sent to "
+            "pdfocr.org or charged, and none of it counts in the real figures."
+        )
+    running = "running" if report["running"] else "not running"
+    if report["other_world_running"]:
+        running += " (a SANDBOX daemon is running: pdfocr-watcher status --sandbox)"
+    print(f"{mark}Daemon: {running}")
+    if report["held"]:
+        print(f"{mark}QUEUE HELD: {report['held']}")
+    if report["service_problem"]:
+        print(f"{mark}Service trouble: {report['service_problem']}")
+    if report["available_pages"] is not None:
+        money = " of play money" if sandbox else ""
+        print(
+            f"{mark}Credit: {report['available_pages']:,} pages{money} "
+            f"(seen {report['available_pages_seen']})"
         )
     counts = report["counts"]
     assert isinstance(counts, dict)
     print(
-        "Jobs: "
+        f"{mark}Jobs: "
         + (", ".join(f"{count} {state}" for state, count in sorted(counts.items())) or "none yet")
     )
     spend = report["pages_sent"]
     assert isinstance(spend, list)
-    if spend:
+    if spend and sandbox:
+        print("SANDBOX pages converted (last 30 days; play money, nothing charged):")
+    elif spend:
         print("Pages sent (last 30 days, estimated cost at your pack's price):")
     for row in spend:
+        where = row["inbox"] or "(convert)"
+        if sandbox:
+            print(f"  {row['day']}  {row['pages']:>6,} pages  SANDBOX  {where}")
+            continue
         low, high = row["estimated_cost_usd"]
-        print(
-            f"  {row['day']}  {row['pages']:>6,} pages  ${low:,.2f} to ${high:,.2f}  "
-            f"{row['inbox'] or '(convert)'}"
-        )
+        print(f"  {row['day']}  {row['pages']:>6,} pages  ${low:,.2f} to ${high:,.2f}  {where}")
     recent = report["recent"]
     assert isinstance(recent, list)
     for job in recent:
         outcome = job["output"] or job["error"] or ""
-        print(f"  #{job['id']:<5} {job['state']:<18} {job['file']}  {outcome}")
+        print(f"  {mark}#{job['id']:<5} {job['state']:<18} {job['file']}  {outcome}")
+    if report["other_world_journal"]:
+        print(
+            "The SANDBOX keeps its own journal, not counted here: pdfocr-watcher status --sandbox"
+        )
 
 
 def command_retry(args: argparse.Namespace) -> int:

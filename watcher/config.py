@@ -81,9 +81,12 @@ class AfterSuccess(enum.Enum):
 
 @dataclass(frozen=True)
 class ApiSettings:
-    """How to talk to pdfocr.org. The key is kept out of repr so it never reaches a log."""
+    """How to talk to pdfocr.org. The key is kept out of repr so it never reaches a log.
+    `keyring`: the rules file says the key is kept in the OS keyring (watcher.keys reads it
+    from there; this file never holds it then)."""
 
     key: str = field(default="", repr=False)
+    keyring: bool = False
     endpoint: str = DEFAULT_ENDPOINT
     concurrency: int = 2
     request_timeout: float = 110.0
@@ -389,6 +392,7 @@ _positive_seconds = _number(0, whole=False, above=True)
 _count = _number(0, whole=True, above=False)
 _API_SCHEMA: dict[str, Converter] = {
     "key": _text,
+    "keyring": _boolean,
     "endpoint": _endpoint,
     "concurrency": _number(1, 16, whole=True, above=False),
     "request_timeout": _positive_seconds,
@@ -641,7 +645,9 @@ def _check_folders(src: _Source, doc: dict[str, Any], config: Config) -> None:
 
 
 def load_config(path: Path, env: Mapping[str, str] | None = None) -> Config:
-    """Read and validate the rules file; PDFOCR_API_KEY in `env` overrides `api.key`."""
+    """Read and validate the rules file; PDFOCR_API_KEY in `env` overrides `api.key`. A key
+    kept in the OS keyring is not read here (`watcher.keys.with_key` does, where a key is
+    needed): reading a keyring may ask the desktop to unlock it."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:

@@ -33,6 +33,7 @@ from watcher.journal import (
     Journal,
     local_day,
 )
+from watcher.keys import with_key
 from watcher.logs import log_path
 from watcher.ownfiles import OwnFiles
 from watcher.rulesfile import RulesFileWatcher
@@ -40,6 +41,7 @@ from watcher.runner import JobRunner, requeue, timing
 from watcher.stations import Admitted, SharedInboxes
 from watcher.status import RECENT_LIMIT, Notice, NoticeKind, Snapshot, StatusBoard
 from watcher.workers import WorkerPool
+from watcher.world import in_sandbox
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +63,10 @@ class Daemon:
         self.config = self._effective(config)
         self.sandbox = endpoint_override is not None
         self.stop_event = threading.Event()
-        self.journal = Journal.in_folder(config.files.state_dir)
+        self.journal = Journal.in_folder(self.config.files.state_dir)
         self._client = PdfOcrClient(self.config.api)
         own_files = OwnFiles()  # results we placed: never taken for new files
-        self.stations = SharedInboxes(self.config, config.files.state_dir)
+        self.stations = SharedInboxes(self.config, self.config.files.state_dir)
         self.status = StatusBoard()
         self.holds = QueueHolds()
         self.runner = JobRunner(
@@ -101,8 +103,8 @@ class Daemon:
     def _effective(self, config: Config) -> Config:
         endpoint, key = self._overrides
         if endpoint is None:
-            return config
-        return replace(config, api=replace(config.api, endpoint=endpoint, key=key or ""))
+            return with_key(config)
+        return in_sandbox(config, endpoint, key or "")
 
     # -- life cycle ------------------------------------------------------------------------
 

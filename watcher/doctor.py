@@ -37,10 +37,11 @@ from watcher.config import (
     load_config,
     parse_config,
 )
-from watcher.errors import ApiError, ConfigError
+from watcher.errors import AccountError, ApiError, ConfigError, CreditError, UnknownRemoteName
 from watcher.instance import daemon_running
 from watcher.journal import JOURNAL_FILE_NAME, META_PAGES, META_PAGES_AT, Journal
-from watcher.logs import LOG_FILE_NAME, REDACTED
+from watcher.keys import KeySource, key_source, with_key
+from watcher.logs import LOG_FILE_NAME, REDACTED, redact
 
 EXIT_OK = 0
 EXIT_ATTENTION = 1
@@ -56,6 +57,7 @@ DISTRIBUTIONS = (
     "pypdf",
     "pillow",
     "platformdirs",
+    "keyring",
 )
 
 
@@ -113,15 +115,42 @@ def check_config(path: Path, env: Mapping[str, str]) -> tuple[Config | None, lis
 
 
 def check_key(config: Config, env: Mapping[str, str]) -> Finding:
-    """Only whether a key is set, and where from: never the key, nor a part of it."""
-    if not config.api.key:
+    """Whether a key is set, where from, and whether the service takes it: never the key,
+    nor a part of it. The service is asked the status of a name no upload ever had, which
+    costs nothing; it checks the key first, so "no such file" means the key is good and a
+    refusal about the key means it is not (API.md). The sandbox answers the same way."""
+    from watcher.api import PdfOcrClient, RemoteJob, new_token
+
+    source = key_source(config, env)
+    if source is KeySource.NONE:
         return problem(
             "API key",
-            f'not set: put it under [api] as key = "..." or in {API_KEY_ENV} '
-            "(or try `pdfocr-watcher run --sandbox`)",
+            "not set: pdfocr-watcher init --api-key KEY (kept in your OS keyring), or "
+            f"{API_KEY_ENV} (until then `run` works on the built-in SANDBOX only)",
         )
-    source = API_KEY_ENV if env.get(API_KEY_ENV, "").strip() else "the rules file"
-    return ok("API key", f"set (from {source})")
+    try:
+        config = with_key(config, env)
+    except ConfigError as exc:
+        return problem("API key", exc.message)
+    where = f"set (from {source.value})"
+    client = PdfOcrClient(config.api)
+    try:
+        client.poll(RemoteJob(f"doctor-probe-{new_token()}.txt", "txt", "English", False))
+    except UnknownRemoteName:
+        return ok("API key", f"{where}; the service accepts it (asked without spending)")
+    except CreditError as exc:
+        return problem("API key", f"{where}; the key works but the account has no credit: {exc}")
+    except AccountError as exc:
+        return problem(
+            "API key",
+            f"{where}, but WRONG: the service does not accept it ({exc.message}). Copy the "
+            "key again from your pdfocr.org account: pdfocr-watcher init --api-key KEY",
+        )
+    except ApiError as exc:
+        return note("API key", f"{where}; not checked, the service did not answer: {exc}")
+    finally:
+        client.close()
+    return note("API key", f"{where}; not checked: the service's answer did not tell")
 
 
 # -- folders ----------------------------------------------------------------------------------
@@ -345,7 +374,7 @@ def run_doctor(
     text = render(findings, found, env)
     for secret in secrets_in(config, env):
         text = text.replace(secret, REDACTED)
-    print(text)
+    print(redact(text))  # and a key read from the keyring, in any of its forms
     return EXIT_ATTENTION if any(f.level is Level.PROBLEM for f in findings) else EXIT_OK
 
 
