@@ -508,8 +508,8 @@ def command_run(args: argparse.Namespace) -> int:
         if not args.sandbox and use_sandbox:
             log.warning(
                 "SANDBOX: no API key is configured in %s, so this runs on the built-in "
-                "sandbox: results are made up on this computer and nothing is converted for "
-                "real. To convert for real: pdfocr-watcher init --api-key KEY, then run again.",
+                "sandbox. To convert for real: pdfocr-watcher init --api-key KEY, then run "
+                "again.",
                 path,
             )
         warning = config_permission_warning(config)
