@@ -11,12 +11,14 @@ import shutil
 import stat
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from test_daemon import wait_for
 
 from watcher.cli import main
 from watcher.config import load_config, parse_config
@@ -263,3 +265,53 @@ def test_a_keyring_that_cannot_be_unlocked_leaves_the_key_in_the_file(tmp_path: 
     assert "No OS keyring could be used: the OS keyring refused it" in said
     assert load_config(rules, env={}).api.key == KEY
     assert stat.S_IMODE(rules.stat().st_mode) == 0o600
+
+
+@needs_keyring
+def test_a_running_daemon_takes_a_corrected_key_from_the_keyring_at_once(
+    tmp_path: Path, make_sandbox: Callable[..., Sandbox]
+) -> None:
+    """The rules file already says `keyring = true`: setting the key again leaves it the
+    same, yet the running daemon reads the new key from the keyring and its held queue goes."""
+    service = make_sandbox(key=KEY)
+    rules = users_rules(tmp_path, service.url)
+    text = rules.read_text(encoding="utf-8-sig").replace(
+        "settle_seconds   = 1.5", "settle_seconds = 0.2"
+    )
+    rules.write_text(text, encoding="utf-8")
+    write_pdf(tmp_path / "inbox" / "order.pdf", ["Order 12"])
+    go, log = tmp_path / "go", tmp_path / "state" / "pdfocr-watcher.log"
+    script = f"""
+        "$PYTHON" -m watcher init --api-key wrong-key-1 --config "{rules}" >/dev/null
+        "$PYTHON" -m watcher run --no-tray --config "{rules}" 2>/dev/null &
+        daemon=$!
+        trap 'kill $daemon 2>/dev/null || true' EXIT
+        tries=0
+        until [ -e "{go}" ]; do
+            tries=$((tries + 1)); [ $tries -lt 600 ] || exit 3; sleep 0.1
+        done
+        "$PYTHON" -m watcher init --api-key "{KEY}" --config "{rules}"
+        tries=0
+        until [ -e "{tmp_path / "outbox" / "order.txt"}" ]; do
+            tries=$((tries + 1)); [ $tries -lt 600 ] || exit 4; sleep 0.1
+        done
+    """
+    session = threading.Thread(
+        target=lambda: said.append(in_desktop_session(tmp_path, script, unlocked=True))
+    )
+    said: list[str] = []
+    session.start()
+    try:
+        wait_for(
+            lambda: log.exists() and "API key does not exist" in log.read_text(encoding="utf-8"),
+            timeout=60,
+            what="the queue held for the wrong key",
+        )
+        assert service.ledger() == []
+        rules_before = rules.read_bytes()
+    finally:
+        go.touch()
+        session.join(timeout=150)
+    assert said and "Saved the API key in the OS keyring" in said[0]
+    assert rules.read_bytes() == rules_before  # the file said keyring = true already
+    assert len(service.ledger()) == 1
