@@ -99,6 +99,22 @@ def test_without_a_keyring_init_sets_the_key_in_the_file_and_keeps_every_other_b
     assert config.api.key == KEY and key_source(config, {}) is KeySource.RULES_FILE
 
 
+def test_a_first_init_with_a_key_writes_the_starter_file_with_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    rules = tmp_path / "cfg" / "config.toml"
+    code, said = run(capsys, "init", "--api-key", KEY, "--config", str(rules))
+    assert code == 0, said
+    assert f"Created {rules}" in said and "Saved the API key in" in said
+    assert "Set your pdfocr.org API key" not in said  # not among the next steps: it is set
+    assert stat.S_IMODE(rules.stat().st_mode) == 0o600
+    config = load_config(rules, env={})
+    assert config.api.key == KEY and (tmp_path / "PDFOCR" / "inbox" / "to-word").is_dir()
+    code, said = run(capsys, "check", "--config", str(rules))
+    assert code == 0 and "API key: in the rules file;" in said
+
+
 def test_init_without_a_key_on_an_existing_file_says_how_to_set_one(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -234,6 +250,8 @@ def test_init_puts_the_key_in_a_real_keyring_and_every_command_reads_it_from_the
         echo "=== stored"
         "$PYTHON" -c 'import keyring; print(keyring.get_password("{KEYRING_SERVICE}",
             "{rules}") == "{KEY}")'
+        echo "=== check"
+        "$PYTHON" -m watcher check --config "{rules}"
         echo "=== doctor"
         "$PYTHON" -m watcher doctor --config "{rules}" || true
         echo "=== convert"
@@ -241,9 +259,10 @@ def test_init_puts_the_key_in_a_real_keyring_and_every_command_reads_it_from_the
         """,
         unlocked=True,
     )
-    init, stored, doctor, convert = said.split("=== ")
+    init, stored, check, doctor, convert = said.split("=== ")
     assert "Saved the API key in the OS keyring" in init
     assert stored.split() == ["stored", "True"]
+    assert "API key: in the OS keyring;" in check
     assert "set (from the OS keyring); the service accepts it" in doctor
     assert "done" in convert and "Delivery note 44" in (tmp_path / "scan.txt").read_text()
     assert len(service.ledger()) == 1  # the key the keyring gave was the one the service took

@@ -46,7 +46,7 @@ from watcher.journal import (
     Journal,
     local_day,
 )
-from watcher.keys import KeySource, check_key_text, save_key, with_key
+from watcher.keys import KeySource, check_key_text, key_source, save_key, with_key
 from watcher.logs import register_secret, setup_logging
 from watcher.world import SANDBOX_SERVICE_FOLDER, has_sandbox_journal, sandbox_state_dir
 
@@ -375,7 +375,9 @@ def command_check(args: argparse.Namespace) -> int:
         print(verdict.reason)
         return EXIT_OK if verdict.accepted else EXIT_FILE
     print(f"{config.path}: valid.")
-    print(f"API key: {'set' if config.api.key else 'NOT SET'}; endpoint {config.api.endpoint}")
+    source = key_source(config)  # where from, without opening the keyring (`doctor` does)
+    key = "NOT SET (`run` uses the SANDBOX)" if source is KeySource.NONE else f"in {source.value}"
+    print(f"API key: {key}; endpoint {config.api.endpoint}")
     if not config.inboxes:
         print("No [[inbox]] yet: nothing would be watched.")
     for rule in config.inboxes:
