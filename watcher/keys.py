@@ -117,8 +117,9 @@ def _keyring_line(path: Path) -> int | None:
 
 
 def keyring_entry(path: Path) -> str:
-    """The keyring's user name for a rules file's key: the file's absolute path."""
-    return str(path.expanduser().absolute())
+    """The keyring's user name for a rules file's key: the file's absolute path, however
+    it was written (`..`, `~`, relative to where the command ran)."""
+    return os.path.abspath(path.expanduser())
 
 
 def _backend() -> Any:
