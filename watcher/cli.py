@@ -302,7 +302,7 @@ def command_init(args: argparse.Namespace) -> int:
                 "pdfocr-watcher init --api-key KEY. To start afresh, move it away first."
             )
             raise ConfigError(str(path), message)
-        _save_key(path, key)
+        _save_key(path, key, kept="; the rest of the file is as it was")
         return EXIT_OK
     config = write_starter_config(path)
     print(f"Created {path} (readable by you only).")
@@ -310,16 +310,15 @@ def command_init(args: argparse.Namespace) -> int:
         print(f"  inbox {rule.path} → {rule.outformat}")
     print(f"  results go to {config.files.outbox}")
     if key:
-        _save_key(path, key)
+        _save_key(path, key, kept="")
     print("\nNext:")
     step = 1
-    if not key and not os.environ.get(API_KEY_ENV, "").strip():
+    keyless = not key and not os.environ.get(API_KEY_ENV, "").strip()
+    if keyless:
         print(f"  {step}. Set your pdfocr.org API key: pdfocr-watcher init --api-key KEY")
         step += 1
-    print(
-        f"  {step}. Start the watcher: pdfocr-watcher run "
-        "(without a key it runs on the built-in SANDBOX: nothing is sent or charged)."
-    )
+    sandbox = " (without a key: on the built-in SANDBOX, nothing sent or charged)"
+    print(f"  {step}. Start the watcher: pdfocr-watcher run{sandbox if keyless else ''}")
     print(
         f"  {step + 1}. Drop a PDF into {config.inboxes[0].path} and find the result in "
         f"{config.inboxes[0].outbox}."
@@ -337,18 +336,19 @@ def _key_argument(given: str) -> str:
     return check_key_text(sys.stdin.readline())
 
 
-def _save_key(path: Path, key: str) -> None:
-    """Sets the key and says where it went, and what that means for a running watcher."""
+def _save_key(path: Path, key: str, *, kept: str) -> None:
+    """Sets the key and says where it went (`kept`: what became of the rest of the file),
+    and what that means for a running watcher."""
     saved = save_key(path, key)
     if saved.source is KeySource.KEYRING:
         print(
-            f"Saved the API key in the OS keyring. {path} now says `keyring = true` under "
-            "[api] instead of holding the key; the rest of the file is as it was."
+            f"Saved the API key in the OS keyring. {path} says `keyring = true` under [api] "
+            f"instead of holding the key{kept}."
         )
     else:
         print(
-            f"Saved the API key in {path} under [api] (the file is readable by you only; "
-            f"the rest of it is as it was). No OS keyring could be used: {saved.why_not_keyring}."
+            f"Saved the API key in {path} under [api], readable by you only{kept}. "
+            f"No OS keyring could be used: {saved.why_not_keyring}."
         )
     if os.environ.get(API_KEY_ENV, "").strip():
         print(f"Note: {API_KEY_ENV} is set here, and is used before this key while it is.")
