@@ -60,15 +60,17 @@ def start(rules: Path, *more: str) -> subprocess.Popen[bytes]:
 def run_until(rules: Path, done: Callable[[], object], what: str) -> str:
     """Runs the daemon in its own process until `done()`; returns what it said."""
     process = start(rules)
+    failure: AssertionError | None = None
     try:
         wait_for(done, timeout=60, what=what)
-    except AssertionError:
-        stop_process(process)
-        assert process.stderr is not None
-        raise AssertionError(process.stderr.read().decode("utf-8", "replace")) from None
+    except AssertionError as exc:
+        failure = exc
     stop_process(process)
     assert process.stderr is not None
-    return process.stderr.read().decode("utf-8", "replace")
+    said = process.stderr.read().decode("utf-8", "replace")
+    if failure is not None:
+        raise AssertionError(f"{failure}; the daemon said:\n{said}")
+    return said
 
 
 def test_a_file_tried_on_the_sandbox_is_really_sent_in_live_use_and_counted_apart(
