@@ -38,8 +38,9 @@ def hold_reason(error: AccountError, rules_file: Path | None) -> str:
             "minutes, or at once when you choose Resume queue"
         )
     return (
-        f"the service refused the account: {error.message} — fix `key` under [api] "
-        f"in {where} (or PDFOCR_API_KEY); the queue resumes as soon as the file is saved"
+        f"the service refused the account: {error.message} — set the right key with "
+        f"`pdfocr-watcher init --api-key KEY` (or edit `key` under [api] in {where}, or "
+        "PDFOCR_API_KEY); the queue resumes as soon as the rules file is saved"
     )
 
 
