@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from test_daemon import wait_for
+from test_faults import small_disk  # noqa: F401 (a fixture: a real tmpfs)
 
 from watcher.cli import main
 from watcher.config import load_config, parse_config
@@ -113,6 +114,28 @@ def test_a_first_init_with_a_key_writes_the_starter_file_with_it(
     assert config.api.key == KEY and (tmp_path / "PDFOCR" / "inbox" / "to-word").is_dir()
     code, said = run(capsys, "check", "--config", str(rules))
     assert code == 0 and "API key: in the rules file;" in said
+
+
+def test_a_linked_rules_file_is_edited_where_it_is_and_stays_a_link(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real = users_rules(tmp_path)
+    link = tmp_path / "linked.toml"
+    link.symlink_to(real)
+    assert run(capsys, "init", "--api-key", KEY, "--config", str(link))[0] == 0
+    assert link.is_symlink() and load_config(real, env={}).api.key == KEY
+
+
+def test_a_rules_file_that_cannot_be_rewritten_is_said_in_words(
+    request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    disk: Path = request.getfixturevalue("small_disk")
+    rules = users_rules(disk)
+    before = rules.read_bytes()
+    subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+    code, said = run(capsys, "init", "--api-key", KEY, "--config", str(rules))
+    assert code == 2 and f"{rules}: cannot write it: Read-only file system" in said
+    assert rules.read_bytes() == before
 
 
 def test_init_without_a_key_on_an_existing_file_says_how_to_set_one(

@@ -219,11 +219,12 @@ def _rewrite(path: Path, text: str, bom: bool, *, private: bool) -> None:
     """Replaces the file at once (a running daemon never reads half of it), through a
     symbolic link to where the file really is, keeping its mode (owner-only with the key)."""
     target = path.resolve()
-    mode = stat.S_IMODE(target.stat().st_mode)
-    if private:
-        mode &= 0o700
     data = (codecs.BOM_UTF8 if bom else b"") + text.encode("utf-8")
-    fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        mode = stat.S_IMODE(target.stat().st_mode) & (0o700 if private else 0o777)
+        fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot write it: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
@@ -231,6 +232,9 @@ def _rewrite(path: Path, text: str, bom: bool, *, private: bool) -> None:
             os.fsync(out.fileno())
         os.chmod(temp, mode)
         os.replace(temp, target)
+    except OSError as exc:
+        Path(temp).unlink(missing_ok=True)
+        raise ConfigError(str(path), f"cannot write it: {exc.strerror or exc}") from None
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
