@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -145,6 +146,11 @@ def test_a_sandbox_run_after_live_use_leaves_the_live_journal_and_spend_alone(
         shown = status(rules, capsys)
         assert "Daemon: not running (a SANDBOX daemon is running: " in shown
         assert "SANDBOX Daemon: running" in status(rules, capsys, "--sandbox")
+        capsys.readouterr()
+        main(["doctor", "--config", str(rules)])
+        report = capsys.readouterr().out
+        assert re.search(r"^note +daemon +running on the SANDBOX$", report, re.M)
+        assert re.search(r"^note +sandbox +its own journal and log in .*sandbox", report, re.M)
     finally:
         stop_process(process)
     assert len(real.ledger()) == 1  # nothing more reached the live service

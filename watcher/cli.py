@@ -9,6 +9,7 @@ import getpass
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -261,8 +262,12 @@ def load_optional_config(args: argparse.Namespace) -> Config:
 
 
 @contextmanager
-def service(config: Config, use_sandbox: bool, state_dir: Path) -> Iterator[tuple[str, str]]:
-    """(endpoint, key) to talk to: the configured service, or a sandbox started here."""
+def service(
+    config: Config, use_sandbox: bool, sandbox_files: Path | None = None
+) -> Iterator[tuple[str, str]]:
+    """(endpoint, key) to talk to: the configured service, or a sandbox started here, which
+    keeps its results in `sandbox_files` (emptied first: a new sandbox knows none of the last
+    one's jobs) or in a temporary folder of its own."""
     if not use_sandbox:
         if not config.api.key:
             raise ConfigError(
@@ -275,8 +280,9 @@ def service(config: Config, use_sandbox: bool, state_dir: Path) -> Iterator[tupl
         return
     from watcher.sandbox import Sandbox
 
-    workdir = sandbox_state_dir(state_dir) / SANDBOX_SERVICE_FOLDER
-    with Sandbox(workdir=workdir).start() as sandbox:
+    if sandbox_files is not None:
+        shutil.rmtree(sandbox_files, ignore_errors=True)
+    with Sandbox(workdir=sandbox_files).start() as sandbox:
         log.warning(
             "SANDBOX MODE: conversions are simulated on this computer by the built-in "
             "sandbox at %s; nothing is sent to pdfocr.org and nothing is charged.",
@@ -412,7 +418,7 @@ def command_convert(args: argparse.Namespace) -> int:
     setup_logging(None, verbose=args.verbose)
     journal = Journal(":memory:")
     worst = EXIT_OK
-    with service(config, args.sandbox, config.files.state_dir) as (endpoint, key):
+    with service(config, args.sandbox) as (endpoint, key):
         client = PdfOcrClient(replace(config.api, endpoint=endpoint, key=key))
         runner = JobRunner(
             journal,
@@ -519,7 +525,8 @@ def command_run(args: argparse.Namespace) -> int:
             log.warning("%s", warning)
         for folder in all_folders(config):
             folder.mkdir(parents=True, exist_ok=True)
-        with service(config, use_sandbox, state_dir) as (endpoint, key):
+        # Under the lock: no other sandbox of this state folder is using these files.
+        with service(config, use_sandbox, world / SANDBOX_SERVICE_FOLDER) as (endpoint, key):
             daemon = Daemon(
                 config,
                 endpoint_override=endpoint if use_sandbox else None,

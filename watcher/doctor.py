@@ -42,6 +42,7 @@ from watcher.instance import daemon_running
 from watcher.journal import JOURNAL_FILE_NAME, META_PAGES, META_PAGES_AT, Journal
 from watcher.keys import KeySource, key_source, with_key
 from watcher.logs import LOG_FILE_NAME, REDACTED, redact
+from watcher.world import has_sandbox_journal, sandbox_state_dir
 
 EXIT_OK = 0
 EXIT_ATTENTION = 1
@@ -246,12 +247,22 @@ def check_state(state_dir: Path) -> list[Finding]:
         else:
             findings.append(note("credit", credit or "no balance seen yet; see `status`"))
     else:
-        findings.append(note("journal", f"none yet at {journal_path} (no daemon has run)"))
+        findings.append(note("journal", f"none yet at {journal_path} (no daemon has run live)"))
+    if has_sandbox_journal(state_dir):
+        findings.append(
+            note(
+                "sandbox",
+                f"its own journal and log in {sandbox_state_dir(state_dir)}, apart from the "
+                "real ones (play money; `pdfocr-watcher status --sandbox`)",
+            )
+        )
     log_file = state_dir / LOG_FILE_NAME
     where = f"{log_file}" if log_file.exists() else f"none yet (will be {log_file})"
     findings.append(note("log", where))
     running = daemon_running(state_dir)
-    findings.append(note("daemon", "running" if running else "not running"))
+    on_sandbox = running and daemon_running(sandbox_state_dir(state_dir))
+    said = "running on the SANDBOX" if on_sandbox else "running" if running else "not running"
+    findings.append(note("daemon", said))
     return findings
 
 
