@@ -7,10 +7,12 @@ ledger, so that "really sent" is a charge in that ledger)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
@@ -21,9 +23,11 @@ from test_daemon import journal_states, stop_process, wait_for
 
 from watcher import samplepdf
 from watcher.cli import main
+from watcher.config import load_config
 from watcher.journal import JOURNAL_FILE_NAME, Journal
 from watcher.logs import LOG_FILE_NAME
 from watcher.sandbox import Sandbox
+from watcher.world import set_apart_old_sandbox_journal
 
 LIVE_KEY = "live-key-5f0c9a"
 
@@ -158,3 +162,42 @@ def test_a_sandbox_run_after_live_use_leaves_the_live_journal_and_spend_alone(
     assert live["counts"] == {"done": 1} and [r["pages"] for r in live["pages_sent"]] == [1]
     play = json.loads(status(rules, capsys, "--json", "--sandbox"))
     assert play["counts"] == {"done": 1} and play["mode"] == "sandbox"
+
+
+def set_link(journal: Path, link: str) -> None:
+    """Where every job's result came from, as if another service had made it."""
+    with contextlib.closing(sqlite3.connect(journal)) as db, db:
+        db.execute("UPDATE jobs SET link = ?", (link,))
+
+
+def test_a_journal_of_the_sandbox_alone_from_before_the_split_is_set_apart(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An earlier release let the sandbox write into the live journal: the demo's journal,
+    found in the live place when real use begins, moves to the sandbox's, unless it holds
+    real work."""
+    rules = keyless_rules(tmp_path, "https://pdfocr.org/ocrapiv1.html")
+    state = tmp_path / "state"
+    samplepdf.write_pdf(tmp_path / "inbox" / "demo.pdf", ["Demo"])
+    process = start(rules)  # no key: the sandbox
+    try:
+        wait_for(lambda: journal_states(state / "sandbox") == ["done"], timeout=60, what="demo")
+    finally:
+        stop_process(process)
+    for name in os.listdir(state / "sandbox"):  # the old layout: the sandbox wrote here
+        if name.startswith(JOURNAL_FILE_NAME):
+            os.replace(state / "sandbox" / name, state / name)
+    old = state / JOURNAL_FILE_NAME
+
+    # A live service on this computer (a test's) or a journal with real work: left alone.
+    on_this_computer = keyless_rules(tmp_path, "http://127.0.0.1:9/ocrapiv1.html")
+    assert set_apart_old_sandbox_journal(load_config(on_this_computer)) is None
+    set_link(old, "https://pdfocr.org/doc/demo.txt")
+    rules = keyless_rules(tmp_path, "https://pdfocr.org/ocrapiv1.html")
+    assert set_apart_old_sandbox_journal(load_config(rules)) is None and old.exists()
+
+    set_link(old, "http://127.0.0.1:41234/doc/abc/demo.txt")
+    moved = set_apart_old_sandbox_journal(load_config(rules))
+    assert moved == state / "sandbox" / JOURNAL_FILE_NAME and not old.exists()
+    assert journal_states(state / "sandbox") == ["done"]
+    assert status(rules, capsys).startswith("SANDBOX: ")  # the only journal left

@@ -49,7 +49,12 @@ from watcher.journal import (
 )
 from watcher.keys import KeySource, check_key_text, key_source, save_key, with_key
 from watcher.logs import register_secret, setup_logging
-from watcher.world import SANDBOX_SERVICE_FOLDER, has_sandbox_journal, sandbox_state_dir
+from watcher.world import (
+    SANDBOX_SERVICE_FOLDER,
+    has_sandbox_journal,
+    sandbox_state_dir,
+    set_apart_old_sandbox_journal,
+)
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -513,6 +518,14 @@ def command_run(args: argparse.Namespace) -> int:
         if use_sandbox:
             held.enter_context(InstanceLock(world))  # tells `status` which world runs
         setup_logging(world, verbose=args.verbose)
+        moved = None if use_sandbox else set_apart_old_sandbox_journal(config)
+        if moved is not None:
+            log.warning(
+                "the journal held only SANDBOX conversions (written by an earlier release, "
+                "when the sandbox shared it): moved to %s, so that none of their made-up "
+                "results is taken for a real one",
+                moved,
+            )
         if not args.sandbox and use_sandbox:
             log.warning(
                 "SANDBOX: no API key is configured in %s, so this runs on the built-in "
