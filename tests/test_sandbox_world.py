@@ -201,3 +201,18 @@ def test_a_journal_of_the_sandbox_alone_from_before_the_split_is_set_apart(
     assert moved == state / "sandbox" / JOURNAL_FILE_NAME and not old.exists()
     assert journal_states(state / "sandbox") == ["done"]
     assert status(rules, capsys).startswith("SANDBOX: ")  # the only journal left
+
+
+def test_run_sandbox_needs_no_key_so_a_keyring_that_cannot_be_read_is_not_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = keyless_rules(tmp_path, "https://pdfocr.org/ocrapiv1.html")
+    rules.write_text(rules.read_text().replace('key = ""', "keyring = true"), encoding="utf-8")
+    samplepdf.write_pdf(tmp_path / "inbox" / "note.pdf", ["Note"])
+    assert main(["run", "--no-tray", "--config", str(rules)]) == 2  # live: the key is missing
+    assert "api.keyring" in capsys.readouterr().err
+    process = start(rules, "--sandbox")  # this process has no keyring either (conftest.py)
+    try:
+        wait_for((tmp_path / "outbox" / "note.txt").exists, timeout=60, what="note.txt")
+    finally:
+        stop_process(process)

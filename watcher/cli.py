@@ -508,7 +508,9 @@ def command_run(args: argparse.Namespace) -> int:
             )
             return EXIT_USAGE
         _first_sandbox_run(path)
-    config = with_key(load_config(path))
+    config = load_config(path)
+    if not args.sandbox:  # the sandbox needs no key: a locked keyring is not asked
+        config = with_key(config)
     check_runnable(config)
     use_sandbox = args.sandbox or not config.api.key
     state_dir = config.files.state_dir
