@@ -144,8 +144,9 @@ def check_key(config: Config, env: Mapping[str, str]) -> Finding:
     except AccountError as exc:
         return problem(
             "API key",
-            f"{where}, but WRONG: the service does not accept it ({exc.message}). Copy the "
-            "key again from your pdfocr.org account: pdfocr-watcher init --api-key KEY",
+            f'{where}, but WRONG: the service refuses it, saying "{exc.message.rstrip(".")}". '
+            "Copy the key again from your pdfocr.org account and set it: "
+            "pdfocr-watcher init --api-key KEY",
         )
     except ApiError as exc:
         return note("API key", f"{where}; not checked, the service did not answer: {exc}")
