@@ -144,6 +144,13 @@ def missing(wanted: Sequence[Requirement]) -> list[str]:
     return lacking
 
 
+def worded(names: Sequence[str], shown: int = 4) -> str:
+    """ "a, b, c and 9 more": a long list of missing packages says how long it is instead."""
+    if len(names) <= shown:
+        return ", ".join(names)
+    return f"{', '.join(names[:shown])} and {len(names) - shown} more"
+
+
 def appindicator_available() -> bool:
     """Whether pystray's AppIndicator backend (the tray icon with its menu on Linux desktops)
     can load its bindings in this interpreter. Needs no display."""
@@ -315,7 +322,7 @@ def create_venv(venv: Path, say: Callable[[str], None]) -> None:
 
 def install_project(root: Path, extra: str, say: Callable[[str], None]) -> None:
     target = f"{root}[{extra}]"
-    say(f"Installing {PROJECT} and what it needs into {sys.prefix} (once; about a minute)")
+    say(f"Installing {PROJECT}[{extra}] and what it needs into {sys.prefix} (about a minute)")
     command = [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     if _run([*command, "-e", target]) != 0:
         raise SetupError(
@@ -371,16 +378,19 @@ def _ensure(extra: str, rerun: Sequence[str]) -> None:
         return
     venv = root / VENV_NAME
     if not running_in(venv):
-        _say(f"This Python ({sys.executable}) lacks {', '.join(lacking)}; using {venv} instead.")
         with locked(venv):
             if not venv_python(venv).exists():
+                _say(
+                    f"This Python ({sys.executable}) lacks {worded(lacking)}: setting up an "
+                    f"environment for {PROJECT} in {venv} (once)."
+                )
                 machine = Machine.here()
                 install_packages(package_plan(machine), machine, ask=_asker(), say=_say)
                 create_venv(venv, _say)
         _replace_process([str(venv_python(venv)), *rerun])
     if os.environ.get(GUARD):
         raise SetupError(
-            f"{venv} still lacks {', '.join(lacking)} after installing. Delete the folder "
+            f"{venv} still lacks {worded(lacking)} after installing. Delete the folder "
             f"{venv} and run this command again."
         )
     with locked(venv):

@@ -1,0 +1,410 @@
+"""README's two commands from a fresh clone (watcher/bootstrap.py).
+
+The slow tests do what a new user does: clone the repository, run command 1 with Debian's own
+/usr/bin/python3 (PEP 668, no project packages) in an empty HOME, and command 2 in the same
+clone. The system packages set-up may install are exercised through stand-in `apt-get` and
+`sudo` programs on PATH: the tests must not change the machine they run on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from watcher import bootstrap
+from watcher.bootstrap import Machine, PackagePlan, Requirement, SetupError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parent.parent
+SYSTEM_PYTHON = Path("/usr/bin/python3")
+VENV_PACKAGE = f"python3.{sys.version_info[1]}-venv"
+
+
+def names(requirements: list[Requirement] | None) -> set[str]:
+    assert requirements is not None
+    return {r.name for r in requirements}
+
+
+# -- what pyproject.toml asks for -------------------------------------------------------------
+
+
+def test_every_requirement_in_pyproject_is_understood_and_extras_include_their_own() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    lines = [*project["dependencies"], *sum(project["optional-dependencies"].values(), [])]
+    for line in lines:
+        if not line.startswith(bootstrap.PROJECT):
+            bootstrap.parse_requirement(line)  # raises on a form the bootstrap cannot check
+
+    sandbox = names(bootstrap.requirements(ROOT, "sandbox"))
+    test = names(bootstrap.requirements(ROOT, "test"))
+    assert {"watchdog", "pystray", "pypdf", "python-docx", "openpyxl"} <= sandbox
+    assert sandbox <= test and {"pytest", "hypothesis", "mypy"} <= test
+    assert bootstrap.PROJECT not in test  # `pdfocr-watcher[sandbox]` is expanded, not required
+
+
+def test_a_marker_keeps_a_requirement_to_the_pythons_it_names() -> None:
+    older = f"3.{sys.version_info[1] - 1}"
+    newer = f"3.{sys.version_info[1] + 1}"
+    assert bootstrap.parse_requirement(f"tomli>=2.0; python_version < '{older}'") is None
+    assert bootstrap.parse_requirement(f"tomli>=2.0; python_version < '{newer}'") == Requirement(
+        "tomli", (2, 0)
+    )
+    assert bootstrap.parse_requirement("certifi") == Requirement("certifi")
+    with pytest.raises(ValueError, match="cannot read the requirement"):
+        bootstrap.parse_requirement("pystray~=0.19")
+    with pytest.raises(ValueError, match="cannot read the marker"):
+        bootstrap.parse_requirement("pywin32; sys_platform == 'win32'")
+
+
+def test_missing_names_absent_and_too_old_distributions_from_the_real_metadata() -> None:
+    pytest_version = bootstrap.version_tuple(pytest.__version__)
+    assert bootstrap.missing(
+        [
+            Requirement("pytest", pytest_version),
+            Requirement("pytest", (pytest_version[0] + 1,)),
+            Requirement("no-such-distribution-for-pdfocr"),
+        ]
+    ) == [
+        f"pytest ({pytest.__version__}, needs {pytest_version[0] + 1} or newer)",
+        "no-such-distribution-for-pdfocr",
+    ]
+    assert bootstrap.worded(list("abcdef")) == "a, b, c, d and 2 more"
+
+
+def test_an_installed_copy_is_not_a_clone_so_nothing_is_set_up(tmp_path: Path) -> None:
+    installed = tmp_path / "site-packages" / "watcher"
+    installed.mkdir(parents=True)
+    for name in ("__init__.py", "bootstrap.py"):
+        shutil.copy(ROOT / "watcher" / name, installed / name)
+    probe = "from watcher import bootstrap; print(bootstrap.source_root())"
+    env = {**os.environ, "PYTHONPATH": str(installed.parent)}
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True
+    )
+    assert result.stdout.strip() == "None"
+    assert bootstrap.source_root() == ROOT
+
+
+# -- Debian and Ubuntu packages -----------------------------------------------------------------
+
+STOCK_UBUNTU = Machine(
+    debian_like=True,
+    system_python=True,
+    has_ensurepip=False,
+    has_appindicator=False,
+    has_display=True,
+    is_root=False,
+    has_sudo=True,
+)
+
+
+@pytest.mark.parametrize(
+    ("os_release", "expected"),
+    [
+        ('PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\n', True),
+        ("ID=ubuntu\nID_LIKE=debian\n", True),
+        ('ID=linuxmint\nID_LIKE="ubuntu debian"\n', True),
+        ('ID=fedora\nID_LIKE="rhel centos"\n', False),
+    ],
+)
+def test_debian_and_its_derivatives_are_recognised(
+    tmp_path: Path, os_release: str, expected: bool
+) -> None:
+    path = tmp_path / "os-release"
+    path.write_text(os_release, encoding="utf-8")
+    assert bootstrap.debian_like(path) is expected
+    assert bootstrap.debian_like(tmp_path / "missing") is False
+
+
+def test_the_plan_names_the_venv_package_of_this_python_and_the_tray_only_where_it_helps() -> None:
+    plan = bootstrap.package_plan(STOCK_UBUNTU)
+    assert plan == PackagePlan((VENV_PACKAGE,), bootstrap.TRAY_PACKAGES)
+    ready = dataclasses.replace(STOCK_UBUNTU, has_ensurepip=True, has_appindicator=True)
+    assert bootstrap.package_plan(ready) == PackagePlan()
+    # No desktop (a server over ssh), or a Python apt's packages are not for (pyenv): no tray.
+    for machine in (
+        dataclasses.replace(STOCK_UBUNTU, has_display=False),
+        dataclasses.replace(STOCK_UBUNTU, system_python=False),
+    ):
+        assert bootstrap.package_plan(machine) == PackagePlan((VENV_PACKAGE,))
+    assert bootstrap.package_plan(dataclasses.replace(STOCK_UBUNTU, debian_like=False)) == (
+        PackagePlan()
+    )
+
+
+@pytest.fixture
+def fake_apt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., list[str]]:
+    """Stand-ins for apt-get and sudo at the front of PATH: each call is appended to a log;
+    apt-get's first `install` fails when `fail_first_install` was asked for (no package lists
+    yet on a fresh system). Returns a function giving the calls made so far."""
+    bin_dir, log = tmp_path / "bin", tmp_path / "calls.log"
+    bin_dir.mkdir()
+    (bin_dir / "apt-get").write_text(
+        "#!/bin/sh\n"
+        f'echo "apt-get $*" >> "{log}"\n'
+        f'if [ "$1" = install ] && [ -e "{tmp_path}/fail-first" ]; then\n'
+        f'    rm "{tmp_path}/fail-first"; exit 100\n'
+        "fi\n",
+        encoding="utf-8",
+    )
+    (bin_dir / "sudo").write_text(f'#!/bin/sh\necho "sudo" >> "{log}"\nexec "$@"\n')
+    for program in bin_dir.iterdir():
+        program.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+    def calls(*, fail_first_install: bool = False) -> list[str]:
+        if fail_first_install:
+            (tmp_path / "fail-first").touch()
+        return log.read_text(encoding="utf-8").splitlines() if log.exists() else []
+
+    return calls
+
+
+class Answers:
+    """The user at the terminal: says `answer` to every question, and remembers them."""
+
+    def __init__(self, answer: bool) -> None:
+        self.answer = answer
+        self.questions: list[str] = []
+
+    def __call__(self, question: str) -> bool:
+        self.questions.append(question)
+        return self.answer
+
+
+def test_nobody_to_ask_means_nothing_is_installed_and_the_command_is_given(
+    fake_apt: Callable[..., list[str]],
+) -> None:
+    said: list[str] = []
+    plan = bootstrap.package_plan(STOCK_UBUNTU)
+    with pytest.raises(SetupError) as refused:
+        bootstrap.install_packages(plan, STOCK_UBUNTU, ask=None, say=said.append)
+    command = f"sudo apt-get install -y {VENV_PACKAGE} python3-gi gir1.2-ayatanaappindicator3-0.1"
+    assert str(refused.value) == f"Run `{command}`, then run this command again."
+    assert VENV_PACKAGE in said[0] and "menu" in said[0]
+    assert fake_apt() == []
+
+
+def test_a_yes_installs_through_sudo_and_fetches_the_package_lists_when_apt_needs_them(
+    fake_apt: Callable[..., list[str]],
+) -> None:
+    user = Answers(True)
+    fake_apt(fail_first_install=True)
+    plan = PackagePlan((VENV_PACKAGE,))
+    bootstrap.install_packages(plan, STOCK_UBUNTU, ask=user, say=lambda _: None)
+    assert user.questions == [f"Install them now with `sudo apt-get install -y {VENV_PACKAGE}`?"]
+    install = f"apt-get install -y {VENV_PACKAGE}"
+    assert fake_apt() == ["sudo", install, "sudo", "apt-get update", "sudo", install]
+
+
+def test_root_installs_directly_and_no_sudo_means_saying_what_root_should_run(
+    fake_apt: Callable[..., list[str]],
+) -> None:
+    plan = PackagePlan((VENV_PACKAGE,))
+    root = dataclasses.replace(STOCK_UBUNTU, is_root=True)
+    bootstrap.install_packages(plan, root, ask=Answers(True), say=lambda _: None)
+    assert fake_apt() == [f"apt-get install -y {VENV_PACKAGE}"]
+
+    user = Answers(True)
+    no_sudo = dataclasses.replace(STOCK_UBUNTU, has_sudo=False)
+    with pytest.raises(SetupError, match=f"As root, run `apt-get install -y {VENV_PACKAGE}`"):
+        bootstrap.install_packages(plan, no_sudo, ask=user, say=lambda _: None)
+    assert user.questions == []  # nothing it could do with a yes
+
+
+def test_declining_only_the_tray_packages_goes_on_without_the_menu(
+    fake_apt: Callable[..., list[str]],
+) -> None:
+    said: list[str] = []
+    plan = PackagePlan((), bootstrap.TRAY_PACKAGES)
+    bootstrap.install_packages(plan, STOCK_UBUNTU, ask=Answers(False), say=said.append)
+    assert "the tray icon will have no menu" in said[-1]
+    assert "sudo apt-get install -y python3-gi gir1.2-ayatanaappindicator3-0.1" in said[-1]
+    assert fake_apt() == []
+
+
+def test_apt_failing_twice_is_explained(fake_apt: Callable[..., list[str]], tmp_path: Path) -> None:
+    (tmp_path / "bin" / "apt-get").write_text("#!/bin/sh\nexit 100\n", encoding="utf-8")
+    root = dataclasses.replace(STOCK_UBUNTU, is_root=True)
+    with pytest.raises(SetupError, match="failed \\(apt's messages are above\\)"):
+        bootstrap.install_packages(
+            PackagePlan((VENV_PACKAGE,)), root, ask=Answers(True), say=lambda _: None
+        )
+
+
+# -- the two commands, for real, from a fresh clone --------------------------------------------
+
+needs_system_python = pytest.mark.skipif(
+    not (SYSTEM_PYTHON.exists() and (ROOT / ".git").exists() and shutil.which("git")),
+    reason="needs /usr/bin/python3, git, and this project as a git clone",
+)
+
+
+def fresh_user_env(home: Path) -> dict[str, str]:
+    """A new user's environment: an empty HOME, no display, none of the machine's Python,
+    XDG or pdfocr settings. pip keeps the machine's own settings (index, proxy, certificates)
+    and its download cache, which only makes the install faster."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("XDG_", "PDFOCR_", "PYTHON", "VIRTUAL_ENV", "PYENV"))
+        and key not in {"DISPLAY", "WAYLAND_DISPLAY", "DBUS_SESSION_BUS_ADDRESS"}
+    }
+    env.setdefault("PIP_CACHE_DIR", str(Path.home() / ".cache" / "pip"))
+    env |= {"HOME": str(home), "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+    home.mkdir(parents=True, exist_ok=True)
+    return env
+
+
+def clone(into: Path) -> Path:
+    """This repository as committed, as a user gets it."""
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(into)], check=True)
+    return into
+
+
+@dataclasses.dataclass
+class FirstRun:
+    clone: Path
+    home: Path
+    env: dict[str, str]
+    returncode: int
+    output: str
+
+
+def wait_for(condition: Callable[[], bool], process: subprocess.Popen[str], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            output, _ = process.communicate()
+            pytest.fail(f"command 1 stopped or took over {seconds:.0f} s:\n{output}")
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FirstRun]:
+    """README's command 1, `python3 -m watcher run --sandbox`, typed by a new user with
+    Debian's python3 in a fresh clone: it sets up .venv, starts the daemon on the sandbox, and
+    converts the sample; Ctrl-C (SIGINT) stops it."""
+    base = tmp_path_factory.mktemp("fresh")
+    home, source = base / "home", clone(base / "clone")
+    env = fresh_user_env(home)
+    outbox = home / "PDFOCR" / "outbox" / "welcome.docx"
+    process = subprocess.Popen(
+        [str(SYSTEM_PYTHON), "-m", "watcher", "run", "--sandbox"],
+        cwd=source,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for(outbox.exists, process, seconds=400)  # most of it is pip, once
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    yield FirstRun(source, home, env, process.returncode, output)
+
+
+@needs_system_python
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_command_1_sets_up_a_fresh_clone_with_debians_python_and_converts_the_sample(
+    first_run: FirstRun,
+) -> None:
+    output = first_run.output
+    assert first_run.returncode == 0, output
+    assert "Traceback" not in output and "externally-managed" not in output, output
+    assert f"setting up an environment for pdfocr-watcher in {first_run.clone / '.venv'}" in output
+    assert "SANDBOX" in output
+    assert "welcome.pdf: done" in output
+    assert (first_run.home / "PDFOCR" / "archive" / "welcome.pdf").exists()
+
+    # The tray's backend with a menu: the environment sees Debian's AppIndicator bindings.
+    assert "Tray: the AppIndicator backend is available, so the icon has its menu." in output
+    python = bootstrap.venv_python(first_run.clone / ".venv")
+    probe = "from watcher.bootstrap import appindicator_available as a; print(a())"
+    seen = subprocess.run(
+        [str(python), "-c", probe], env=first_run.env, capture_output=True, text=True, check=True
+    )
+    assert seen.stdout.strip() == "True", seen.stderr
+
+    # The next start goes straight to the environment, saying nothing about set-up.
+    again = subprocess.run(
+        [str(SYSTEM_PYTHON), "-m", "watcher", "--version"],
+        cwd=first_run.clone,
+        env=first_run.env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (again.returncode, again.stdout.strip(), again.stderr) == (
+        0,
+        "pdfocr-watcher 0.1.0",
+        "",
+    )
+
+
+@needs_system_python
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_command_2_adds_the_test_tools_to_the_same_clone_and_runs_pytest(
+    first_run: FirstRun,
+) -> None:
+    """README's command 2, given one test file (the whole suite would run this test again)."""
+    result = subprocess.run(
+        [str(SYSTEM_PYTHON), "-m", "watcher.bootstrap", "pytest", "-q", "tests/test_readme.py"],
+        cwd=first_run.clone,
+        env=first_run.env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Installing pdfocr-watcher[test]" in output
+    assert "2 passed" in output and "Traceback" not in output
+
+
+@needs_system_python
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_pip_failing_is_explained_in_words_not_a_traceback(tmp_path: Path) -> None:
+    """No index to install from (as offline): the user is told what failed and what to do."""
+    source = clone(tmp_path / "clone")
+    env = fresh_user_env(tmp_path / "home")
+    env = {key: value for key, value in env.items() if not key.startswith("PIP_")}
+    env |= {"PIP_CONFIG_FILE": os.devnull, "PIP_NO_INDEX": "1"}
+    result = subprocess.run(
+        [str(SYSTEM_PYTHON), "-m", "watcher", "run", "--sandbox"],
+        cwd=source,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"pdfocr-watcher: Installing into {source / '.venv'} failed"), last
+    assert "check the network or proxy, then run this command again" in last
+    assert not (tmp_path / "home" / "PDFOCR").exists()
