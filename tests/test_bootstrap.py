@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from test_readme import setup_commands
 
 from watcher import bootstrap
 from watcher.bootstrap import Machine, PackagePlan, Requirement, SetupError
@@ -33,6 +35,13 @@ SYSTEM_PYTHON = Path("/usr/bin/python3")
 VENV_PACKAGE = f"python3.{sys.version_info[1]}-venv"
 
 
+def readme_command(number: int, *extra: str) -> list[str]:
+    """README's command 1 or 2 as typed, with Debian's own python3 for `python3`."""
+    program, *arguments = shlex.split(setup_commands()[number - 1])
+    assert program == "python3"
+    return [str(SYSTEM_PYTHON), *arguments, *extra]
+
+
 def names(requirements: list[Requirement] | None) -> set[str]:
     assert requirements is not None
     return {r.name for r in requirements}
@@ -43,8 +52,8 @@ def names(requirements: list[Requirement] | None) -> set[str]:
 
 def test_every_requirement_in_pyproject_is_understood_and_extras_include_their_own() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    lines = [*project["dependencies"], *sum(project["optional-dependencies"].values(), [])]
-    for line in lines:
+    extras = project["optional-dependencies"].values()
+    for line in [*project["dependencies"], *(line for extra in extras for line in extra)]:
         if not line.startswith(bootstrap.PROJECT):
             bootstrap.parse_requirement(line)  # raises on a form the bootstrap cannot check
 
@@ -92,7 +101,12 @@ def test_an_installed_copy_is_not_a_clone_so_nothing_is_set_up(tmp_path: Path) -
     probe = "from watcher import bootstrap; print(bootstrap.source_root())"
     env = {**os.environ, "PYTHONPATH": str(installed.parent)}
     result = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=True,
     )
     assert result.stdout.strip() == "None"
     assert bootstrap.source_root() == ROOT
@@ -296,7 +310,7 @@ def wait_for(condition: Callable[[], bool], process: subprocess.Popen[str], seco
 
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FirstRun]:
-    """README's command 1, `python3 -m watcher run --sandbox`, typed by a new user with
+    """README's command 1 (`python3 -m watcher run --sandbox`), typed by a new user with
     Debian's python3 in a fresh clone: it sets up .venv, starts the daemon on the sandbox, and
     converts the sample; Ctrl-C (SIGINT) stops it."""
     base = tmp_path_factory.mktemp("fresh")
@@ -304,7 +318,7 @@ def first_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FirstRun]:
     env = fresh_user_env(home)
     outbox = home / "PDFOCR" / "outbox" / "welcome.docx"
     process = subprocess.Popen(
-        [str(SYSTEM_PYTHON), "-m", "watcher", "run", "--sandbox"],
+        readme_command(1),
         cwd=source,
         env=env,
         stdin=subprocess.DEVNULL,
@@ -370,7 +384,7 @@ def test_command_2_adds_the_test_tools_to_the_same_clone_and_runs_pytest(
 ) -> None:
     """README's command 2, given one test file (the whole suite would run this test again)."""
     result = subprocess.run(
-        [str(SYSTEM_PYTHON), "-m", "watcher.bootstrap", "pytest", "-q", "tests/test_readme.py"],
+        readme_command(2, "tests/test_readme.py"),
         cwd=first_run.clone,
         env=first_run.env,
         stdin=subprocess.DEVNULL,
@@ -394,7 +408,7 @@ def test_pip_failing_is_explained_in_words_not_a_traceback(tmp_path: Path) -> No
     env = {key: value for key, value in env.items() if not key.startswith("PIP_")}
     env |= {"PIP_CONFIG_FILE": os.devnull, "PIP_NO_INDEX": "1"}
     result = subprocess.run(
-        [str(SYSTEM_PYTHON), "-m", "watcher", "run", "--sandbox"],
+        readme_command(1),
         cwd=source,
         env=env,
         stdin=subprocess.DEVNULL,

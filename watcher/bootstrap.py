@@ -187,13 +187,18 @@ class Machine:
     def here(cls) -> Machine:
         return cls(
             debian_like=debian_like(Path("/etc/os-release")),
-            system_python=sys.base_prefix == "/usr" and sys.platform.startswith("linux"),
+            system_python=is_system_python(),
             has_ensurepip=importlib.util.find_spec("ensurepip") is not None,
             has_appindicator=sys.platform.startswith("linux") and appindicator_available(),
             has_display=bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")),
             is_root=hasattr(os, "geteuid") and os.geteuid() == 0,
             has_sudo=shutil.which("sudo") is not None,
         )
+
+
+def is_system_python() -> bool:
+    """The distribution's own Python (under /usr), the one its packages of modules are for."""
+    return sys.platform.startswith("linux") and sys.base_prefix == "/usr"
 
 
 def debian_like(os_release: Path) -> bool:
@@ -333,16 +338,21 @@ def install_project(root: Path, extra: str, say: Callable[[str], None]) -> None:
 
 
 def tray_report(say: Callable[[str], None]) -> None:
+    """Says once, at set-up, whether the tray icon will have its menu, and if not, how to get
+    it: apt's bindings are built for the distribution's own python3 only."""
     if not sys.platform.startswith("linux"):
         return
     if appindicator_available():
         say("Tray: the AppIndicator backend is available, so the icon has its menu.")
+        return
+    if is_system_python():
+        how = f"install PyGObject and AppIndicator (Debian, Ubuntu: {' '.join(TRAY_PACKAGES)})"
     else:
-        say(
-            "Tray: no AppIndicator bindings here, so the icon (where a tray shows one) has no "
-            f"menu; on Debian or Ubuntu install {' '.join(TRAY_PACKAGES)} and delete {VENV_NAME} "
-            "to have it. `status` tells what the daemon does meanwhile."
-        )
+        how = "use the system's python3 (its PyGObject cannot be loaded by this Python)"
+    say(
+        "Tray: no AppIndicator bindings here, so the icon (where a tray shows one) has no "
+        f"menu. To have it, {how}, delete {VENV_NAME} and run this command again."
+    )
 
 
 # -- the whole set-up -----------------------------------------------------------------------
@@ -373,7 +383,7 @@ def _ensure(extra: str, rerun: Sequence[str]) -> None:
     if root is None:
         return
     wanted = requirements(root, extra)
-    lacking = ["tomli"] if wanted is None else missing(wanted)
+    lacking = ["tomli (to read pyproject.toml)"] if wanted is None else missing(wanted)
     if not lacking:
         return
     venv = root / VENV_NAME
