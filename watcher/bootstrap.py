@@ -385,6 +385,7 @@ def _ensure(extra: str, rerun: Sequence[str]) -> None:
     wanted = requirements(root, extra)
     lacking = ["tomli (to read pyproject.toml)"] if wanted is None else missing(wanted)
     if not lacking:
+        os.environ.pop(GUARD, None)  # the daemon's hooks and children start afresh
         return
     venv = root / VENV_NAME
     if not running_in(venv):
