@@ -259,6 +259,19 @@ def test_apt_failing_twice_is_explained(fake_apt: Callable[..., list[str]], tmp_
         )
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the tray report is for Linux")
+def test_the_tray_report_says_whether_the_menu_is_there_and_else_how_to_get_it() -> None:
+    said: list[str] = []
+    bootstrap.tray_report(said.append)
+    [report] = said
+    if bootstrap.appindicator_available():
+        assert report.endswith("so the icon has its menu.")
+    elif bootstrap.is_system_python():
+        assert "no menu" in report and " ".join(bootstrap.TRAY_PACKAGES) in report
+    else:  # pyenv and the like: Debian's PyGObject cannot be loaded here
+        assert "no menu" in report and "with the system's python3" in report
+
+
 # -- the two commands, for real, from a fresh clone --------------------------------------------
 
 needs_system_python = pytest.mark.skipif(

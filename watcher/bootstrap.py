@@ -279,8 +279,8 @@ def install_packages(
     if plan.needed:
         raise SetupError(f"{how}, then run this command again.")
     say(
-        f"Going on without them: the tray icon will have no menu. {how} and delete "
-        f"{VENV_NAME} to have it."
+        f"Going on without them: the tray icon will have no menu. {how} to have it at the "
+        f"next start ({VENV_NAME} sees the system's packages)."
     )
 
 
@@ -346,12 +346,18 @@ def tray_report(say: Callable[[str], None]) -> None:
         say("Tray: the AppIndicator backend is available, so the icon has its menu.")
         return
     if is_system_python():
-        how = f"install PyGObject and AppIndicator (Debian, Ubuntu: {' '.join(TRAY_PACKAGES)})"
+        how = (
+            "install PyGObject and AppIndicator (Debian, Ubuntu: "
+            f"{' '.join(TRAY_PACKAGES)}); the next start finds them"
+        )
     else:
-        how = "use the system's python3 (its PyGObject cannot be loaded by this Python)"
+        how = (
+            f"delete {VENV_NAME} and run this command with the system's python3 (the system's "
+            "PyGObject is built for that one only)"
+        )
     say(
         "Tray: no AppIndicator bindings here, so the icon (where a tray shows one) has no "
-        f"menu. To have it, {how}, delete {VENV_NAME} and run this command again."
+        f"menu. To have it, {how}."
     )
 
 
