@@ -411,6 +411,37 @@ def test_command_2_adds_the_test_tools_to_the_same_clone_and_runs_pytest(
     assert "2 passed" in output and "Traceback" not in output
 
 
+@pytest.mark.skipif(not SYSTEM_PYTHON.exists(), reason="needs /usr/bin/python3")
+@pytest.mark.parametrize(
+    ("damage", "said"),
+    [
+        ("venv-is-a-file", "Setting up .venv failed: File exists ({copy}/.venv). Run this"),
+        ("bad-requirement", "pyproject.toml: cannot read the requirement 'pystray~=0.19'."),
+    ],
+)
+def test_a_clone_where_set_up_cannot_work_gets_words_not_a_traceback(
+    tmp_path: Path, damage: str, said: str
+) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(ROOT / "watcher", copy / "watcher", ignore=shutil.ignore_patterns("__py*"))
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    if damage == "venv-is-a-file":
+        (copy / ".venv").write_text("not a folder", encoding="utf-8")
+    else:
+        pyproject = pyproject.replace('"pystray>=0.19"', '"pystray~=0.19"')
+    (copy / "pyproject.toml").write_text(pyproject, encoding="utf-8")
+    result = subprocess.run(
+        [str(SYSTEM_PYTHON), "-m", "watcher", "--version"],
+        cwd=copy,
+        env=fresh_user_env(tmp_path / "home"),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert said.format(copy=copy) in result.stderr
+
+
 @needs_system_python
 @pytest.mark.slow
 @pytest.mark.timeout(300)

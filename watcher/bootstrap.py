@@ -373,6 +373,16 @@ def ensure(extra: str, rerun: Sequence[str]) -> None:
     except SetupError as problem:
         _say(str(problem))
         sys.exit(1)
+    except ValueError as problem:  # pyproject.toml unreadable: the clone itself is damaged
+        _say(f"{problem}. Check out a clean copy of {PROJECT} and run this command again.")
+        sys.exit(1)
+    except OSError as problem:  # e.g. a clone in a folder this user cannot write to
+        where = f" ({problem.filename})" if problem.filename else ""
+        _say(
+            f"Setting up {VENV_NAME} failed: {problem.strerror or problem}{where}. Run this "
+            "command in a clone you can write to, or fix that, and run it again."
+        )
+        sys.exit(1)
     except KeyboardInterrupt:
         _say(f"Set-up interrupted; run the command again to finish it ({VENV_NAME} is kept).")
         sys.exit(130)
