@@ -302,6 +302,13 @@ def clone(into: Path) -> Path:
     return into
 
 
+def copy_of_the_clone(into: Path) -> Path:
+    """The program and its pyproject.toml: all set-up reads (git's history is not needed)."""
+    shutil.copytree(ROOT / "watcher", into / "watcher", ignore=shutil.ignore_patterns("__py*"))
+    shutil.copy(ROOT / "pyproject.toml", into / "pyproject.toml")
+    return into
+
+
 @dataclasses.dataclass
 class FirstRun:
     clone: Path
@@ -422,14 +429,13 @@ def test_command_2_adds_the_test_tools_to_the_same_clone_and_runs_pytest(
 def test_a_clone_where_set_up_cannot_work_gets_words_not_a_traceback(
     tmp_path: Path, damage: str, said: str
 ) -> None:
-    copy = tmp_path / "copy"
-    shutil.copytree(ROOT / "watcher", copy / "watcher", ignore=shutil.ignore_patterns("__py*"))
-    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    copy = copy_of_the_clone(tmp_path / "copy")
     if damage == "venv-is-a-file":
         (copy / ".venv").write_text("not a folder", encoding="utf-8")
     else:
+        pyproject = (copy / "pyproject.toml").read_text(encoding="utf-8")
         pyproject = pyproject.replace('"pystray>=0.19"', '"pystray~=0.19"')
-    (copy / "pyproject.toml").write_text(pyproject, encoding="utf-8")
+        (copy / "pyproject.toml").write_text(pyproject, encoding="utf-8")
     result = subprocess.run(
         [str(SYSTEM_PYTHON), "-m", "watcher", "--version"],
         cwd=copy,
@@ -440,6 +446,27 @@ def test_a_clone_where_set_up_cannot_work_gets_words_not_a_traceback(
     )
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert said.format(copy=copy) in result.stderr
+
+
+def test_the_users_own_virtualenv_is_left_to_them_with_the_command_that_completes_it(
+    tmp_path: Path,
+) -> None:
+    copy = copy_of_the_clone(tmp_path / "copy")
+    theirs = tmp_path / "their-venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(theirs)], check=True)
+    python = bootstrap.venv_python(theirs)
+    result = subprocess.run(
+        [str(python), "-m", "watcher", "--version"],
+        cwd=copy,
+        env=fresh_user_env(tmp_path / "home"),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"This virtual environment ({theirs}) lacks watchdog" in result.stderr
+    assert f"`{python} -m pip install -e '{copy}[sandbox]'`" in result.stderr
+    assert not (copy / ".venv").exists()
 
 
 @needs_system_python

@@ -404,6 +404,12 @@ def _ensure(extra: str, rerun: Sequence[str]) -> None:
         os.environ.pop(GUARD, None)  # the daemon's hooks and children start afresh
         return
     venv = root / VENV_NAME
+    if sys.prefix != sys.base_prefix and not running_in(venv):
+        raise SetupError(  # the user's own virtual environment: theirs to change, not ours
+            f"This virtual environment ({sys.prefix}) lacks {worded(lacking)}. Install them "
+            f"with `{sys.executable} -m pip install -e '{root}[{extra}]'`, or run this command "
+            f"with a Python outside any virtual environment, which sets up {venv} for it."
+        )
     if not running_in(venv):
         with locked(venv):
             if not venv_python(venv).exists():
