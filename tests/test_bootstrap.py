@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pty
 import shlex
 import shutil
 import signal
@@ -159,32 +160,41 @@ def test_the_plan_names_the_venv_package_of_this_python_and_the_tray_only_where_
     )
 
 
+class FakeApt:
+    """Stand-ins for apt-get and sudo in a `bin` folder: each call is appended to a log, and
+    the first `fail_installs(n)` installs fail (as apt does on a fresh system that has no
+    package lists yet, or always)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.bin, self.log = folder / "bin", folder / "apt-calls.log"
+        self.failures = folder / "apt-failures"
+        self.bin.mkdir()
+        (self.bin / "apt-get").write_text(
+            "#!/bin/sh\n"
+            f'echo "apt-get $*" >> "{self.log}"\n'
+            f'left=$(cat "{self.failures}" 2>/dev/null || echo 0)\n'
+            'if [ "$1" = install ] && [ "$left" -gt 0 ]; then\n'
+            f'    echo $((left - 1)) > "{self.failures}"; exit 100\n'
+            "fi\n",
+            encoding="utf-8",
+        )
+        (self.bin / "sudo").write_text(f'#!/bin/sh\necho sudo >> "{self.log}"\nexec "$@"\n')
+        for program in self.bin.iterdir():
+            program.chmod(0o755)
+
+    def fail_installs(self, count: int) -> None:
+        self.failures.write_text(str(count), encoding="utf-8")
+
+    def calls(self) -> list[str]:
+        return self.log.read_text(encoding="utf-8").splitlines() if self.log.exists() else []
+
+
 @pytest.fixture
-def fake_apt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., list[str]]:
-    """Stand-ins for apt-get and sudo at the front of PATH: each call is appended to a log;
-    apt-get's first `install` fails when `fail_first_install` was asked for (no package lists
-    yet on a fresh system). Returns a function giving the calls made so far."""
-    bin_dir, log = tmp_path / "bin", tmp_path / "calls.log"
-    bin_dir.mkdir()
-    (bin_dir / "apt-get").write_text(
-        "#!/bin/sh\n"
-        f'echo "apt-get $*" >> "{log}"\n'
-        f'if [ "$1" = install ] && [ -e "{tmp_path}/fail-first" ]; then\n'
-        f'    rm "{tmp_path}/fail-first"; exit 100\n'
-        "fi\n",
-        encoding="utf-8",
-    )
-    (bin_dir / "sudo").write_text(f'#!/bin/sh\necho "sudo" >> "{log}"\nexec "$@"\n')
-    for program in bin_dir.iterdir():
-        program.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-
-    def calls(*, fail_first_install: bool = False) -> list[str]:
-        if fail_first_install:
-            (tmp_path / "fail-first").touch()
-        return log.read_text(encoding="utf-8").splitlines() if log.exists() else []
-
-    return calls
+def fake_apt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeApt:
+    """FakeApt at the front of PATH, for this process and the programs it starts."""
+    apt = FakeApt(tmp_path)
+    monkeypatch.setenv("PATH", f"{apt.bin}{os.pathsep}{os.environ['PATH']}")
+    return apt
 
 
 class Answers:
@@ -200,7 +210,7 @@ class Answers:
 
 
 def test_nobody_to_ask_means_nothing_is_installed_and_the_command_is_given(
-    fake_apt: Callable[..., list[str]],
+    fake_apt: FakeApt,
 ) -> None:
     said: list[str] = []
     plan = bootstrap.package_plan(STOCK_UBUNTU)
@@ -209,28 +219,28 @@ def test_nobody_to_ask_means_nothing_is_installed_and_the_command_is_given(
     command = f"sudo apt-get install -y {VENV_PACKAGE} python3-gi gir1.2-ayatanaappindicator3-0.1"
     assert str(refused.value) == f"Run `{command}`, then run this command again."
     assert VENV_PACKAGE in said[0] and "menu" in said[0]
-    assert fake_apt() == []
+    assert fake_apt.calls() == []
 
 
 def test_a_yes_installs_through_sudo_and_fetches_the_package_lists_when_apt_needs_them(
-    fake_apt: Callable[..., list[str]],
+    fake_apt: FakeApt,
 ) -> None:
     user = Answers(True)
-    fake_apt(fail_first_install=True)
+    fake_apt.fail_installs(1)
     plan = PackagePlan((VENV_PACKAGE,))
     bootstrap.install_packages(plan, STOCK_UBUNTU, ask=user, say=lambda _: None)
     assert user.questions == [f"Install them now with `sudo apt-get install -y {VENV_PACKAGE}`?"]
     install = f"apt-get install -y {VENV_PACKAGE}"
-    assert fake_apt() == ["sudo", install, "sudo", "apt-get update", "sudo", install]
+    assert fake_apt.calls() == ["sudo", install, "sudo", "apt-get update", "sudo", install]
 
 
 def test_root_installs_directly_and_no_sudo_means_saying_what_root_should_run(
-    fake_apt: Callable[..., list[str]],
+    fake_apt: FakeApt,
 ) -> None:
     plan = PackagePlan((VENV_PACKAGE,))
     root = dataclasses.replace(STOCK_UBUNTU, is_root=True)
     bootstrap.install_packages(plan, root, ask=Answers(True), say=lambda _: None)
-    assert fake_apt() == [f"apt-get install -y {VENV_PACKAGE}"]
+    assert fake_apt.calls() == [f"apt-get install -y {VENV_PACKAGE}"]
 
     user = Answers(True)
     no_sudo = dataclasses.replace(STOCK_UBUNTU, has_sudo=False)
@@ -240,23 +250,95 @@ def test_root_installs_directly_and_no_sudo_means_saying_what_root_should_run(
 
 
 def test_declining_only_the_tray_packages_goes_on_without_the_menu(
-    fake_apt: Callable[..., list[str]],
+    fake_apt: FakeApt,
 ) -> None:
     said: list[str] = []
     plan = PackagePlan((), bootstrap.TRAY_PACKAGES)
     bootstrap.install_packages(plan, STOCK_UBUNTU, ask=Answers(False), say=said.append)
     assert "the tray icon will have no menu" in said[-1]
     assert "sudo apt-get install -y python3-gi gir1.2-ayatanaappindicator3-0.1" in said[-1]
-    assert fake_apt() == []
+    assert fake_apt.calls() == []
 
 
-def test_apt_failing_twice_is_explained(fake_apt: Callable[..., list[str]], tmp_path: Path) -> None:
-    (tmp_path / "bin" / "apt-get").write_text("#!/bin/sh\nexit 100\n", encoding="utf-8")
-    root = dataclasses.replace(STOCK_UBUNTU, is_root=True)
-    with pytest.raises(SetupError, match="failed \\(apt's messages are above\\)"):
-        bootstrap.install_packages(
-            PackagePlan((VENV_PACKAGE,)), root, ask=Answers(True), say=lambda _: None
+# Debian's python3 as on stock Ubuntu, which has no pythonX.Y-venv: ensurepip is not there.
+LIKE_STOCK_UBUNTU = (
+    "import runpy, sys; sys.modules['ensurepip'] = None; "
+    "runpy.run_module('watcher', run_name='__main__', alter_sys=True)"
+)
+debian_python = pytest.mark.skipif(
+    not (SYSTEM_PYTHON.exists() and bootstrap.debian_like(Path("/etc/os-release"))),
+    reason="needs Debian's or Ubuntu's own /usr/bin/python3",
+)
+
+
+def like_stock_ubuntu(tmp_path: Path, apt: FakeApt, *, answer: str | None) -> tuple[str, str]:
+    """README's command 1 in a copy of the clone with Debian's python3 lacking ensurepip, apt
+    replaced by `apt`, on a terminal where the user types `answer` (None: no terminal)."""
+    copy = copy_of_the_clone(tmp_path / "copy")
+    env = fresh_user_env(tmp_path / "home")
+    env["PATH"] = f"{apt.bin}{os.pathsep}{env['PATH']}"
+    argv = [str(SYSTEM_PYTHON), "-c", LIKE_STOCK_UBUNTU, *readme_command(1)[3:]]
+    terminal, user = pty.openpty() if answer is not None else (None, None)
+    if user is not None and terminal is not None:
+        os.write(user, f"{answer}\n".encode())  # typed ahead; the terminal holds it
+    try:
+        result = subprocess.run(
+            argv,
+            cwd=copy,
+            env=env,
+            stdin=terminal if terminal is not None else subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
+    finally:
+        for fd in (terminal, user):
+            if fd is not None:
+                os.close(fd)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert not bootstrap.venv_python(copy / ".venv").exists()
+    return result.stdout, result.stderr
+
+
+SUDO = [] if os.geteuid() == 0 else ["sudo"]  # what set-up puts before apt-get here
+
+
+def as_this_user(*commands: str) -> list[str]:
+    """The calls FakeApt logs for `commands`."""
+    return [call for command in commands for call in (*SUDO, command)]
+
+
+@debian_python
+def test_stock_ubuntu_without_a_terminal_is_told_the_apt_command_and_nothing_is_installed(
+    tmp_path: Path,
+) -> None:
+    apt = FakeApt(tmp_path)
+    _out, err = like_stock_ubuntu(tmp_path, apt, answer=None)
+    install = " ".join([*SUDO, f"apt-get install -y {VENV_PACKAGE}"])
+    assert f"This system lacks the packages {VENV_PACKAGE} (lets Python create" in err
+    assert f"Run `{install}`, then run this command again." in err
+    assert apt.calls() == []
+
+
+@debian_python
+def test_stock_ubuntu_on_a_terminal_is_asked_and_a_yes_runs_apt(tmp_path: Path) -> None:
+    apt = FakeApt(tmp_path)
+    apt.fail_installs(2)  # so that set-up stops there, before making a real .venv
+    out, err = like_stock_ubuntu(tmp_path, apt, answer="y")
+    install = f"apt-get install -y {VENV_PACKAGE}"
+    shown = " ".join([*SUDO, install])
+    assert f"Install them now with `{shown}`? [y/N]" in out
+    assert apt.calls() == as_this_user(install, "apt-get update", install)
+    assert f"`{shown}` failed (apt's messages are above)." in err
+
+
+@debian_python
+def test_stock_ubuntu_on_a_terminal_answered_no_installs_nothing(tmp_path: Path) -> None:
+    apt = FakeApt(tmp_path)
+    out, err = like_stock_ubuntu(tmp_path, apt, answer="n")
+    assert "[y/N]" in out and apt.calls() == []
+    assert "then run this command again." in err
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the tray report is for Linux")
