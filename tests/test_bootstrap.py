@@ -3,14 +3,14 @@
 The slow tests do what a new user does: clone the repository, run command 1 with Debian's own
 /usr/bin/python3 (PEP 668, no project packages) in an empty HOME, and command 2 in the same
 clone. The system packages set-up may install are exercised through stand-in `apt-get` and
-`sudo` programs on PATH: the tests must not change the machine they run on.
+`sudo` programs on PATH, the tests must not change the machine they run on; stock Ubuntu (no
+pythonX.Y-venv) is Debian's python3 with its ensurepip hidden.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import pty
 import shlex
 import shutil
 import signal
@@ -274,10 +274,13 @@ debian_python = pytest.mark.skipif(
 def like_stock_ubuntu(tmp_path: Path, apt: FakeApt, *, answer: str | None) -> tuple[str, str]:
     """README's command 1 in a copy of the clone with Debian's python3 lacking ensurepip, apt
     replaced by `apt`, on a terminal where the user types `answer` (None: no terminal)."""
+    import pty  # Unix only
+
     copy = copy_of_the_clone(tmp_path / "copy")
     env = fresh_user_env(tmp_path / "home")
     env["PATH"] = f"{apt.bin}{os.pathsep}{env['PATH']}"
-    argv = [str(SYSTEM_PYTHON), "-c", LIKE_STOCK_UBUNTU, *readme_command(1)[3:]]
+    python, _m, _watcher, *arguments = readme_command(1)
+    argv = [python, "-c", LIKE_STOCK_UBUNTU, *arguments]
     terminal, user = pty.openpty() if answer is not None else (None, None)
     if user is not None and terminal is not None:
         os.write(user, f"{answer}\n".encode())  # typed ahead; the terminal holds it
@@ -301,7 +304,18 @@ def like_stock_ubuntu(tmp_path: Path, apt: FakeApt, *, answer: str | None) -> tu
     return result.stdout, result.stderr
 
 
-SUDO = [] if os.geteuid() == 0 else ["sudo"]  # what set-up puts before apt-get here
+SUDO = ["sudo"] if hasattr(os, "geteuid") and os.geteuid() != 0 else []  # before apt-get here
+
+
+def system_venv_package() -> str:
+    """python3.X-venv for Debian's python3 (the tests may run on another Python)."""
+    minor = subprocess.run(
+        [str(SYSTEM_PYTHON), "-c", "import sys; print(sys.version_info[1])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    return f"python3.{minor}-venv"
 
 
 def as_this_user(*commands: str) -> list[str]:
@@ -313,20 +327,20 @@ def as_this_user(*commands: str) -> list[str]:
 def test_stock_ubuntu_without_a_terminal_is_told_the_apt_command_and_nothing_is_installed(
     tmp_path: Path,
 ) -> None:
-    apt = FakeApt(tmp_path)
+    apt, package = FakeApt(tmp_path), system_venv_package()
     _out, err = like_stock_ubuntu(tmp_path, apt, answer=None)
-    install = " ".join([*SUDO, f"apt-get install -y {VENV_PACKAGE}"])
-    assert f"This system lacks the packages {VENV_PACKAGE} (lets Python create" in err
+    install = " ".join([*SUDO, f"apt-get install -y {package}"])
+    assert f"This system lacks the packages {package} (lets Python create" in err
     assert f"Run `{install}`, then run this command again." in err
     assert apt.calls() == []
 
 
 @debian_python
 def test_stock_ubuntu_on_a_terminal_is_asked_and_a_yes_runs_apt(tmp_path: Path) -> None:
-    apt = FakeApt(tmp_path)
+    apt, package = FakeApt(tmp_path), system_venv_package()
     apt.fail_installs(2)  # so that set-up stops there, before making a real .venv
     out, err = like_stock_ubuntu(tmp_path, apt, answer="y")
-    install = f"apt-get install -y {VENV_PACKAGE}"
+    install = f"apt-get install -y {package}"
     shown = " ".join([*SUDO, install])
     assert f"Install them now with `{shown}`? [y/N]" in out
     assert apt.calls() == as_this_user(install, "apt-get update", install)
