@@ -113,6 +113,15 @@ def test_an_installed_copy_is_not_a_clone_so_nothing_is_set_up(tmp_path: Path) -
     assert bootstrap.source_root() == ROOT
 
 
+def test_bootstrap_without_a_module_to_run_says_how_it_is_used(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        bootstrap.main([])
+    assert stopped.value.code == 2
+    assert "usage: python3 -m watcher.bootstrap MODULE [ARGS...]" in capsys.readouterr().err
+
+
 # -- Debian and Ubuntu packages -----------------------------------------------------------------
 
 STOCK_UBUNTU = Machine(
