@@ -484,6 +484,16 @@ def test_command_1_sets_up_a_fresh_clone_with_debians_python_and_converts_the_sa
         [str(python), "-c", probe], env=first_run.env, capture_output=True, text=True, check=True
     )
     assert seen.stdout.strip() == "True", seen.stderr
+    if shutil.which("xvfb-run"):  # and pystray, on a display, picks that backend: with a menu
+        probe = "import pystray; print(pystray.Icon.__module__, pystray.Icon.HAS_MENU)"
+        seen = subprocess.run(
+            ["xvfb-run", "-a", str(python), "-c", probe],
+            env=first_run.env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert seen.stdout.strip() == "pystray._appindicator True", seen.stdout + seen.stderr
 
     # The next start goes straight to the environment, saying nothing about set-up.
     again = subprocess.run(
