@@ -113,6 +113,37 @@ def test_an_installed_copy_is_not_a_clone_so_nothing_is_set_up(tmp_path: Path) -
     assert bootstrap.source_root() == ROOT
 
 
+def old_python() -> str | None:
+    """A Python 3.8 or 3.9 that runs here (on PATH, or one pyenv keeps), if any."""
+    pyenv = sorted((Path.home() / ".pyenv" / "versions").glob("3.[89].*/bin/python3"))
+    found = [shutil.which("python3.9"), shutil.which("python3.8"), *map(str, pyenv)]
+    probe = "import sys; print(sys.version_info[:2] in ((3, 8), (3, 9)))"
+    for python in filter(None, found):
+        result = subprocess.run([python, "-c", probe], capture_output=True, text=True, check=False)
+        if result.stdout.strip() == "True":
+            return python
+    return None
+
+
+def test_a_python_too_old_is_told_so(tmp_path: Path) -> None:
+    """macOS's own python3 is 3.9: both commands say so, in words, before anything else."""
+    python = old_python()
+    if python is None:
+        pytest.skip("no Python 3.9 or 3.8 here")
+    copy = copy_of_the_clone(tmp_path / "copy")
+    for command in (["watcher", "--version"], ["watcher.bootstrap", "pytest", "--version"]):
+        result = subprocess.run(
+            [python, "-m", *command],
+            cwd=copy,
+            env=fresh_user_env(tmp_path / "home"),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 1, result.stderr
+        assert result.stderr.startswith("pdfocr-watcher: Python 3.10 or newer is needed; this is")
+
+
 def test_bootstrap_without_a_module_to_run_says_how_it_is_used(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

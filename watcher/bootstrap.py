@@ -391,7 +391,7 @@ def ensure(extra: str, rerun: Sequence[str]) -> None:
 def _ensure(extra: str, rerun: Sequence[str]) -> None:
     if sys.version_info[:2] < MINIMUM_PYTHON:
         raise SetupError(
-            f"{PROJECT} needs Python {'.'.join(map(str, MINIMUM_PYTHON))} or newer; this is "
+            f"Python {'.'.join(map(str, MINIMUM_PYTHON))} or newer is needed; this is "
             f"{sys.version.split()[0]} ({sys.executable}). Install a newer Python and run the "
             "command with it."
         )
