@@ -466,7 +466,7 @@ def wait_for(condition: Callable[[], bool], process: subprocess.Popen[str], seco
 
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FirstRun]:
-    """README's command 1 (`python3 -m watcher run --sandbox`), typed by a new user with
+    """README's command 1 (`python3 -m watcher run`, no key yet), typed by a new user with
     Debian's python3 in a fresh clone: it sets up .venv, starts the daemon on the sandbox, and
     converts the sample; Ctrl-C (SIGINT) stops it."""
     base = tmp_path_factory.mktemp("fresh")
