@@ -40,7 +40,7 @@ from watcher.journal import META_MODE, META_PAGES, META_PAGES_AT, Journal
 
 COLUMNS = (
     "source, inbox, kind, url, content_hash, size, mtime_ns, outformat, lang, ocr, outbox, "
-    "archive, failed, after_success, state, remote_name, pages, sent_at, link, staged, output, "
+    "archive, failed, after_success, state, remote_name, pages, sent_at, link, output, "
     "attempts, not_before, error, available_pages, original_at, charged_on, held_until, "
     "approved, created_at, updated_at"
 )
@@ -85,7 +85,6 @@ def fill_journal(path: Path, inboxes: list[Path], outbox: Path, count: int) -> f
                 None if failed else pages,
                 None if failed else created + 1,
                 None if failed else f"https://pdfocr.org/doc/{number:x}/{name}.docx",
-                None,
                 None if failed else str(outbox / f"{name}.docx"),
                 0,
                 0.0,
