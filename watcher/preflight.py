@@ -10,9 +10,11 @@ from __future__ import annotations
 import io
 import logging
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from enum import Enum
 from pathlib import Path
 from typing import BinaryIO
@@ -22,6 +24,9 @@ from pypdf import PdfReader
 from pypdf.errors import PdfReadError
 
 from watcher.errors import FileRejected
+from watcher.journal import META_PAGES, Journal, local_day
+from watcher.shortcuts import is_shortcut, read_shortcut
+from watcher.wording import count
 
 # pypdf warns on every slightly odd PDF; those are the service's problem, not the user's.
 logging.getLogger("pypdf").setLevel(logging.ERROR)
@@ -104,7 +109,7 @@ def inspect_file(path: Path, *, outformat: str | None = None) -> FileFacts:
     image = _image_facts(path)
     if image is None:
         raise FileRejected(
-            f"{name} is neither a PDF nor an image (it starts with {head[:8]!r}). "
+            f"{name} is neither a PDF nor an image: it is {_looks_like(head)}. "
             "Only PDFs and images (JPEG, PNG, TIFF, …) can be converted; if it is a web page "
             "saved under a .pdf name, download the real PDF instead."
         )
@@ -142,9 +147,9 @@ def _pdf_pages(handle: BinaryIO, name: str) -> int:
         return _unlocked_pages(PdfReader(handle, strict=False), name)
     except FileRejected:
         raise
-    except (PdfReadError, ValueError, KeyError, TypeError, OSError, RecursionError) as exc:
+    except (PdfReadError, ValueError, KeyError, TypeError, OSError, RecursionError):
         raise FileRejected(
-            f"{name} is a damaged or incomplete PDF ({type(exc).__name__}). "
+            f"{name} is a damaged or incomplete PDF: its pages cannot be read. "
             "Open it in a PDF viewer; if it opens, save a fresh copy and drop that in."
         ) from None
 
@@ -174,3 +179,113 @@ def _image_facts(path: Path) -> tuple[int, str] | None:
     if frames < 1:
         return None
     return frames, {"jpeg": "jpg", "mpo": "jpg"}.get(image_format, image_format or "img")
+
+
+def _looks_like(head: bytes) -> str:
+    """What a file that is neither a PDF nor an image seems to be, from its first bytes, in
+    words ("a web page (HTML)"), never as the bytes themselves."""
+    start = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if start.startswith((b"<!doctype html", b"<html", b"<head", b"<body", b"<!--")):
+        return "a web page (HTML)"
+    if start.startswith(b"<"):
+        return "an XML or HTML document"
+    if start.startswith(b"pk\x03\x04"):
+        return "a ZIP archive (or an Office document, which is one)"
+    if start.startswith((b"{", b"[")):
+        return "JSON text"
+    if start and all(32 <= byte < 127 or byte in b"\t\r\n" for byte in start):
+        return "plain text"
+    return "of an unknown kind"
+
+
+# -- the daemon's checks before sending, shared with `check --explain` --------------------------
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What the checks before sending learned of a file: a document's facts, or the web
+    address an internet shortcut points to (the service fetches it; its pages are not known
+    before)."""
+
+    facts: FileFacts | None = None
+    url: str | None = None
+
+    @property
+    def pages(self) -> int:
+        return self.facts.pages if self.facts is not None else 0
+
+
+def check_source(path: Path, *, outformat: str) -> Checked:
+    """The checks a file passes before it may cost anything, or FileRejected saying what to
+    do. The daemon's runner asks this before each submission and `check --explain` asks it
+    for its dry run: one function, so that the dry run says what the daemon will do."""
+    if is_shortcut(path):
+        return Checked(url=read_shortcut(path))
+    return Checked(facts=inspect_file(path, outformat=outformat))
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What the credit guard weighs a file against: the balance the service last reported
+    (None before its first reply), and the pages sent today against the daily limit (0:
+    no limit)."""
+
+    balance: int | None
+    sent_today: int
+    daily_limit: int
+
+    def after(self, pages: int) -> Budget:
+        """The budget once a file of `pages` was sent and converted: the service then reports
+        that much less, and today's count has it."""
+        balance = None if self.balance is None else self.balance - pages
+        return Budget(balance, self.sent_today + pages, self.daily_limit)
+
+
+def read_budget(journal: Journal, daily_limit: int) -> Budget:
+    """The budget as the journal knows it now."""
+    known = journal.get_meta(META_PAGES)
+    balance = int(known) if known is not None else None
+    return Budget(balance, journal.pages_charged_on(local_day()), daily_limit)
+
+
+@dataclass(frozen=True)
+class BudgetHold:
+    """Why a file must wait instead of spending pages, and until when (None: until the user
+    releases it)."""
+
+    reason: str
+    until: float | None
+
+
+def budget_hold(pages: int, budget: Budget, *, job_id: int | None) -> BudgetHold | None:
+    """The credit guard and the daily page limit: whether a file of `pages` is held, or None
+    when it may go. `job_id` names the job in the advice (None in a dry run: not journaled)."""
+    retry = (
+        f"`pdfocr-watcher retry {job_id}`"
+        if job_id is not None
+        else ("`pdfocr-watcher retry JOB` (JOB: its number in `pdfocr-watcher status`)")
+    )
+    if pages <= 0:
+        return None
+    if budget.balance is not None and pages > budget.balance:
+        return BudgetHold(
+            f"it has {count(pages, 'page')} and the account has {budget.balance:,} left. Buy "
+            f"more pages at pdfocr.org, then choose Resume queue in the tray or run {retry}",
+            None,
+        )
+    limit, used = budget.daily_limit, budget.sent_today
+    if limit and used + pages > limit:
+        return BudgetHold(
+            f"today's page limit ({limit:,}) would be passed: {count(used, 'page')} "
+            f"{'was' if used == 1 else 'were'} sent today and this file has "
+            f"{count(pages, 'page')}. It is sent tomorrow, or at once if you choose Resume "
+            f"queue in the tray or run {retry}",
+            next_local_midnight(),
+        )
+    return None
+
+
+def next_local_midnight(now: float | None = None) -> float:
+    today = datetime.fromtimestamp(now if now is not None else time.time())
+    midnight = datetime.combine(today.date() + timedelta(days=1), datetime.min.time())
+    return midnight.timestamp()

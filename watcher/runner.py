@@ -16,7 +16,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -57,10 +56,17 @@ from watcher.jobs import (
     SourceKind,
     SubmissionOutcome,
 )
-from watcher.journal import META_PAGES, Journal, SpendRefused, local_day
+from watcher.journal import Journal, SpendRefused, local_day
 from watcher.ownfiles import OwnFiles
-from watcher.preflight import FileFacts, FileKind, inspect_file
-from watcher.shortcuts import read_shortcut
+from watcher.preflight import (
+    BudgetHold,
+    FileFacts,
+    FileKind,
+    budget_hold,
+    check_source,
+    read_budget,
+)
+from watcher.wording import count
 
 log = logging.getLogger(__name__)
 
@@ -111,12 +117,6 @@ class Timing:
 
 def timing(settings: ApiSettings) -> Timing:
     return Timing(settings.poll_interval, settings.max_wait, settings.lost_after)
-
-
-def next_local_midnight(now: float | None = None) -> float:
-    today = datetime.fromtimestamp(now if now is not None else time.time())
-    midnight = datetime.combine(today.date() + timedelta(days=1), datetime.min.time())
-    return midnight.timestamp()
 
 
 class ResultMissing(Exception):
@@ -203,29 +203,26 @@ class JobRunner:
             return reused
         # What the checks learn is journaled with the next move, not in a write of its own.
         learned: dict[str, Any] = {}
-        content = None
-        pages = 0
         try:
-            if job.kind is SourceKind.URL:
-                learned["url"] = read_shortcut(job.source)
-            else:
-                facts = inspect_file(job.source, outformat=job.rule.outformat)
-                pages = facts.pages
-                learned["pages"] = facts.pages
-                learned["remote_name"] = _named_for(job.remote_name, facts)
-                content = facts.content
+            checked = check_source(job.source, outformat=job.rule.outformat)
         except FileRejected as exc:
-            return self._fail(job, exc.message, advice=_FILE_ADVICE)
+            return self._fail(job, exc.message, advice=_refused_here_advice(job))
+        facts = checked.facts
+        if checked.url is not None:
+            learned["url"] = checked.url
+        if facts is not None:
+            learned["pages"] = facts.pages
+            learned["remote_name"] = _named_for(job.remote_name, facts)
+        content = facts.content if facts is not None else None
         with self._budget_lock:
-            refusal = self._credit_guard(job, pages)
-            if refusal:
-                reason, until = refusal
-                log.warning("%s: held: %s", job.display_name, reason)
+            hold = self._credit_guard(job, checked.pages)
+            if hold is not None:
+                log.warning("%s: held: %s", job.display_name, hold.reason)
                 return self._journal.move(
                     job,
                     JobState.HELD,
-                    error=reason,
-                    held_until=until,
+                    error=hold.reason,
+                    held_until=hold.until,
                     hold=HoldKind.BUDGET,
                     **learned,
                 )
@@ -272,30 +269,13 @@ class JobRunner:
         self._on_service_state(None)
         return self._got_result(job, result)
 
-    def _credit_guard(self, job: Job, pages: int) -> tuple[str, float | None] | None:
-        """Why this file must wait instead of spending pages, and until when (None: until
-        the user releases it); None when it may go. Released jobs pass: the user decided."""
-        if job.approved or pages <= 0:
+    def _credit_guard(self, job: Job, pages: int) -> BudgetHold | None:
+        """Why this file must wait instead of spending pages (watcher.preflight's guard, as
+        `check --explain` asks it); None when it may go. Released jobs pass: the user decided."""
+        if job.approved:
             return None
-        known = self._journal.get_meta(META_PAGES)
-        if known is not None and pages > int(known):
-            return (
-                f"it has {pages:,} pages and the account has {int(known):,} left. Buy more "
-                f"pages at pdfocr.org, then choose Resume queue in the tray or run "
-                f"`pdfocr-watcher retry {job.id}`",
-                None,
-            )
-        limit = self._daily_page_limit
-        if limit:
-            used = self._journal.pages_charged_on(local_day())
-            if used + pages > limit:
-                return (
-                    f"today's page limit ({limit:,}) would be passed: {used:,} pages were sent "
-                    f"today and this file has {pages:,}. It is sent tomorrow, or at once if "
-                    f"you choose Resume queue in the tray or run `pdfocr-watcher retry {job.id}`",
-                    next_local_midnight(),
-                )
-        return None
+        budget = read_budget(self._journal, self._daily_page_limit)
+        return budget_hold(pages, budget, job_id=job.id)
 
     def _source_problem(self, job: Job) -> str | None:
         if not job.source.exists():
@@ -479,10 +459,10 @@ class JobRunner:
         remove_quietly(job.staged)  # if a kill leaves it, the daemon's start-up sweep removes it
         if job.pages:
             log.info(
-                "%s: done → %s (%d page(s), sent as %s)",
+                "%s: done → %s (%s, sent as %s)",
                 job.display_name,
                 job.output,
-                job.pages,
+                count(job.pages, "page"),
                 job.remote_name,
             )
         else:
@@ -584,7 +564,7 @@ class JobRunner:
                 job.source,
                 job.rule.failed,
                 reason=job.error or "unknown",
-                advice=advice or _FILE_ADVICE,
+                advice=advice or _refused_here_advice(job),
             )
         except OSError as exc:
             log.error(
@@ -722,10 +702,24 @@ def _unsure(job: Job) -> str:
     )
 
 
+# A file refused here was never sent; one the service refused was, and only the service
+# knows whether it charged it.
+_REFUSED_HERE_ADVICE = (
+    "Fix the file as described above, then drop it into the inbox again. Nothing was sent "
+    "or charged."
+)
 _FILE_ADVICE = (
     "Fix the file as described above, then drop it into the inbox again. Nothing was charged "
     "for it unless the service said otherwise."
 )
+
+
+def _refused_here_advice(job: Job) -> str:
+    """The advice for a file that failed before it was sent this time: whether anything was
+    sent at all is in the job (a job sent before, then found unknown to the service, was)."""
+    return _REFUSED_HERE_ADVICE if job.sent_at is None else _FILE_ADVICE
+
+
 _SERVICE_ADVICE = (
     "This looks like a problem on the service's side. Try again later with "
     "`pdfocr-watcher retry --failed`; if it persists, contact pdfocr.org support."
