@@ -143,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--explain",
         type=Path,
         metavar="PATH",
-        help="say what the daemon would do with this file, and why",
+        help="a dry run: say what the daemon would do with this file (or each file in this "
+        "folder) and why, with its pages and cost; nothing is sent",
     )
     check.set_defaults(handler=command_check)
 
@@ -378,13 +379,9 @@ def _save_key(path: Path, key: str, *, kept: str) -> None:
 
 
 def command_check(args: argparse.Namespace) -> int:
-    from watcher.inbox import judge
-
     config = load_config(config_path(args))
     if args.explain is not None:
-        verdict = judge(config, args.explain.expanduser().absolute())
-        print(verdict.reason)
-        return EXIT_OK if verdict.accepted else EXIT_FILE
+        return _explain(config, args.explain.expanduser().absolute())
     print(f"{config.path}: valid.")
     source = key_source(config)  # where from, without opening the keyring (`doctor` does)
     key = "NOT SET (`run` uses the SANDBOX)" if source is KeySource.NONE else f"in {source.value}"
@@ -406,6 +403,25 @@ def command_check(args: argparse.Namespace) -> int:
     if warning:
         print(f"Warning: {warning}")
     return EXIT_OK
+
+
+def _explain(config: Config, path: Path) -> int:
+    """The dry run: what the daemon would do with a file, or each file below a folder."""
+    from watcher.explain import Outcome, current_budget, explain, render, touches_an_inbox
+
+    if path.is_dir() and not touches_an_inbox(config, path):
+        inboxes = ", ".join(str(rule.path) for rule in config.inboxes) or "none are configured"
+        print(f"{path} is not an inbox, nor inside or above one (inboxes: {inboxes}).")
+        return EXIT_FILE
+    budget, journal_seen = current_budget(config)
+    explanations = explain(config, path, budget)
+    if not explanations:
+        print(f"{path} holds no files.")
+        return EXIT_OK
+    base = path if path.is_dir() else None
+    print("\n".join(render(explanations, budget, journal_seen, base)))
+    converted = all(e.outcome is Outcome.CONVERTED for e in explanations)
+    return EXIT_OK if converted else EXIT_FILE
 
 
 def command_convert(args: argparse.Namespace) -> int:

@@ -44,6 +44,7 @@ from watchdog.observers.api import BaseObserver, ObservedWatch
 from watchdog.observers.polling import PollingObserver
 
 from watcher.config import BUILTIN_IGNORED_FOLDERS, BUILTIN_IGNORES, AutoSwitch, Config, InboxRule
+from watcher.contract import IMAGE_SUFFIXES
 from watcher.errors import WatcherError
 from watcher.ownfiles import OwnFiles, Placement
 from watcher.preflight import EOF_SEARCH_BYTES, is_whole_pdf
@@ -58,6 +59,7 @@ from watcher.settle import (
     Unreadable,
 )
 from watcher.shortcuts import is_shortcut
+from watcher.wording import count
 
 log = logging.getLogger("watcher.inbox")
 
@@ -173,8 +175,20 @@ def _refusal(config: Config, rule: InboxRule, path: Path, folder: Path) -> str |
     # Internet shortcuts name a document to fetch: accepted whatever the patterns say.
     if not is_shortcut(path) and _matching(path.name, config.watch.patterns) is None:
         shown = ", ".join(repr(p) for p in config.watch.patterns)
-        return f"matches none of the patterns in [watch]: {shown}"
+        return f"matches none of the patterns in [watch]: {shown}{_image_hint(path)}"
     return None
+
+
+def _image_hint(path: Path) -> str:
+    """How images are taken, for an image the patterns leave out (the default takes PDFs
+    only): by name, since the watcher judges every event and must not open files for it."""
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        return ""
+    return (
+        f'. Images are converted too (the service reads their text by OCR): add "*{suffix}" '
+        "to patterns in [watch] to have them taken"
+    )
 
 
 def _fs_type(folder: Path, mounts: str) -> str:
@@ -444,7 +458,7 @@ class InboxWatcher:
     def _scan(self, folder: Path) -> set[Path]:
         """Consider every file below `folder`; return the files seen."""
         seen = set()
-        for path in _files_in(folder, self._config.watch.recursive):
+        for path in files_in(folder, self._config.watch.recursive):
             seen.add(path)
             try:
                 self._consider(path)
@@ -582,7 +596,7 @@ class InboxWatcher:
         try:
             unread = set(self._on_ready(files))
         except WatcherError as exc:  # the daemon's words (its journal cannot be written)
-            log.error("%d file(s) not taken yet: %s", len(files), exc)
+            log.error("%s not taken yet: %s", count(len(files), "file"), exc)
             self._release(path for path, _ in files)
             return
         except Exception:
@@ -644,7 +658,7 @@ def _log_own(path: Path, placed: Placement) -> None:
     )
 
 
-def _files_in(folder: Path, recursive: bool) -> Iterator[Path]:
+def files_in(folder: Path, recursive: bool) -> Iterator[Path]:
     """Every entry below `folder` that is not a folder (subfolders too when recursive, except
     ignored ones); links to folders are never followed."""
     stack = [folder]
