@@ -135,7 +135,7 @@ def test_one_notice_per_batch_and_one_per_failure(
     assert kinds.count(NoticeKind.BATCH_DONE) == 1
     assert kinds.count(NoticeKind.FILE_FAILED) == 1
     summary = next(n for n in notices if n.kind is NoticeKind.BATCH_DONE).message
-    assert summary == "3 file(s) converted, 1 failed"
+    assert summary == "3 files converted, 1 failed"
     assert daemon.snapshot().unseen_failures == 1
     daemon.acknowledge_failures()
     assert daemon.snapshot().unseen_failures == 0

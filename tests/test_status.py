@@ -53,8 +53,7 @@ def test_a_batch_summary_counts_only_converted_files_as_converted() -> None:
     kinds = [n.kind for n in told]
     assert kinds == [NoticeKind.FILE_FAILED, NoticeKind.BATCH_DONE]
     assert told[-1].message == (
-        "1 file(s) converted, 1 failed, "
-        "2 not converted here (removed, changed or taken by another PC)"
+        "1 file converted, 1 failed, 2 not converted here (removed, changed or taken by another PC)"
     )
     view = board.view()
     assert (view.done, view.total, view.unseen_failures) == (4, 4, 1)

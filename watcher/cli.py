@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -49,6 +49,7 @@ from watcher.journal import (
 )
 from watcher.keys import KeySource, check_key_text, key_source, save_key, with_key
 from watcher.logs import register_secret, setup_logging
+from watcher.wording import count
 from watcher.world import (
     SANDBOX_SERVICE_FOLDER,
     has_sandbox_journal,
@@ -62,6 +63,7 @@ EXIT_USAGE = 2  # bad command line or rules file
 EXIT_FILE = 3  # a file was refused (by us or the service)
 EXIT_ACCOUNT = 4  # key unknown or credit exhausted
 EXIT_SERVICE = 5  # the service could not be reached or gave no result in time
+EXIT_BROKEN_PIPE = 141  # the reader of our output went away: as a tool killed by SIGPIPE
 
 NO_KEY_ADVICE = (
     "No API key is configured. Set it with `pdfocr-watcher init --api-key KEY` (it goes to "
@@ -87,7 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        return int(args.handler(args))
+        code = int(args.handler(args))
+        sys.stdout.flush()  # a reader that went away shows here, not in Python's exit
+        return code
+    except BrokenPipeError:
+        return _reader_went_away()
     except ConfigError as exc:
         print(f"pdfocr-watcher: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -101,6 +107,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def _reader_went_away() -> int:
+    """The reader of our output stopped reading (`status | head`): no error of ours, and
+    nothing to say about it. What is left to write (Python's own flush at exit) goes nowhere."""
+    with suppress(OSError, ValueError):  # no real stdout (a test's capture): nothing to flush
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_BROKEN_PIPE
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pdfocr-watcher",
@@ -108,11 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
         "(through the pdfocr.org API).",
     )
     parser.add_argument("--version", action="version", version=f"pdfocr-watcher {__version__}")
+    # --config and -v go before the command or after it. After it, they default to nothing
+    # at all (SUPPRESS), or the command's default would overwrite what came before.
+    config_help = f"rules file (default: {default_config_path()})"
+    parser.add_argument("--config", type=Path, metavar="PATH", help=config_help)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--config", type=Path, metavar="PATH", help=f"rules file (default: {default_config_path()})"
+        "--config", type=Path, metavar="PATH", default=argparse.SUPPRESS, help=config_help
     )
-    common.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    common.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log debug details"
+    )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     run = commands.add_parser("run", parents=[common], help="watch the inboxes and convert")
@@ -475,7 +496,9 @@ def _convert_one(journal: Journal, runner: JobRunner, path: Path, rule: Rule) ->
         job = runner.advance(job)
         if job.state is JobState.DONE:
             pages = (
-                f"; {job.available_pages:,} pages left" if job.available_pages is not None else ""
+                f"; {count(job.available_pages, 'page')} left"
+                if job.available_pages is not None
+                else ""
             )
             print(f"{path.name}: done → {job.output}{pages}")
             return EXIT_OK
@@ -684,11 +707,11 @@ def _print_status(report: dict[str, object]) -> None:
         print(f"{mark}QUEUE HELD: {report['held']}")
     if report["service_problem"]:
         print(f"{mark}Service trouble: {report['service_problem']}")
-    if report["available_pages"] is not None:
+    pages = report["available_pages"]
+    if isinstance(pages, int):
         money = " of play money" if sandbox else ""
         print(
-            f"{mark}Credit: {report['available_pages']:,} pages{money} "
-            f"(seen {report['available_pages_seen']})"
+            f"{mark}Credit: {count(pages, 'page')}{money} (seen {report['available_pages_seen']})"
         )
     counts = report["counts"]
     assert isinstance(counts, dict)
@@ -705,10 +728,11 @@ def _print_status(report: dict[str, object]) -> None:
     for row in spend:
         where = row["inbox"] or "(convert)"
         if sandbox:
-            print(f"  {row['day']}  {row['pages']:>6,} pages  SANDBOX  {where}")
+            print(f"  {row['day']}  {count(row['pages'], 'page'):>12}  SANDBOX  {where}")
             continue
         low, high = row["estimated_cost_usd"]
-        print(f"  {row['day']}  {row['pages']:>6,} pages  ${low:,.2f} to ${high:,.2f}  {where}")
+        pages_sent = count(row["pages"], "page")
+        print(f"  {row['day']}  {pages_sent:>12}  ${low:,.2f} to ${high:,.2f}  {where}")
     recent = report["recent"]
     assert isinstance(recent, list)
     for job in recent:
@@ -740,7 +764,8 @@ def command_retry(args: argparse.Namespace) -> int:
             if unsure:
                 numbers = " ".join(str(job.id) for job in unsure)
                 print(
-                    f"{len(unsure)} held file(s) the service may already have are left alone; "
+                    f"{count(len(unsure), 'held file')} the service may already have "
+                    f"{'is' if len(unsure) == 1 else 'are'} left alone; "
                     f"to send them again (which may be charged twice): pdfocr-watcher retry "
                     f"{numbers}"
                 )
@@ -757,7 +782,7 @@ def command_retry(args: argparse.Namespace) -> int:
             )
     finally:
         journal.close()
-    print(f"{retried} job(s) queued again.")
+    print(f"{count(retried, 'job')} queued again.")
     return EXIT_OK if retried or not args.jobs else EXIT_FAILED
 
 

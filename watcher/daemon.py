@@ -40,6 +40,7 @@ from watcher.rulesfile import RulesFileWatcher
 from watcher.runner import JobRunner, requeue, timing
 from watcher.stations import Admitted, SharedInboxes
 from watcher.status import RECENT_LIMIT, Notice, NoticeKind, Snapshot, StatusBoard
+from watcher.wording import count
 from watcher.workers import WorkerPool
 from watcher.world import in_sandbox
 
@@ -288,7 +289,7 @@ class Daemon:
         if held is None and held_jobs:
             newest = self.journal.jobs(states=(JobState.HELD,), limit=1)
             reason = newest[0].error if newest else ""
-            held = f"{held_jobs} file(s) waiting: {reason}"
+            held = f"{count(held_jobs, 'file')} waiting: {reason}"
         rules = self.config.inboxes
         return Snapshot(
             sandbox=self.sandbox,
@@ -339,7 +340,7 @@ class Daemon:
             self.status.tell(
                 NoticeKind.LOW_CREDIT,
                 "Credit running low",
-                f"{int(pages):,} pages left on your pdfocr.org account",
+                f"{count(int(pages), 'page')} left on your pdfocr.org account",
             )
         elif not low and self.journal.counts((JobState.HELD,)):
             # More credit than we knew of (bought on the website): files the credit guard
@@ -400,7 +401,7 @@ class Daemon:
     def _release_held(self, *, approve: bool, due_before: float | None = None) -> None:
         released = self.journal.release_held(approve=approve, due_before=due_before)
         if released:
-            log.info("%d held file(s) back in the queue", released)
+            log.info("%s back in the queue", count(released, "held file"))
             self.pool.wake()
 
     def pause(self, until: float | None) -> None:

@@ -17,6 +17,7 @@ from enum import Enum
 from pathlib import Path
 
 from watcher.jobs import Job, JobState
+from watcher.wording import count
 
 __all__ = [
     "OFFLINE_NOTICE_SECONDS",
@@ -54,6 +55,11 @@ class NoticeKind(Enum):
     LOW_CREDIT = "low_credit"
     HELD = "held"
     OFFLINE = "offline"
+
+
+# Failures and holds are logged where they happen (the runner, the set-aside, the hold), with
+# more detail than their notice: logged again here, every failure would be in the log twice.
+_LOGGED_WHERE_THEY_HAPPEN = frozenset({NoticeKind.FILE_FAILED, NoticeKind.HELD})
 
 
 @dataclass(frozen=True)
@@ -119,7 +125,7 @@ class _Batch:
         return self.converted + self.failed + self.not_converted
 
     def summary(self) -> str:
-        words = [f"{self.converted} file(s) converted"]
+        words = [f"{count(self.converted, 'file')} converted"]
         if self.failed:
             words.append(f"{self.failed} failed")
         if self.not_converted:
@@ -168,7 +174,8 @@ class StatusBoard:
                 log.exception("a status listener failed")
 
     def tell(self, kind: NoticeKind, title: str, message: str) -> None:
-        log.info("%s: %s", title, message)
+        if kind not in _LOGGED_WHERE_THEY_HAPPEN:
+            log.info("%s: %s", title, message)
         notice = Notice(kind, title, message)
         for listener in self._notice_listeners:
             try:

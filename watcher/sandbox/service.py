@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 from watcher import contract
 from watcher.sandbox.converters import Unsupported, _inspect, convert
 from watcher.sandbox.faults import FaultRates, check_injection, random_fault, take_queued
+from watcher.wording import count
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +221,7 @@ class Service:
             self._epoch += 1
         for path in files:
             shutil.rmtree(path.parent, ignore_errors=True)
-        log.debug("forgot %d job(s)", known)
+        log.debug("forgot %s", count(known, "job"))
         return known
 
     def behaviour(self) -> dict[str, float]:
@@ -340,7 +341,7 @@ class Service:
             self._ledger.append(charge)
             self._jobs[(filename, outformat)] = job
             self._running += 1
-        log.debug("charged %d page(s) for %s -> %s", pages, filename, outformat)
+        log.debug("charged %s for %s -> %s", count(pages, "page"), filename, outformat)
         worker = threading.Thread(target=self._convert, args=(job, data, kind, pages), daemon=True)
         worker.start()
         return job
