@@ -16,12 +16,13 @@ from test_daemon import files_in, wait_for, write_rules
 
 from watcher import samplepdf
 from watcher.cli import EXIT_BROKEN_PIPE, EXIT_OK, main
-from watcher.daemon import Daemon, Notice, NoticeKind
+from watcher.daemon import Daemon
 from watcher.errors import FileRejected
 from watcher.jobs import JobState
 from watcher.journal import META_PAGES, Journal
 from watcher.preflight import Budget, budget_hold, inspect_file
 from watcher.sandbox import Sandbox
+from watcher.status import Notice, NoticeKind
 from watcher.wording import count
 
 MakeDaemon = Callable[..., Daemon]
