@@ -16,7 +16,7 @@ from watcher import samplepdf
 from watcher.cli import EXIT_FILE, EXIT_OK, main
 from watcher.config import load_config
 from watcher.daemon import Daemon
-from watcher.explain import Explanation, Outcome, current_budget, explain
+from watcher.explain import Explanation, Outcome, current_budget, explain, open_journal
 from watcher.jobs import JobState
 from watcher.journal import META_PAGES, Journal
 from watcher.sandbox import Sandbox
@@ -53,9 +53,14 @@ def quick_give_up(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def dry_run(rules: Path, path: Path) -> list[Explanation]:
+    """`check --explain` as the command runs it, with the journal if there is one."""
     config = load_config(rules)
-    budget, _ = current_budget(config)
-    return explain(config, path, budget)
+    journal = open_journal(config)
+    try:
+        return explain(config, path, current_budget(config, journal), journal)
+    finally:
+        if journal is not None:
+            journal.close()
 
 
 def by_name(explanations: list[Explanation]) -> dict[str, Explanation]:
@@ -273,3 +278,44 @@ def test_the_dry_run_sends_nothing_and_writes_no_journal(sandbox: Sandbox, tmp_p
     assert sandbox.ledger() == []
     assert not (tmp_path / "state").exists()
     assert files_in(tmp_path / "inbox" / "to-word") == ["a.pdf"]
+
+
+def test_what_the_journal_knows_is_said_as_the_daemon_acts_on_it(
+    sandbox: Sandbox, tmp_path: Path, make_daemon: MakeDaemon
+) -> None:
+    """Once a file is converted, the same bytes again cost nothing (its result is copied),
+    and a copy of our own result dropped into an inbox is not taken: the dry run says both,
+    from the journal the daemon keeps, and the daemon then does both."""
+    rules = write_rules(tmp_path, sandbox)
+    to_word, to_pdf = tmp_path / "inbox" / "to-word", tmp_path / "inbox" / "to-pdf"
+    rules.write_text(rules.read_text() + f'[[inbox]]\npath = "{to_pdf}"\noutformat = "pdf"\n')
+    to_pdf.mkdir()
+    samplepdf.write_pdf(to_word / "first.pdf", ["same bytes", "two pages"])
+    samplepdf.write_pdf(to_pdf / "scan.pdf", ["made searchable"])
+    daemon = make_daemon(rules)
+    outbox = tmp_path / "outbox"
+    wait_for(lambda: files_in(outbox) == ["first.docx", "scan.pdf"], what="both converted")
+    wait_for(lambda: files_in(to_word) == files_in(to_pdf) == [], what="originals archived")
+    daemon.pause(None)
+    (to_word / "again.pdf").write_bytes((tmp_path / "archive" / "first.pdf").read_bytes())
+    (to_pdf / "result-copy.pdf").write_bytes((outbox / "scan.pdf").read_bytes())  # a sync tool
+    verdicts = by_name(dry_run(rules, tmp_path / "inbox"))
+
+    (first,) = [job for job in daemon.journal.jobs() if job.display_name == "first.pdf"]
+    again = verdicts["again.pdf"]
+    assert (again.outcome, again.pages) == (Outcome.CONVERTED, 0)
+    assert again.details[1] == (
+        f"the same content with the same settings was converted before (first.pdf, job "
+        f"{first.id}): its result is copied, at no charge"
+    )
+    ours = verdicts["result-copy.pdf"]
+    assert ours.outcome is Outcome.NOT_TAKEN
+    assert ours.details[0] == (
+        f"result-copy.pdf is a copy of our own result {outbox / 'scan.pdf'} (from scan.pdf); "
+        "it is not converted again"
+    )
+
+    daemon.unpause()
+    wait_for(lambda: (outbox / "again.docx").exists(), what="the copy filed")
+    assert len(sandbox.ledger()) == 2  # the first two files only
+    assert files_in(to_pdf) == ["result-copy.pdf"]  # left alone

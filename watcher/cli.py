@@ -428,14 +428,27 @@ def command_check(args: argparse.Namespace) -> int:
 
 def _explain(config: Config, path: Path) -> int:
     """The dry run: what the daemon would do with a file, or each file below a folder."""
-    from watcher.explain import Outcome, current_budget, explain, render, touches_an_inbox
+    from watcher.explain import (
+        Outcome,
+        current_budget,
+        explain,
+        open_journal,
+        render,
+        touches_an_inbox,
+    )
 
     if path.is_dir() and not touches_an_inbox(config, path):
         inboxes = ", ".join(str(rule.path) for rule in config.inboxes) or "none are configured"
         print(f"{path} is not an inbox, nor inside or above one (inboxes: {inboxes}).")
         return EXIT_FILE
-    budget, journal_seen = current_budget(config)
-    explanations = explain(config, path, budget)
+    journal = open_journal(config)
+    try:
+        budget = current_budget(config, journal)
+        explanations = explain(config, path, budget, journal)
+    finally:
+        if journal is not None:
+            journal.close()
+    journal_seen = journal is not None
     if not explanations:
         print(f"{path} holds no files.")
         return EXIT_OK

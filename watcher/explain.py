@@ -10,7 +10,7 @@ them, asks those, and says the answers with the pages and what they would cost.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from enum import Enum
 from pathlib import Path
 
@@ -18,6 +18,8 @@ from watcher.config import Config, InboxRule
 from watcher.contract import PRICE_TABLE, estimated_cost
 from watcher.errors import FileRejected
 from watcher.inbox import GIVE_UP_SECONDS, files_in, judge
+from watcher.intake import new_job
+from watcher.jobs import Job, JobState, NewJob
 from watcher.journal import JOURNAL_FILE_NAME, Journal
 from watcher.preflight import (
     Budget,
@@ -28,6 +30,7 @@ from watcher.preflight import (
     is_whole_pdf,
     read_budget,
     read_ends,
+    reusable_result,
 )
 from watcher.settle import SettleTracker
 from watcher.wording import count
@@ -51,31 +54,32 @@ class Explanation:
     details: tuple[str, ...]
 
 
-def current_budget(config: Config) -> tuple[Budget, bool]:
-    """The budget the credit guard would weigh files against now, from the live journal
-    (read, never created here), and whether a journal was there to tell it."""
+def open_journal(config: Config) -> Journal | None:
+    """The live journal, to read what the daemon knows (never created here), or None."""
     path = config.files.state_dir / JOURNAL_FILE_NAME
+    return Journal(path) if path.exists() else None
+
+
+def current_budget(config: Config, journal: Journal | None) -> Budget:
+    """The budget the credit guard would weigh files against now."""
     limit = config.credits.daily_page_limit
-    if not path.exists():
-        return Budget(None, 0, limit), False
-    journal = Journal(path)
-    try:
-        return read_budget(journal, limit), True
-    finally:
-        journal.close()
+    return read_budget(journal, limit) if journal is not None else Budget(None, 0, limit)
 
 
-def explain(config: Config, path: Path, budget: Budget) -> list[Explanation]:
+def explain(
+    config: Config, path: Path, budget: Budget, journal: Journal | None = None
+) -> list[Explanation]:
     """A file, or every file below a folder (in every subfolder, in name order): what the
     daemon would do with each, as if they were sent in this order (each file converted
-    before it leaves less credit and less of today's limit to the next)."""
+    before it leaves less credit and less of today's limit to the next). With the journal,
+    also what the daemon knows of them: results it can copy, copies of its own results."""
     path = Path(path).expanduser().absolute()
     if not path.is_dir() or path.is_symlink():
-        return [_explain_file(config, path, budget)]
+        return [_explain_file(config, path, budget, journal)]
     explanations = []
     first = budget
     for file in sorted(files_in(path, recursive=True)):
-        explanation = _explain_file(config, file, budget)
+        explanation = _explain_file(config, file, budget, journal)
         if explanation.outcome is Outcome.CONVERTED:
             budget = budget.after(explanation.pages)
         elif explanation.outcome is Outcome.HELD and budget != first:
@@ -94,12 +98,20 @@ def touches_an_inbox(config: Config, folder: Path) -> bool:
     )
 
 
-def _explain_file(config: Config, path: Path, budget: Budget) -> Explanation:
+def _explain_file(
+    config: Config, path: Path, budget: Budget, journal: Journal | None
+) -> Explanation:
     verdict = judge(config, path)
     if not verdict.accepted or verdict.rule is None:
         return Explanation(path, Outcome.NOT_TAKEN, 0, (verdict.reason,))
     rule = verdict.rule
     taken = f"taken by inbox {rule.path} → {_settings(rule)}"
+    known = _known(journal, path, rule) if journal is not None else None
+    if known is not None:
+        outcome, said = known
+        return Explanation(
+            path, outcome, 0, (said,) if outcome is Outcome.NOT_TAKEN else (taken, said)
+        )
     try:
         checked = check_source(path, outformat=rule.outformat)
     except FileRejected as exc:
@@ -114,6 +126,32 @@ def _explain_file(config: Config, path: Path, budget: Budget) -> Explanation:
     if hold is not None:
         return Explanation(path, Outcome.HELD, 0, (taken, what, hold.reason))
     return Explanation(path, Outcome.CONVERTED, checked.pages, (taken, what))
+
+
+def _known(journal: Journal, path: Path, rule: InboxRule) -> tuple[Outcome, str] | None:
+    """What the journal decides before any check, as the daemon asks it: a copy of one of
+    our own results is not taken (the journal refuses it), and the same bytes with the same
+    settings as a finished job get that job's result copied, at no charge."""
+    try:
+        new = new_job(path, rule.as_rule(), rule.path)
+    except OSError:
+        return None  # the checks say why it cannot be read
+    own = journal.result_copied(new)
+    if own is not None:
+        return Outcome.NOT_TAKEN, (
+            f"{path.name} is a copy of our own result {own.output} (from {own.display_name}); "
+            "it is not converted again"
+        )
+    known = {item.name: getattr(new, item.name) for item in fields(NewJob)}
+    twin = reusable_result(
+        journal, Job(0, state=JobState.QUEUED, created_at=0, updated_at=0, **known)
+    )
+    if twin is None:
+        return None
+    return Outcome.CONVERTED, (
+        f"the same content with the same settings was converted before ({twin.display_name}, "
+        f"job {twin.id}): its result is copied, at no charge"
+    )
 
 
 def _settings(rule: InboxRule) -> str:

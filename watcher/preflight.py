@@ -24,6 +24,7 @@ from pypdf import PdfReader
 from pypdf.errors import PdfReadError
 
 from watcher.errors import FileRejected
+from watcher.jobs import Job, JobState
 from watcher.journal import META_PAGES, Journal, local_day
 from watcher.shortcuts import is_shortcut, read_shortcut
 from watcher.wording import count
@@ -222,6 +223,16 @@ def check_source(path: Path, *, outformat: str) -> Checked:
     if is_shortcut(path):
         return Checked(url=read_shortcut(path))
     return Checked(facts=inspect_file(path, outformat=outformat))
+
+
+def reusable_result(journal: Journal, job: Job) -> Job | None:
+    """An earlier job for the same bytes with the same settings whose result is still there
+    to copy, for nothing; None when there is none. Asked before the checks that cost a read:
+    the runner then copies that result, and `check --explain` says it would."""
+    for twin in journal.twins(job):
+        if twin.state is JobState.DONE and twin.output and twin.output.is_file():
+            return twin
+    return None
 
 
 @dataclass(frozen=True)

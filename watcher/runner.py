@@ -65,6 +65,7 @@ from watcher.preflight import (
     budget_hold,
     check_source,
     read_budget,
+    reusable_result,
 )
 from watcher.wording import count
 
@@ -286,20 +287,20 @@ class JobRunner:
 
     def _reuse_twin(self, job: Job) -> Job | None:
         """The same bytes with the same settings were converted before: copy that result."""
-        for twin in self._journal.twins(job):
-            if twin.state is JobState.DONE and twin.output and twin.output.is_file():
-                try:
-                    job.rule.outbox.mkdir(parents=True, exist_ok=True)
-                    copy_whole(twin.output, job.staged)  # a staged result is always whole
-                except OSError as exc:
-                    return self._disk_trouble(job, job.rule.outbox, exc)
-                log.info(
-                    "%s: same content as %s, reusing its result (no charge)",
-                    job.display_name,
-                    twin.display_name,
-                )
-                return self._journal.move(job, JobState.FILING, pages=0)
-        return None
+        twin = reusable_result(self._journal, job)
+        if twin is None or twin.output is None:
+            return None
+        try:
+            job.rule.outbox.mkdir(parents=True, exist_ok=True)
+            copy_whole(twin.output, job.staged)  # a staged result is always whole
+        except OSError as exc:
+            return self._disk_trouble(job, job.rule.outbox, exc)
+        log.info(
+            "%s: same content as %s, reusing its result (no charge)",
+            job.display_name,
+            twin.display_name,
+        )
+        return self._journal.move(job, JobState.FILING, pages=0)
 
     def _resume_interrupted_upload(self, job: Job) -> Job:
         log.info(
