@@ -4,6 +4,7 @@ own checks. Each verdict is compared with what a real daemon then does with the 
 from __future__ import annotations
 
 import io
+import plistlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -223,12 +224,18 @@ def test_a_shortcut_says_where_it_points(sandbox: Sandbox, tmp_path: Path) -> No
     link.write_text("[InternetShortcut]\nURL=https://example.com/report.pdf\n")
     bad = tmp_path / "inbox" / "to-word" / "local.url"
     bad.write_text("[InternetShortcut]\nURL=file:///etc/passwd\n")
+    webloc = tmp_path / "inbox" / "to-word" / "mac.webloc"
+    webloc.write_bytes(plistlib.dumps({"URL": "https://example.org/scan.pdf"}))
     verdicts = by_name(dry_run(rules, link.parent))
     assert verdicts["report.url"].outcome is Outcome.CONVERTED
     assert (
         verdicts["report.url"]
         .details[1]
         .startswith("an internet shortcut to https://example.com/report.pdf: the service fetches")
+    )
+    assert verdicts["mac.webloc"].outcome is Outcome.CONVERTED
+    assert (
+        "an internet shortcut to https://example.org/scan.pdf" in verdicts["mac.webloc"].details[1]
     )
     assert verdicts["local.url"].outcome is Outcome.REFUSED
     assert "not a web (http or https) address" in verdicts["local.url"].details[1]

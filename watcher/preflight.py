@@ -3,6 +3,10 @@
 The service charges per page and fails locked or unreadable files after the upload, so every
 refusal we can make here is money and time the user keeps. Files are judged by their bytes,
 not their names: a JPEG called `.pdf` is an image, an HTML page called `.pdf` is refused.
+
+The runner asks `check_source`, `reusable_result` and `budget_hold` before each submission;
+`check --explain` (watcher.explain) asks the same functions for its dry run, so what the dry
+run says is what the daemon does.
 """
 
 from __future__ import annotations
