@@ -207,6 +207,20 @@ def test_images_say_how_they_are_taken(
     )
 
 
+def test_an_image_in_an_inbox_without_ocr_is_warned_about(sandbox: Sandbox, tmp_path: Path) -> None:
+    rules = write_rules(tmp_path, sandbox)
+    plain = tmp_path / "inbox" / "no-ocr"
+    rules.write_text(
+        rules.read_text() + f'[[inbox]]\npath = "{plain}"\noutformat = "txt"\nocr = false\n'
+    )
+    plain.mkdir()
+    Image.new("RGB", (30, 30)).save(plain / "photo.png")
+    (verdict,) = dry_run(rules, plain / "photo.png")
+    assert verdict.outcome is Outcome.CONVERTED
+    assert "OCR is off in this inbox" in verdict.details[1]
+    assert "set ocr = true in its [[inbox]]" in verdict.details[1]
+
+
 def test_an_image_in_a_searchable_pdf_inbox_is_refused(sandbox: Sandbox, tmp_path: Path) -> None:
     extra = f'[[inbox]]\npath = "{tmp_path / "inbox" / "to-pdf"}"\noutformat = "pdf"\n'
     rules = write_rules(tmp_path, sandbox)
