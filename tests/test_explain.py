@@ -268,6 +268,7 @@ def test_folders_are_walked_as_the_watcher_sees_them(
     samplepdf.write_pdf(inboxes / "to-word" / "sub" / "deep.pdf", ["deep"])
     samplepdf.write_pdf(inboxes / "to-word" / "@eaDir" / "thumb.pdf", ["nas litter"])
     (inboxes / "to-word" / "notes.txt").write_text("not a pattern")
+    (inboxes / "to-word" / "report.pdf.crdownload").write_bytes(b"%PDF-1.4 half of it")
 
     assert main(["check", "--config", str(rules), "--explain", str(inboxes)]) == EXIT_FILE
     shown = capsys.readouterr().out
@@ -278,7 +279,9 @@ def test_folders_are_walked_as_the_watcher_sees_them(
     assert "set recursive = true in [watch]" in shown
     assert "thumb.pdf" not in shown
     assert "to-word/notes.txt: is not taken" in shown
-    assert "In all: 4 files; 2 would be converted (3 pages, about $0.02 to $0.12" in shown
+    assert "to-word/report.pdf.crdownload: is not taken" in shown
+    assert "matches the built-in pattern '*.crdownload' (hidden or unfinished)" in shown
+    assert "In all: 5 files; 2 would be converted (3 pages, about $0.02 to $0.12" in shown
 
     elsewhere = tmp_path / "Downloads"
     samplepdf.write_pdf(elsewhere / "x.pdf", ["x"])
