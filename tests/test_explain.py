@@ -196,6 +196,7 @@ def test_images_say_how_they_are_taken(
     shown = capsys.readouterr().out
     assert "scan.jpg: is not taken" in shown
     assert 'Images are converted too (the service reads their text by OCR): add "*.jpg"' in shown
+    assert "Credit:" not in shown  # nothing got as far as the credit guard
 
     verdicts = by_name(dry_run(rules, inbox))
     png, camera = verdicts["photo.png"], verdicts["camera.pdf"]

@@ -202,7 +202,8 @@ def _incomplete_note(config: Config, path: Path) -> Iterator[str]:
 def render(
     explanations: list[Explanation], budget: Budget, journal_seen: bool, base: Path | None = None
 ) -> list[str]:
-    """The dry run in lines: each file's outcome and details, then the budget and a total.
+    """The dry run in lines: each file's outcome and details, then the budget (when a file
+    got as far as the credit guard) and a total.
     Files are named from `base` (the folder asked about) when given."""
     lines: list[str] = []
     for explanation in explanations:
@@ -211,7 +212,8 @@ def render(
             shown = shown.relative_to(base)
         lines.append(f"{shown}: {explanation.outcome.value}")
         lines.extend(f"    {detail}" for detail in explanation.details)
-    lines.append(_budget_line(budget, journal_seen))
+    if any(e.outcome is not Outcome.NOT_TAKEN for e in explanations):  # else it says nothing
+        lines.append(_budget_line(budget, journal_seen))
     if len(explanations) > 1:
         lines.append(_total(explanations))
     return lines
