@@ -344,3 +344,16 @@ def test_what_the_journal_knows_is_said_as_the_daemon_acts_on_it(
     wait_for(lambda: (outbox / "again.docx").exists(), what="the copy filed")
     assert len(sandbox.ledger()) == 2  # the first two files only
     assert files_in(to_pdf) == ["result-copy.pdf"]  # left alone
+
+
+def test_a_shared_inbox_says_another_pc_may_take_the_file(sandbox: Sandbox, tmp_path: Path) -> None:
+    rules = write_rules(tmp_path, sandbox)
+    rules.write_text(rules.read_text().replace("[watch]\n", "[watch]\nshared = true\n"))
+    scan = samplepdf.write_pdf(tmp_path / "inbox" / "to-word" / "scan.pdf", ["x"])
+    (verdict,) = dry_run(rules, scan)
+    assert verdict.outcome is Outcome.CONVERTED
+    assert "the inbox is shared with other PCs" in verdict.details[0]
+    assert not (scan.parent / ".pdfocr-claims").exists()  # nothing claimed by a dry run
+    rules.write_text(rules.read_text().replace("shared = true", "shared = false"))
+    (verdict,) = dry_run(rules, scan)
+    assert "shared with other PCs" not in verdict.details[0]

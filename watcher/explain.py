@@ -17,7 +17,7 @@ from pathlib import Path
 from watcher.config import Config, InboxRule
 from watcher.contract import PRICE_TABLE, estimated_cost
 from watcher.errors import FileRejected
-from watcher.inbox import GIVE_UP_SECONDS, files_in, judge
+from watcher.inbox import GIVE_UP_SECONDS, files_in, judge, switched_on
 from watcher.intake import new_job
 from watcher.jobs import Job, JobState, NewJob
 from watcher.journal import JOURNAL_FILE_NAME, Journal
@@ -106,6 +106,11 @@ def _explain_file(
         return Explanation(path, Outcome.NOT_TAKEN, 0, (verdict.reason,))
     rule = verdict.rule
     taken = f"taken by inbox {rule.path} → {_settings(rule)}"
+    if switched_on(config.watch.shared, rule.path):  # as watcher.stations decides it
+        taken += (
+            "; the inbox is shared with other PCs, so this PC converts the file only if it "
+            "claims it first (claims are not made in a dry run)"
+        )
     known = _known(journal, path, rule) if journal is not None else None
     if known is not None:
         outcome, said = known
