@@ -148,9 +148,8 @@ def _known(journal: Journal, path: Path, rule: InboxRule) -> tuple[Outcome, str]
             "it is not converted again"
         )
     known = {item.name: getattr(new, item.name) for item in fields(NewJob)}
-    twin = reusable_result(
-        journal, Job(0, state=JobState.QUEUED, created_at=0, updated_at=0, **known)
-    )
+    job = Job(id=0, state=JobState.QUEUED, created_at=0.0, updated_at=0.0, **known)
+    twin = reusable_result(journal, job)  # a job not journaled: its id is no other's
     if twin is None:
         return None
     return Outcome.CONVERTED, (
