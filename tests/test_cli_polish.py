@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_daemon import files_in, wait_for, write_rules
+from test_daemon import wait_for, write_rules
 
 from watcher import samplepdf
 from watcher.cli import EXIT_BROKEN_PIPE, EXIT_OK, main
@@ -144,7 +144,8 @@ def test_each_failure_and_hold_is_logged_once(
     inbox = tmp_path / "inbox" / "to-word"
     (inbox / "empty.pdf").write_bytes(b"")
     daemon = make_daemon(rules)
-    wait_for(lambda: len(files_in(tmp_path / "failed")) == 2, what="the empty file filed")
+    reason_file = tmp_path / "failed" / "empty.pdf.error.txt"
+    wait_for(reason_file.exists, what="the empty file filed with its reason")
     wait_for(
         lambda: any("Batch finished" in r.getMessage() for r in caplog.records),
         what="the batch summary",
@@ -159,6 +160,6 @@ def test_each_failure_and_hold_is_logged_once(
     assert sum("empty.pdf is empty" in m for m in messages) == 1, messages
     assert sum("it has 3 pages and the account has 2 left" in m for m in messages) == 1
     assert any("Batch finished: 0 files converted, 1 failed" in m for m in messages), messages
-    reason = (tmp_path / "failed" / "empty.pdf.error.txt").read_text(encoding="utf-8")
+    reason = reason_file.read_text(encoding="utf-8")
     assert "Nothing was sent or charged." in reason
     assert "unless the service said otherwise" not in reason

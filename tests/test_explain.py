@@ -104,7 +104,13 @@ def test_the_dry_run_refuses_what_the_daemon_refuses_in_the_same_words(
 
     make_daemon(rules)
     failed = tmp_path / "failed"
-    wait_for(lambda: len(files_in(failed)) == 2 * len(REFUSED), timeout=60, what="all filed")
+    # Each reason file is written under a hidden name, then renamed: wait for the names.
+    wait_for(
+        lambda: all((failed / f"{name}.error.txt").exists() for name in REFUSED),
+        timeout=60,
+        what="all filed",
+    )
+    assert files_in(failed) == sorted([*REFUSED, *(f"{name}.error.txt" for name in REFUSED)])
     for name in REFUSED:
         assert reason_in(failed / f"{name}.error.txt") == verdicts[name].details[1], name
         advice = (failed / f"{name}.error.txt").read_text(encoding="utf-8")
