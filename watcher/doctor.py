@@ -42,6 +42,7 @@ from watcher.instance import daemon_running
 from watcher.journal import JOURNAL_FILE_NAME, META_PAGES, META_PAGES_AT, Journal
 from watcher.keys import KeySource, key_source, with_key
 from watcher.logs import LOG_FILE_NAME, REDACTED, redact
+from watcher.wording import count
 from watcher.world import has_sandbox_journal, sandbox_state_dir
 
 EXIT_OK = 0
@@ -233,7 +234,7 @@ def _last_credit(journal_path: Path) -> str | None:
     if not pages:
         return None
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(seen))) if seen else "unknown"
-    return f"{int(pages):,} pages (seen {when})"
+    return f"{count(int(pages), 'page')} (seen {when})"
 
 
 def check_state(state_dir: Path) -> list[Finding]:

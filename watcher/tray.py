@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageDraw, ImageFont
 
+from watcher.wording import count
+
 if TYPE_CHECKING:
     import pystray
 
@@ -195,7 +197,7 @@ def status_line(s: Snapshot) -> str:
 
 
 def credit_line(s: Snapshot) -> str:
-    return f"{s.available_pages or 0:,} pages left" + (" (low)" if s.low_credit else "")
+    return f"{count(s.available_pages or 0, 'page')} left" + (" (low)" if s.low_credit else "")
 
 
 def until(at: float | None, now: float | None = None) -> str:

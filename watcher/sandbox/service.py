@@ -333,8 +333,8 @@ class Service:
             if pages > self._available:
                 raise _Refused(
                     "402",
-                    f"Not enough available pages: this file has {pages} pages and your "
-                    f"account has {self._available}. Buy more credits.",
+                    f"Not enough available pages: this file has {count(pages, 'page')} and your "
+                    f"account has {self._available:,}. Buy more credits.",
                 )
             job = _Job(name, token, link, received, self._epoch)
             self._available -= pages
