@@ -19,6 +19,7 @@ import pytest
 
 from watcher import samplepdf
 from watcher.daemon import Daemon
+from watcher.filing import STAGING_PREFIX
 from watcher.journal import JOURNAL_FILE_NAME
 from watcher.sandbox import Sandbox
 
@@ -71,7 +72,11 @@ lang = "french"
 
 
 def files_in(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+    """The names a user sees in the folder: not a result's hidden staged copy, which stays
+    until its job's DONE is journaled (a moment after the original is archived)."""
+    if not folder.exists():
+        return []
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith(STAGING_PREFIX))
 
 
 def test_two_inboxes_with_different_rules(
