@@ -34,7 +34,6 @@ from watcher.samplepdf import make_pdf  # noqa: E402
 
 SANDBOX_KEY = "sandbox-key"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
 # -- printing ----------------------------------------------------------------------------------

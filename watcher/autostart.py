@@ -40,11 +40,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 
-from watcher.config import API_KEY_ENV, default_config_path, load_config
-from watcher.errors import ConfigError
+from watcher.config import API_KEY_ENV, APP_NAME, default_config_path, load_config
+from watcher.errors import EXIT_OK, ConfigError
 from watcher.keys import KeySource, key_source, with_key
 
-APP_NAME = "pdfocr-watcher"
 LAUNCH_AGENT_LABEL = "org.pdfocr.watcher"
 UNIT_NAME = f"{APP_NAME}.service"
 SYSTEMD_TARGET = "graphical-session.target"
@@ -58,7 +57,6 @@ SYSTEMD_LINK = "systemd enablement link"
 LAUNCH_AGENT = "LaunchAgent"
 STARTUP_SHORTCUT = "Startup shortcut"
 
-EXIT_OK = 0
 EXIT_NOT_ENABLED = 1
 
 # Characters the Desktop Entry spec reserves in Exec arguments; any of them means quoting.

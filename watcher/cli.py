@@ -33,7 +33,7 @@ from watcher.config import (
     write_starter_config,
 )
 from watcher.contract import LANGUAGES, OUTFORMATS, canonical_language, estimated_cost
-from watcher.errors import AccountError, ConfigError, WatcherError
+from watcher.errors import EXIT_OK, AccountError, ConfigError, WatcherError
 from watcher.instance import AlreadyRunning, InstanceLock, daemon_running
 from watcher.jobs import HoldKind, Job, JobState, Rule
 from watcher.journal import (
@@ -57,7 +57,6 @@ from watcher.world import (
     set_apart_old_sandbox_journal,
 )
 
-EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2  # bad command line or rules file
 EXIT_FILE = 3  # a file was refused (by us or the service)

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import enum
-import importlib
 import importlib.metadata
 import os
 import platform
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -37,7 +36,14 @@ from watcher.config import (
     load_config,
     parse_config,
 )
-from watcher.errors import AccountError, ApiError, ConfigError, CreditError, UnknownRemoteName
+from watcher.errors import (
+    EXIT_OK,
+    AccountError,
+    ApiError,
+    ConfigError,
+    CreditError,
+    UnknownRemoteName,
+)
 from watcher.instance import daemon_running
 from watcher.journal import JOURNAL_FILE_NAME, META_PAGES, META_PAGES_AT, Journal
 from watcher.keys import KeySource, key_source, with_key
@@ -45,7 +51,6 @@ from watcher.logs import LOG_FILE_NAME, REDACTED, redact
 from watcher.wording import count
 from watcher.world import has_sandbox_journal, sandbox_state_dir
 
-EXIT_OK = 0
 EXIT_ATTENTION = 1
 
 CONNECT_TIMEOUT = 3.0
@@ -271,23 +276,17 @@ def check_state(state_dir: Path) -> list[Finding]:
 # -- the desktop: tray and autostart ----------------------------------------------------------
 
 
-def tray_reason(env: Mapping[str, str]) -> str | None:
-    """Why no tray icon can be shown, from watcher.tray when it is there (it knows the
-    backends); otherwise the one thing that is sure to stop it on Linux: no display."""
+def tray_reason() -> str | None:
+    """Why no tray icon can be shown, as watcher.tray itself judges it (it knows the backends)."""
     try:
-        tray = importlib.import_module("watcher.tray")
-        reason: Callable[[], str | None] | None = getattr(tray, "tray_unavailable_reason", None)
+        from watcher.tray import tray_unavailable_reason
     except Exception as exc:
         return f"the tray module cannot be loaded: {type(exc).__name__}: {exc}"
-    if reason is not None:
-        return reason()
-    if sys.platform.startswith("linux") and not (env.get("DISPLAY") or env.get("WAYLAND_DISPLAY")):
-        return "no display (neither DISPLAY nor WAYLAND_DISPLAY is set)"
-    return None
+    return tray_unavailable_reason()
 
 
-def check_tray(env: Mapping[str, str]) -> Finding:
-    reason = tray_reason(env)
+def check_tray() -> Finding:
+    reason = tray_reason()
     if reason:
         return note("tray", f"no tray icon; the daemon runs without one: {reason}")
     return ok("tray", "a tray icon can be shown")
@@ -352,7 +351,7 @@ def diagnose(
         findings += check_folders(config)
     findings.append(check_endpoint(settings.api))
     findings += check_state(settings.files.state_dir)
-    findings.append(check_tray(env))
+    findings.append(check_tray())
     findings.append(check_autostart(home, env))
     found, missing = versions()
     return findings + missing, found, config

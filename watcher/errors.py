@@ -16,6 +16,9 @@ Each branch of the hierarchy maps to one reaction, so workers decide by type, ne
 
 from __future__ import annotations
 
+# The exit code of a command that did what it was asked; each command names its own failures.
+EXIT_OK = 0
+
 
 class WatcherError(Exception):
     """Base for every error the program expects and can explain to a user."""

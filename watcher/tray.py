@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageDraw, ImageFont
 
+from watcher.config import APP_NAME
 from watcher.wording import count
 
 if TYPE_CHECKING:
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-APP_NAME = "pdfocr-watcher"
 TITLE_LIMIT = 120  # X and Windows cut longer tooltips
 REFRESH_SECONDS = 60.0  # keeps "2 min ago" true without polling the daemon
 COALESCE_SECONDS = 0.25  # a burst of job changes becomes one redraw
