@@ -18,9 +18,9 @@ from test_daemon import files_in, start_daemon_process, stop_process, wait_for, 
 
 import watcher.inbox
 from watcher import samplepdf
-from watcher.api import PdfOcrClient
+from watcher.api import ClientSettings, PdfOcrClient
 from watcher.cli import main
-from watcher.config import parse_config
+from watcher.contract import DEFAULT_ENDPOINT
 from watcher.filing import copy_whole
 from watcher.jobs import JobState, NewJob, Rule, SourceKind
 from watcher.journal import Journal
@@ -402,7 +402,7 @@ def test_an_archive_that_cannot_be_written_never_gets_the_result_filed_twice(
     source = samplepdf.write_pdf(inbox / "Invoice.pdf", ["x" * 2000])
     outbox.mkdir()
     journal = Journal(tmp_path / "journal.sqlite3")
-    client = PdfOcrClient(parse_config("", None, env={}).api)  # never asked: nothing to fetch
+    client = PdfOcrClient(ClientSettings(DEFAULT_ENDPOINT))  # never asked: nothing to fetch
     runner = JobRunner(journal, client, Timing(0.1, 5))
     rule = Rule("txt", "English", True, outbox, small_disk / "archive", tmp_path / "f", "archive")
     stat = source.stat()

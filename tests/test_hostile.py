@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from watcher import samplepdf
-from watcher.api import PdfOcrClient, RemoteJob
-from watcher.config import parse_config
+from watcher.api import ClientSettings, PdfOcrClient, RemoteJob
 from watcher.errors import (
     AccountError,
     BadDownload,
@@ -122,11 +121,9 @@ def file_job(source: Path, inbox: Path | None, rule: Rule, remote_name: str) -> 
     )
 
 
-def client_for(service: ScriptedService, **api: object) -> PdfOcrClient:
-    settings = parse_config("", None, env={}).api
-    return PdfOcrClient(
-        replace(settings, endpoint=service.url, key="k-123456", request_timeout=1.0, **api)
-    )
+def client_for(service: ScriptedService, **settings: object) -> PdfOcrClient:
+    plain = ClientSettings(service.url, "k-123456", request_timeout=1.0)
+    return PdfOcrClient(replace(plain, **settings))
 
 
 JOB = RemoteJob("scan-abc.pdf", "txt", "English", True)
@@ -214,7 +211,7 @@ def test_a_download_beyond_the_cap_is_refused_and_removed(service, tmp_path) -> 
             pass
 
     service.on_other = huge
-    client = client_for(service, max_result_mb=1)
+    client = client_for(service, max_result_bytes=1024 * 1024)
     with pytest.raises(FileRejected, match="larger"):
         client.download(f"{service.base}/doc/r.txt", tmp_path / "o.txt", "txt")
     assert list(tmp_path.iterdir()) == []

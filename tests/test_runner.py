@@ -93,7 +93,7 @@ class ScriptedService:
 
     @staticmethod
     def _result(job: RemoteJob) -> ConversionResult:
-        return ConversionResult(f"https://service/doc/{job.remote_name}", "", 900)
+        return ConversionResult(f"https://service/doc/{job.remote_name}", 900)
 
 
 FAST = Timing(poll_interval=0.0, max_wait=5.0, lost_after=0.05)

@@ -458,7 +458,7 @@ def _explain(config: Config, path: Path) -> int:
 
 
 def command_convert(args: argparse.Namespace) -> int:
-    from watcher.api import PdfOcrClient
+    from watcher.api import ClientSettings, PdfOcrClient
     from watcher.runner import JobRunner, timing
 
     lang = canonical_language(args.lang)
@@ -473,7 +473,9 @@ def command_convert(args: argparse.Namespace) -> int:
     journal = Journal(":memory:")
     worst = EXIT_OK
     with service(config, args.sandbox) as (endpoint, key):
-        client = PdfOcrClient(replace(config.api, endpoint=endpoint, key=key))
+        client = PdfOcrClient(
+            replace(ClientSettings.from_rules(config.api), endpoint=endpoint, key=key)
+        )
         runner = JobRunner(
             journal,
             client,

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from watcher.api import PdfOcrClient
+from watcher.api import ClientSettings, PdfOcrClient
 from watcher.config import Config, check_runnable, load_config
 from watcher.errors import AccountError, ConfigError, ServiceLosingJobs
 from watcher.filing import STAGING_PREFIX, set_aside
@@ -65,7 +65,7 @@ class Daemon:
         self.sandbox = endpoint_override is not None
         self.stop_event = threading.Event()
         self.journal = Journal.in_folder(self.config.files.state_dir)
-        self._client = PdfOcrClient(self.config.api)
+        self._client = PdfOcrClient(ClientSettings.from_rules(self.config.api))
         own_files = OwnFiles()  # results we placed: never taken for new files
         self.stations = SharedInboxes(self.config, self.config.files.state_dir)
         self.status = StatusBoard()
@@ -503,7 +503,7 @@ class Daemon:
         limits_changed = fresh.credits != self.config.credits
         self.config = fresh
         if account_changed or limits_changed:
-            self._client = PdfOcrClient(fresh.api)
+            self._client = PdfOcrClient(ClientSettings.from_rules(fresh.api))
             self.runner.reconfigure(
                 self._client,
                 timing(fresh.api),

@@ -126,7 +126,7 @@ def check_key(config: Config, env: Mapping[str, str]) -> Finding:
     nor a part of it. The service is asked the status of a name no upload ever had, which
     costs nothing; it checks the key first, so "no such file" means the key is good and a
     refusal about the key means it is not (API.md). The sandbox answers the same way."""
-    from watcher.api import PdfOcrClient, RemoteJob, new_token
+    from watcher.api import ClientSettings, PdfOcrClient, RemoteJob, new_token
 
     source = key_source(config, env)
     if source is KeySource.NONE:
@@ -140,7 +140,7 @@ def check_key(config: Config, env: Mapping[str, str]) -> Finding:
     except ConfigError as exc:
         return problem("API key", exc.message)
     where = f"set (from {source.value})"
-    client = PdfOcrClient(config.api)
+    client = PdfOcrClient(ClientSettings.from_rules(config.api))
     try:
         client.poll(RemoteJob(f"doctor-probe-{new_token()}.txt", "txt", "English", False))
     except UnknownRemoteName:
@@ -210,10 +210,10 @@ def check_endpoint(api: ApiSettings) -> Finding:
     """One GET to the endpoint, without the key, the way the daemon connects (same proxy
     and certificates): any answer below 500 means this computer reaches the service (the
     key itself is checked by the first real request)."""
-    from watcher.api import PdfOcrClient  # here: every other check starts faster without it
+    from watcher.api import ClientSettings, PdfOcrClient  # here: the other checks start faster
 
     url = public_url(api.endpoint)
-    client = PdfOcrClient(api)
+    client = PdfOcrClient(ClientSettings.from_rules(api))
     started = time.monotonic()
     try:
         status = client.reach(url, CONNECT_TIMEOUT, READ_TIMEOUT)
