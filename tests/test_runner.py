@@ -1,6 +1,7 @@
-"""The runner's decisions, against a scripted service (the `ConversionService` seam), a real
-journal on disk and real files: no sockets, so every way a service can misbehave is cheap to
-try, over and over. The real-HTTP versions of these stories are in test_daemon/test_spend."""
+"""The runner's decisions, against a scripted service (the `ConversionService` seam) and, in
+the last section, the real client over the in-memory sandbox (watcher.sandbox.memory), with a
+real journal on disk and real files: no sockets, so every way a service can misbehave is cheap
+to try, over and over. The real-HTTP versions of these stories are in test_daemon/test_spend."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from watcher import samplepdf
-from watcher.api import ConversionResult, RemoteJob
+from watcher.api import ClientSettings, ConversionResult, ConversionService, PdfOcrClient, RemoteJob
 from watcher.errors import (
     ConversionCut,
     CutBeforeSent,
@@ -26,9 +27,19 @@ from watcher.errors import (
     TransientError,
     UnknownRemoteName,
 )
-from watcher.jobs import MAX_CUT_BEFORE_SENT, HoldKind, Job, JobState, NewJob, Rule, SourceKind
+from watcher.jobs import (
+    MAX_CUT_BEFORE_SENT,
+    HoldKind,
+    Job,
+    JobState,
+    NewJob,
+    Rule,
+    SourceKind,
+    SubmissionOutcome,
+)
 from watcher.journal import Journal
 from watcher.runner import LOST_JOBS_TRIP, JobRunner, Timing, requeue
+from watcher.sandbox.memory import MemorySandbox
 
 # What a submission does, as the service and the network make it happen:
 #   ok          converted, reply arrives
@@ -128,7 +139,7 @@ def add_job(journal: Journal, root: Path, name: str = "scan.pdf") -> Job:
     return job
 
 
-def run(journal: Journal, service: ScriptedService, job: Job, timing: Timing = FAST) -> Job:
+def run(journal: Journal, service: ConversionService, job: Job, timing: Timing = FAST) -> Job:
     """Advances the job as a worker would, through deferrals, until it settles."""
     runner = JobRunner(journal, service, timing)
     for _ in range(50):
@@ -342,3 +353,145 @@ def test_two_workers_on_one_job_cannot_both_submit(journal: Journal, tmp_path: P
     for thread in threads:
         thread.join(10)
     assert service.submissions == 1, outcomes
+
+
+# -- the real client and the sandbox's rules, in memory ---------------------------------------
+# The same stories through PdfOcrClient (its reading of 524 pages, resets and "File not found")
+# and the sandbox's own charges and faults, over watcher.sandbox.memory instead of a socket.
+
+
+@pytest.fixture
+def box() -> Iterator[MemorySandbox]:
+    with MemorySandbox() as sandbox:
+        yield sandbox
+
+
+def in_memory(box: MemorySandbox) -> PdfOcrClient:
+    return PdfOcrClient(ClientSettings(box.url, box.key), box.transport)
+
+
+def charges(box: MemorySandbox, job: Job) -> int:
+    """What the sandbox charged for this job's file, under any of the names it was sent as."""
+    stem = job.display_name.rsplit(".", 1)[0]
+    return sum(1 for charge in box.ledger() if charge.filename.startswith(f"{stem}-"))
+
+
+def test_a_524_reply_is_polled_to_its_result_and_charged_once(
+    journal: Journal, box: MemorySandbox, tmp_path: Path
+) -> None:
+    box.inject("http524")
+    job = run(journal, in_memory(box), add_job(journal, tmp_path))
+    assert job.state is JobState.DONE and box.fired["http524"] == 1
+    assert job.output is not None and "text of scan.pdf" in job.output.read_text()
+    assert charges(box, job) == 1
+    assert [outcome for outcome, _, _ in journal.submissions(job.id)] == [
+        SubmissionOutcome.MAY_HAVE_REACHED
+    ]
+
+
+def test_a_reset_after_the_upload_is_polled_not_sent_again(
+    journal: Journal, box: MemorySandbox, tmp_path: Path
+) -> None:
+    box.inject("reset_after_upload")
+    job = run(journal, in_memory(box), add_job(journal, tmp_path))
+    assert job.state is JobState.DONE and charges(box, job) == 1
+    assert len(journal.submissions(job.id)) == 1
+
+
+def test_a_cut_before_the_upload_was_sent_is_sent_again_and_charged_once(
+    journal: Journal, box: MemorySandbox, tmp_path: Path
+) -> None:
+    box.inject("reset_before_upload", times=2)
+    job = run(journal, in_memory(box), add_job(journal, tmp_path))
+    assert job.state is JobState.DONE and charges(box, job) == 1
+    outcomes = [outcome for outcome, _, _ in journal.submissions(job.id)]
+    assert outcomes == [SubmissionOutcome.CUT_BEFORE_SENT] * 2 + [
+        SubmissionOutcome.MAY_HAVE_REACHED
+    ]
+
+
+def test_cut_before_sent_too_often_is_held_for_the_user(
+    journal: Journal, box: MemorySandbox, tmp_path: Path
+) -> None:
+    box.inject("reset_before_upload", times=MAX_CUT_BEFORE_SENT + 3)
+    job = run(journal, in_memory(box), add_job(journal, tmp_path))
+    assert job.state is JobState.HELD and job.hold is HoldKind.UNCERTAIN
+    assert box.fired["reset_before_upload"] == MAX_CUT_BEFORE_SENT
+    assert box.ledger() == []
+
+
+def test_an_outage_before_the_upload_is_waited_out_and_charged_once(
+    journal: Journal, box: MemorySandbox, tmp_path: Path
+) -> None:
+    client = in_memory(box)
+    box.reachable = False
+    job = JobRunner(journal, client, FAST).advance(add_job(journal, tmp_path))
+    assert job.state is JobState.QUEUED and job.not_before > time.time()
+    assert [o for o, _, _ in journal.submissions(job.id)] == [SubmissionOutcome.NO_CONNECTION]
+    box.reachable = True
+    job = run(journal, client, job)
+    assert job.state is JobState.DONE and charges(box, job) == 1
+
+
+def test_a_job_lost_after_a_cut_is_held_uncertain_after_the_grace_and_never_resent(
+    journal: Journal, box: MemorySandbox, tmp_path: Path
+) -> None:
+    box.inject("http524")
+    box.inject("lose_job")
+    client = in_memory(box)
+    job = run(journal, client, add_job(journal, tmp_path))
+    assert job.state is JobState.HELD and job.hold is HoldKind.UNCERTAIN
+    assert job.error and "no longer knows it" in job.error
+    for _ in range(3):  # restarts ask again, and hold again
+        job = run(journal, client, job)
+    assert job.state is JobState.HELD and charges(box, job) == 1
+    assert requeue(journal, job) is None  # the user's say: send it again
+    job = run(journal, client, journal.get(job.id) or job)
+    assert job.state is JobState.DONE and charges(box, job) == 2
+
+
+def test_the_breaker_trips_when_the_sandbox_loses_paid_jobs(
+    journal: Journal, box: MemorySandbox, tmp_path: Path
+) -> None:
+    box.set_behaviour({"cut_after": 0.0, "lose_after_cut": 1.0, "seconds_per_page": 0.5})
+    runner = JobRunner(journal, in_memory(box), FAST)
+    jobs = [add_job(journal, tmp_path, f"f{n}.pdf") for n in range(LOST_JOBS_TRIP)]
+    for job in jobs[:-1]:
+        assert runner.advance(job).state is JobState.HELD
+    with pytest.raises(ServiceLosingJobs):
+        runner.advance(jobs[-1])
+    assert box.fired["lose_job"] == LOST_JOBS_TRIP
+    assert [charges(box, job) for job in jobs] == [1] * LOST_JOBS_TRIP
+
+
+def test_a_submission_the_journal_refuses_never_reaches_the_service(
+    journal: Journal, box: MemorySandbox, tmp_path: Path
+) -> None:
+    """A bug that puts a job which may be at the service back in line, forgetting that it was
+    sent, meets the journal's SpendRefused: the job is held and nothing is sent or charged."""
+    box.inject("http524")
+    client = in_memory(box)
+    cut = threading.Event()  # stops the runner once the job waits for its result
+
+    def note(moved: Job) -> None:
+        if moved.state is JobState.WAITING_FOR_RESULT:
+            cut.set()
+
+    job = JobRunner(journal, client, FAST, stop=cut, on_change=note).advance(
+        add_job(journal, tmp_path)
+    )
+    assert job.state is JobState.WAITING_FOR_RESULT and charges(box, job) == 1
+    job = journal.move(job, JobState.QUEUED, sent_at=None)  # the bug
+    assert not job.may_be_at_service
+    job = JobRunner(journal, client, FAST).advance(job)
+    assert job.state is JobState.HELD and job.hold is HoldKind.UNCERTAIN
+    assert charges(box, job) == 1 and len(box.ledger()) == 1
+
+
+def test_a_truncated_download_is_fetched_again_without_uploading(
+    journal: Journal, box: MemorySandbox, tmp_path: Path
+) -> None:
+    box.inject("truncate_download", times=2)
+    job = run(journal, in_memory(box), add_job(journal, tmp_path))
+    assert job.state is JobState.DONE and box.fired["truncate_download"] == 2
+    assert charges(box, job) == 1

@@ -13,6 +13,8 @@ The parts, each in its own module:
   status polls) and the misbehaviours inside the service;
 - faults.py: the fault kinds, where each may strike, their random rates and the picking order;
 - http.py: the HTTP front (`Sandbox` on a port, replies and pages, control hooks, `serve`);
+- memory.py: the same answers without a port (`MemorySandbox`, whose `transport` the real
+  client takes in the runner's unit tests);
 - converters.py: the real conversions (`convert`) and the check of an upload.
 
 Import from here: `from watcher.sandbox import Sandbox`.

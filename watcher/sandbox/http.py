@@ -22,6 +22,7 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import PurePosixPath
@@ -46,11 +47,16 @@ _CONTENT_TYPES = {
 
 @dataclass(frozen=True)
 class _Reply:
+    """What to send. A download (`halves`) sends half its body, pauses download_delay, then
+    the rest, unless `truncated`: then it stops at half, although Content-Length promised all."""
+
     status: int
     body: bytes
     content_type: str = "application/json"
     headers: tuple[tuple[str, str], ...] = ()
     reason: str | None = None
+    halves: bool = False
+    truncated: bool = False
 
 
 def _json(payload: dict[str, Any], status: int = 200) -> _Reply:
@@ -200,89 +206,23 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _route(self, method: str) -> None:
         path = urlsplit(self.path).path
-        if path == API_PATH:
-            self._api(method)
-        elif method == "GET" and path.startswith(DOC_PATH):
-            self._download(path)
-        elif path.startswith(_CONTROL_PATH):
-            self._control(method, path[len(_CONTROL_PATH) :])
-        else:
-            self._send(_NOT_FOUND)
+        if path.startswith(_CONTROL_PATH):
+            return self._control(method, path[len(_CONTROL_PATH) :])
+        body: list[bytes] = []
 
-    def _api(self, method: str) -> None:
-        sandbox = self.server.sandbox
-        fields = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query, True).items()}
-        submission = method == "POST" or "url" in fields
-        fault = sandbox._next_fault("submission" if submission else "poll")
-        if fault == "reset_before_upload":
+        def read_body() -> bytes:
+            if not body:
+                body.append(self._read_body())
+            return body[0]
+
+        reply = answer(
+            self.server.sandbox, method, self.path, self.headers.get("Content-Type", ""), read_body
+        )
+        if reply is None:
             return self._reset()
-        if fault in _FAULT_PAGES:
-            sandbox._pause(poll=not submission)
-            self._send(_FAULT_PAGES[fault])
-            return self._drain()
-        if not submission:
-            sandbox._pause(poll=True)  # before answering, so the answer is as fresh as the reply
-            try:
-                reply = _verdict(sandbox._poll(fields))
-            except _Refused as refused:
-                reply = _verdict(refused.verdict)
-            return self._send(reply)
-        answer = self._submit(method, fields, fault)
-        if answer is None:
-            return self._reset()
-        sandbox._pause(poll=False)
-        self._send(answer)
-
-    def _submit(self, method: str, fields: dict[str, str], fault: str | None) -> _Reply | None:
-        """Read, charge and answer a submission: its reply, or None to reset the connection.
-
-        A reply cut (a 524 page, injected or at cut_after, or a reset after the upload) is
-        reported to the service, which may lose the job then.
-        """
-        sandbox = self.server.sandbox
-        verdict: Verdict | None
-        try:
-            data, url = None, (fields.get("url") if method == "GET" else None)
-            if method == "POST":
-                form, data = _parse_form(self.headers.get("Content-Type", ""), self._read_body())
-                fields.update(form)
-            elif "filename" not in fields:
-                fields["filename"] = PurePosixPath(urlsplit(url or "").path).name
-            received = time.monotonic()
-            job: _Job = sandbox._accept(fields, data, url)
-        except _Refused as refused:
-            verdict = refused.verdict
-        else:
-            verdict = None
-            if fault is None and job.done.wait(
-                max(0.0, received + sandbox.cut_after - time.monotonic())
-            ):
-                verdict = sandbox._success(job)
-            if verdict is None:
-                sandbox._cut(job)
-        if fault == "reset_after_upload":
-            return None
-        return TIMEOUT_PAGE if fault == "http524" or verdict is None else _verdict(verdict)
-
-    def _download(self, path: str) -> None:
-        parts = path.split("/")  # "", "doc", token, name
-        sandbox = self.server.sandbox
-        found = sandbox._result_file(parts[2], parts[3]) if len(parts) == 4 else None
-        if found is None:
-            return self._send(_NOT_FOUND)
-        body = found.read_bytes()
-        truncate = sandbox._next_fault("download") == "truncate_download"
-        content_type = _CONTENT_TYPES.get(found.suffix[1:], "application/octet-stream")
-        self.send_response(200)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Content-Disposition", f'attachment; filename="{found.name}"')
-        self.end_headers()
-        self.wfile.write(body[: len(body) // 2])
-        if not truncate:  # truncated: stop at half, although Content-Length promised it all
-            sandbox._stopping.wait(sandbox.download_delay)
-            self.wfile.write(body[len(body) // 2 :])
-        self.close_connection = True
+        self._send(reply)
+        if method == "POST" and not body:
+            self._drain()  # a page sent before the upload was read
 
     def _control(self, method: str, hook: str) -> None:
         """Test hooks for a sandbox running in another process; never faulted nor delayed.
@@ -321,7 +261,12 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in reply.headers:
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(reply.body)
+        if not reply.halves:
+            self.wfile.write(reply.body)
+            return
+        for part in halves(self.server.sandbox, reply):
+            self.wfile.write(part)
+        self.close_connection = True
 
     def _read_body(self) -> bytes:
         if "chunked" not in self.headers.get("Transfer-Encoding", "").lower():
@@ -347,6 +292,117 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.connection.close()
             self.rfile.close()  # drops the last reference, so the socket really closes now
+
+
+# -- the answers, without a socket: the port above and the in-memory transport (memory.py) --
+
+
+def answer(
+    sandbox: Service,
+    method: str,
+    target: str,
+    content_type: str,
+    read_body: Callable[[], bytes],
+) -> _Reply | None:
+    """The reply to one request for the API or a download (`target`: path and query), or
+    None when the connection is to be reset. `read_body` is called only when the upload is
+    read: a fault that strikes before (a reset, a 5xx page) leaves it unread."""
+    path = urlsplit(target).path
+    if path == API_PATH:
+        return _api(sandbox, method, target, content_type, read_body)
+    if method == "GET" and path.startswith(DOC_PATH):
+        return _download(sandbox, path)
+    return _NOT_FOUND
+
+
+def halves(sandbox: Service, reply: _Reply) -> Iterator[bytes]:
+    """A download's body as it is sent: half, a pause of download_delay, then the rest
+    (stop() ends the pause), or only the half when it is truncated."""
+    half = len(reply.body) // 2
+    yield reply.body[:half]
+    if not reply.truncated:
+        sandbox._stopping.wait(sandbox.download_delay)
+        yield reply.body[half:]
+
+
+def _api(
+    sandbox: Service,
+    method: str,
+    target: str,
+    content_type: str,
+    read_body: Callable[[], bytes],
+) -> _Reply | None:
+    fields = {k: v[0] for k, v in parse_qs(urlsplit(target).query, True).items()}
+    submission = method == "POST" or "url" in fields
+    fault = sandbox._next_fault("submission" if submission else "poll")
+    if fault == "reset_before_upload":
+        return None
+    if fault in _FAULT_PAGES:
+        sandbox._pause(poll=not submission)
+        return _FAULT_PAGES[fault]
+    if not submission:
+        sandbox._pause(poll=True)  # before answering, so the answer is as fresh as the reply
+        try:
+            return _verdict(sandbox._poll(fields))
+        except _Refused as refused:
+            return _verdict(refused.verdict)
+    reply = _submit(sandbox, method, fields, content_type, read_body, fault)
+    if reply is not None:
+        sandbox._pause(poll=False)
+    return reply
+
+
+def _submit(
+    sandbox: Service,
+    method: str,
+    fields: dict[str, str],
+    content_type: str,
+    read_body: Callable[[], bytes],
+    fault: str | None,
+) -> _Reply | None:
+    """Read, charge and answer a submission: its reply, or None to reset the connection.
+
+    A reply cut (a 524 page, injected or at cut_after, or a reset after the upload) is
+    reported to the service, which may lose the job then.
+    """
+    verdict: Verdict | None
+    try:
+        data, url = None, (fields.get("url") if method == "GET" else None)
+        if method == "POST":
+            form, data = _parse_form(content_type, read_body())
+            fields.update(form)
+        elif "filename" not in fields:
+            fields["filename"] = PurePosixPath(urlsplit(url or "").path).name
+        received = time.monotonic()
+        job: _Job = sandbox._accept(fields, data, url)
+    except _Refused as refused:
+        verdict = refused.verdict
+    else:
+        verdict = None
+        if fault is None and job.done.wait(
+            max(0.0, received + sandbox.cut_after - time.monotonic())
+        ):
+            verdict = sandbox._success(job)
+        if verdict is None:
+            sandbox._cut(job)
+    if fault == "reset_after_upload":
+        return None
+    return TIMEOUT_PAGE if fault == "http524" or verdict is None else _verdict(verdict)
+
+
+def _download(sandbox: Service, path: str) -> _Reply:
+    parts = path.split("/")  # "", "doc", token, name
+    found = sandbox._result_file(parts[2], parts[3]) if len(parts) == 4 else None
+    if found is None:
+        return _NOT_FOUND
+    return _Reply(
+        200,
+        found.read_bytes(),
+        _CONTENT_TYPES.get(found.suffix[1:], "application/octet-stream"),
+        (("Content-Disposition", f'attachment; filename="{found.name}"'),),
+        halves=True,
+        truncated=sandbox._next_fault("download") == "truncate_download",
+    )
 
 
 def _parse_form(content_type: str, body: bytes) -> tuple[dict[str, str], bytes]:
