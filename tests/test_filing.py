@@ -202,3 +202,83 @@ def test_a_move_across_devices_copies_under_a_free_name(
     moved = move_without_overwrite(source, folder)
     assert moved == folder / "doc (2).pdf" and moved.read_text() == "moved"
     assert (folder / "doc.pdf").read_text() == "taken" and not source.exists()
+
+
+# -- names: results, staged results, reasons -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "outformat", "expected"),
+    [
+        ("Invoice 12.pdf", "docx", "Invoice 12.docx"),
+        ("scan.tar.pdf", "txt", "scan.tar.txt"),
+        ("photo.JPG", "txt", "photo.txt"),
+        ("no-extension", "pdf", "no-extension.pdf"),
+    ],
+)
+def test_a_result_is_named_after_its_original(source: str, outformat: str, expected: str) -> None:
+    assert filing.result_name(source, outformat) == expected
+
+
+def test_a_long_result_name_is_cut_to_fit_and_keeps_its_extension() -> None:
+    name = filing.result_name("é" * 200 + ".pdf", "docx")  # 400 bytes of stem in UTF-8
+    assert name.endswith(".docx") and len(name.encode("utf-8")) <= MAX_NAME_BYTES
+    assert name.startswith("é" * 100)
+
+
+def test_a_staged_result_is_hidden_and_only_this_jobs() -> None:
+    outbox = Path("/outbox")
+    staged = filing.staging_path(outbox, 7, "scan-ab12.pdf", "txt")
+    assert staged == outbox / f"{STAGING_PREFIX}job7-scan-ab12.txt"
+    assert staged.name.startswith(".")
+    # Job numbers are reused (another journal, a compacted one); the token tells them apart.
+    assert staged != filing.staging_path(outbox, 7, "scan-cd34.pdf", "txt")
+
+
+def test_a_reason_file_sits_beside_the_original_and_fits_the_name_limit(tmp_path: Path) -> None:
+    assert filing.reason_path(tmp_path / "a.pdf") == tmp_path / "a.pdf.error.txt"
+    long = filing.reason_path(tmp_path / ("x" * 250 + ".pdf"))
+    assert long.name.endswith(filing.ERROR_SUFFIX)
+    assert len(long.name.encode()) <= MAX_NAME_BYTES
+
+
+# -- same content, set aside, removed quietly ---------------------------------------------------
+
+
+def test_same_content_is_the_same_file_or_a_byte_for_byte_copy(tmp_path: Path) -> None:
+    original = tmp_path / "a.txt"
+    original.write_bytes(b"converted text")
+    link = tmp_path / "link.txt"
+    os.link(original, link)
+    copy = tmp_path / "copy.txt"
+    copy_whole(original, copy)
+    other = tmp_path / "other.txt"
+    other.write_bytes(b"converted TEXT")  # same size, other bytes
+    assert filing.same_content(original, link) and filing.same_content(original, copy)
+    assert not filing.same_content(original, other)
+    assert not filing.same_content(original, tmp_path / "missing.txt")
+
+
+def test_set_aside_moves_the_file_under_a_free_name_with_its_reason(tmp_path: Path) -> None:
+    inbox, failed = tmp_path / "inbox", tmp_path / "failed"
+    inbox.mkdir()
+    failed.mkdir()
+    (failed / "scan.pdf").write_bytes(b"an earlier failure")
+    source = inbox / "scan.pdf"
+    source.write_bytes(b"%PDF-1.4 broken")
+    moved = filing.set_aside(source, failed, reason="it is damaged", advice="Scan it again.")
+    assert moved == failed / "scan (2).pdf" and not source.exists()
+    assert moved.read_bytes() == b"%PDF-1.4 broken"
+    assert (failed / "scan.pdf").read_bytes() == b"an earlier failure"
+    text = filing.reason_path(moved).read_text(encoding="utf-8")
+    assert "File: scan.pdf" in text and f"From: {inbox}" in text
+    assert "What happened: it is damaged" in text and "What to do: Scan it again." in text
+
+
+def test_remove_quietly_accepts_a_missing_file_and_nothing(tmp_path: Path) -> None:
+    present = tmp_path / "staged.txt"
+    present.write_bytes(b"x")
+    filing.remove_quietly(present)
+    filing.remove_quietly(present)  # gone already
+    filing.remove_quietly(None)
+    assert not present.exists()
