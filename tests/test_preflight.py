@@ -14,6 +14,11 @@ from watcher.samplepdf import make_pdf
 PAGES = ["one", "two", "three"]
 
 
+def ends(path: Path) -> tuple[bytes, bytes]:
+    with path.open("rb") as handle:
+        return read_ends(handle)
+
+
 @pytest.mark.parametrize("in_memory_up_to", [0, 10 * 1024 * 1024])
 def test_pages_are_counted_from_memory_or_from_the_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_memory_up_to: int
@@ -45,12 +50,12 @@ def test_a_pdf_cut_short_is_refused_before_upload(
     whole = make_pdf(PAGES)
     path = tmp_path / "cut.pdf"
     path.write_bytes(whole[: len(whole) // 2])
-    assert not is_whole_pdf(*(read_ends(path) or (b"", b"")))
+    assert not is_whole_pdf(*ends(path))
     with pytest.raises(FileRejected, match="incomplete PDF"):
         inspect_file(path)
     damaged = tmp_path / "damaged.pdf"  # its end is there, its insides are not
     damaged.write_bytes(whole[:20] + b"\0" * 200 + whole[-40:])
-    assert is_whole_pdf(*(read_ends(damaged) or (b"", b"")))
+    assert is_whole_pdf(*ends(damaged))
     with pytest.raises(FileRejected, match="damaged or incomplete PDF"):
         inspect_file(damaged)
 
@@ -62,4 +67,3 @@ def test_empty_and_unreadable_files_are_refused_in_words(tmp_path: Path) -> None
         inspect_file(empty)
     with pytest.raises(FileRejected, match="could not be read"):
         inspect_file(tmp_path / "missing.pdf")
-    assert read_ends(tmp_path / "missing.pdf") is None

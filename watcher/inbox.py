@@ -47,7 +47,7 @@ from watcher.config import BUILTIN_IGNORED_FOLDERS, BUILTIN_IGNORES, AutoSwitch,
 from watcher.contract import IMAGE_SUFFIXES
 from watcher.errors import WatcherError
 from watcher.ownfiles import OwnFiles, Placement
-from watcher.preflight import EOF_SEARCH_BYTES, is_whole_pdf
+from watcher.preflight import is_whole_pdf, read_ends
 from watcher.settle import (
     Contents,
     FileState,
@@ -247,11 +247,8 @@ def _inspect(path: Path) -> Contents:
         except OSError:
             return Contents(complete=False)
     try:
-        with path.open("rb", buffering=0) as handle:  # as watcher/preflight.py's read_ends
-            head = handle.read(16)
-            size = handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, size - EOF_SEARCH_BYTES))
-            tail = handle.read()
+        with path.open("rb", buffering=0) as handle:
+            head, tail = read_ends(handle)
     except OSError as exc:
         if getattr(exc, "winerror", None) in _SHARING_VIOLATIONS:
             return Contents(complete=False)

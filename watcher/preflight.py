@@ -64,16 +64,8 @@ class FileFacts:
 # of Python's GIL to a thread that wants it, which under load costs more than the call.
 
 
-def read_ends(path: Path) -> tuple[bytes, bytes] | None:
-    """The first bytes and the last EOF_SEARCH_BYTES of a file, or None if it cannot be read."""
-    try:
-        with path.open("rb", buffering=0) as handle:
-            return _ends(handle)
-    except OSError:
-        return None
-
-
-def _ends(handle: BinaryIO) -> tuple[bytes, bytes]:
+def read_ends(handle: BinaryIO) -> tuple[bytes, bytes]:
+    """The first bytes and the last EOF_SEARCH_BYTES of an open file: what is_whole_pdf reads."""
     handle.seek(0)
     head = handle.read(16)
     size = handle.seek(0, os.SEEK_END)
@@ -95,7 +87,7 @@ def inspect_file(path: Path, *, outformat: str | None = None) -> FileFacts:
     name = path.name
     try:
         with open_small_in_memory(path) as (handle, size, content):  # once: checks, then pages
-            head, tail = _ends(handle)
+            head, tail = read_ends(handle)
             if head.startswith(PDF_MAGIC):
                 if not is_whole_pdf(head, tail):
                     raise FileRejected(
