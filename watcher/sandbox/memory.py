@@ -3,8 +3,11 @@
 Why a module of its own: the runner's unit tests want the real client (its reading of every
 reply) and the real service rules (charges, ledger, 524 cuts, lost jobs, resets, truncated
 downloads) but no socket, so that each money path is cheap to try over and over. The answers
-are those of the HTTP front (`http.answer`), so the port and this transport cannot disagree;
-only the wire itself is not played (no timeouts, no redirects: the sandbox sends none).
+are those of the HTTP front (`http.answer`), so the port and this transport agree (tests/
+test_transport.py compares them fault by fault); the wire itself is not played (no timeouts,
+no redirects: the sandbox sends none). One difference is the wire's: a reset before the upload
+is read is, here, surely before it was sent (CutBeforeSent), while over a socket a small body
+may have left whole before the reset came, and the client must assume it may have arrived.
 """
 
 from __future__ import annotations
