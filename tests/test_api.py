@@ -25,6 +25,7 @@ from watcher.api import (
     remote_name,
     retry_after_seconds,
 )
+from watcher.config import parse_config
 from watcher.contract import OUTFORMATS, REMOTE_NAME_RE
 from watcher.errors import (
     AccountError,
@@ -183,9 +184,29 @@ def test_success_without_link_or_html_reply_is_a_cut(sandbox: Sandbox, make_pdf_
             client.upload(make_pdf_file(), job(f"scan-{fault.replace('_', '')}.pdf"))
 
 
+def test_the_settings_are_read_from_the_rules_files_api_table() -> None:
+    rules = parse_config(
+        '[api]\nkey = "sk-1"\nendpoint = "https://example.org/api"\nconcurrency = 6\n'
+        'request_timeout = 30\nmax_result_mb = 3\ndownload_hosts = ["cdn.example.org"]\n'
+        "verify_tls = false\n",
+        None,
+        env={},
+    )
+    assert ClientSettings.from_rules(rules.api) == ClientSettings(
+        "https://example.org/api",
+        "sk-1",
+        request_timeout=30.0,
+        max_result_bytes=3 * 1024 * 1024,
+        download_hosts=("cdn.example.org",),
+        verify_tls=False,
+        pool_size=6,
+    )
+
+
 def test_key_is_not_in_repr_or_errors(sandbox: Sandbox) -> None:
     client = client_for(sandbox, key="sk-very-secret-123")
     assert "sk-very-secret" not in repr(client)
+    assert "sk-very-secret" not in repr(ClientSettings(sandbox.url, "sk-very-secret-123"))
     dead = client_for(sandbox, key="sk-very-secret-123", endpoint="http://127.0.0.1:9/x")
     with pytest.raises(TransientError) as caught:
         dead.poll(job())
