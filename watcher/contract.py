@@ -33,6 +33,11 @@ LANGUAGES: tuple[str, ...] = (
 # else is refused rather than paid for and failed by the service.
 OUTFORMATS: tuple[str, ...] = ("docx", "xlsx", "pptx", "txt", "pdf")
 
+# What the service converts besides PDFs: scans, which it reads by OCR.
+IMAGE_SUFFIXES: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".gif", ".webp"}
+)
+
 # "File names may contain only letters, digits and hyphens (plus the extension)."
 REMOTE_NAME_RE = re.compile(r"^[A-Za-z0-9-]+\.[A-Za-z0-9]+$")
 

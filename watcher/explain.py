@@ -193,8 +193,12 @@ def _cost(pages: int) -> str:
 
 def _incomplete_note(config: Config, path: Path) -> Iterator[str]:
     """For a PDF without its end: that the daemon first waits for a writer to finish it."""
-    ends = read_ends(path)
-    if ends is None or not ends[0].startswith(b"%PDF") or is_whole_pdf(*ends):
+    try:
+        with path.open("rb") as handle:
+            head, tail = read_ends(handle)
+    except OSError:
+        return
+    if not head.startswith(b"%PDF") or is_whole_pdf(head, tail):
         return
     wait = SettleTracker(config.watch.settle_seconds, GIVE_UP_SECONDS).give_up_after
     yield (
