@@ -76,7 +76,8 @@ def files_in(folder: Path) -> list[str]:
     until its job's DONE is journaled (a moment after the original is archived)."""
     if not folder.exists():
         return []
-    return sorted(p.name for p in folder.iterdir() if not p.name.startswith(STAGING_PREFIX))
+    staged = f"{STAGING_PREFIX}job"  # watcher.filing.staging_path's names
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith(staged))
 
 
 def test_two_inboxes_with_different_rules(
