@@ -687,3 +687,69 @@ def xvfb_sheet(shots: dict[TrayState, Image.Image]) -> Image.Image:
         sheet.paste(shot.resize((360, 72), Image.Resampling.NEAREST), (380 * index + 10, 4))
         draw.text((380 * index + 190, 90), state.value, fill="black", font=font, anchor="mm")
     return sheet
+
+
+# -- the states follow a real daemon ----------------------------------------------------------
+
+
+class StateLog:
+    """What a tray would show: the state of every snapshot the daemon pushes, in order."""
+
+    def __init__(self) -> None:
+        self.states: list[TrayState] = []
+        self.latest: Snapshot | None = None
+
+    def __call__(self, snapshot: Snapshot) -> None:
+        self.latest = snapshot
+        if not self.states or self.states[-1] is not tray_state(snapshot):
+            self.states.append(tray_state(snapshot))
+
+    def now(self) -> TrayState | None:
+        return None if self.latest is None else tray_state(self.latest)
+
+    def reach(self, state: TrayState) -> None:
+        wait_until(lambda: self.now() is state, lambda: f"{state.value}; seen {self.states}", 60)
+
+    def saw(self, state: TrayState) -> None:
+        """Waits for `state` to have been shown, however briefly."""
+        wait_until(lambda: state in self.states, lambda: f"{state.value}; seen {self.states}", 60)
+
+
+def test_a_batch_ends_idle_and_a_failure_until_seen(
+    tmp_path: Path, make_sandbox: Callable[..., Sandbox], make_daemon: Callable[..., Any]
+) -> None:
+    """The pushed snapshots, not a fresh look, must end idle: after the last job's change the
+    worker still counted as busy, and a tray showing "Converting 1 of 1" forever was the bug."""
+    daemon = make_daemon(write_config(tmp_path, make_sandbox()))
+    states = StateLog()
+    daemon.add_listener(states)
+    daemon.acknowledge_failures()  # a first push, with nothing to acknowledge
+    states.reach(TrayState.IDLE)
+    for name in ("one.pdf", "two.pdf", "three.pdf"):
+        write_pdf(tmp_path / "inbox" / name, [f"page of {name}"])
+    states.saw(TrayState.WORKING)
+    wait_until(lambda: len(list((tmp_path / "outbox").glob("*.txt"))) == 3, "three results", 60)
+    states.reach(TrayState.IDLE)
+    assert TrayState.WORKING in states.states and states.states[-1] is TrayState.IDLE
+    assert states.latest is not None and states.latest.in_flight == 0
+
+    bad = tmp_path / "inbox" / "bad.pdf"
+    bad.write_text("this is text, not a PDF")
+    states.reach(TrayState.ERROR)
+    daemon.acknowledge_failures()  # what "Open failed folder" does
+    states.reach(TrayState.IDLE)
+
+    (tmp_path / "inbox" / "worse.pdf").write_text("not a PDF either")
+    states.reach(TrayState.ERROR)
+    for name in ("bad.pdf", "worse.pdf"):
+        failed = tmp_path / "failed" / name
+        wait_until(failed.is_file, f"{name} set aside")
+        write_pdf(failed, ["mended"])
+    assert states.states[-1] is TrayState.ERROR
+    mark = len(states.states)
+    assert daemon.retry_failed() == 2
+    for name in ("bad.txt", "worse.txt"):
+        wait_until((tmp_path / "outbox" / name).is_file, f"the mended {name}", 60)
+    states.reach(TrayState.IDLE)
+    after = states.states[mark:]
+    assert TrayState.WORKING in after and TrayState.ERROR not in after

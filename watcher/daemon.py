@@ -87,6 +87,7 @@ class Daemon:
             self.config.api.concurrency,
             stop=self.stop_event,
             on_hold=self._hold,
+            on_free=self._notify,
         )
         self.inbox = InboxWatcher(
             self.config, self.enqueue, own_files, on_unreadable=self.set_aside_unreadable
@@ -403,6 +404,7 @@ class Daemon:
         if released:
             log.info("%s back in the queue", count(released, "held file"))
             self.pool.wake()
+            self._notify()
 
     def pause(self, until: float | None) -> None:
         """Stops sending new files until `until` (epoch seconds) or, with None, until
