@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     import pystray
 
     from watcher.daemon import Daemon
-    from watcher.status import Notice, Snapshot
+    from watcher.status import Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,16 @@ COALESCE_SECONDS = 0.25  # a burst of job changes becomes one redraw
 MORNING_HOUR = 8
 PROGRESS_STEPS = 12  # the working icon has 13 looks, so the cache stays small
 GNOME_PACKAGES = "python3-gi gir1.2-ayatanaappindicator3-0.1"
+ICON_SIZE = 128  # panels scale it down; large enough for HiDPI panels
+DOCK_RETRY_SECONDS = 2.0  # how often an undocked X icon looks for a tray host
+NO_MENU = (
+    "the tray icon has no menu here: only pystray's X backend could be loaded, which shows "
+    "the icon and opens the outbox on a left click. For the menu and its Pause, Resume and "
+    f"Retry, install {GNOME_PACKAGES} (Debian, Ubuntu) and install pdfocr-watcher with "
+    "--system-site-packages (pipx install --system-site-packages, or a venv made with "
+    "/usr/bin/python3 -m venv --system-site-packages); until then, `pdfocr-watcher pause`, "
+    "`resume` and `status` do the same from a terminal"
+)
 
 
 class TrayState(Enum):
@@ -50,13 +61,16 @@ class TrayState(Enum):
     PAUSED = "paused"
     HELD = "held"
     OFFLINE = "offline"
-    ERROR = "error"
+    ERROR = "error"  # a file failed
+    BROKEN = "broken"  # the rules file is broken (the old rules go on)
 
 
 def tray_state(s: Snapshot) -> TrayState:
-    """One state for the icon, the one that most needs the user: error > held > offline >
-    working > paused > idle."""
-    if s.config_error or s.unseen_failures > 0:
+    """One state for the icon, the one that most needs the user: broken rules > a failed
+    file > held > offline > working > paused > idle."""
+    if s.config_error:
+        return TrayState.BROKEN
+    if s.unseen_failures > 0:
         return TrayState.ERROR
     if s.held:
         return TrayState.HELD
@@ -78,13 +92,18 @@ BADGE_COLOURS = {
     TrayState.HELD: (217, 119, 6),
     TrayState.OFFLINE: (130, 80, 223),
     TrayState.ERROR: (207, 34, 46),
+    TrayState.BROKEN: (207, 34, 46),
 }
 WHITE, INK, GREY, SANDBOX_YELLOW = (255, 255, 255), (36, 41, 47), (140, 149, 159), (245, 196, 0)
 SUPERSAMPLE = 4  # drawn large and scaled down, so small icons get smooth edges
 
 
 def draw_icon(
-    state: TrayState, *, progress: float | None = None, sandbox: bool = False, size: int = 64
+    state: TrayState,
+    *,
+    progress: float | None = None,
+    sandbox: bool = False,
+    size: int = ICON_SIZE,
 ) -> Image.Image:
     """A page with a badge whose colour AND shape name the state, so it reads at 16 px and
     without colour vision. Images are cached and shared: never draw on one."""
@@ -96,10 +115,15 @@ def draw_icon(
 def _draw_icon(state: TrayState, steps: int | None, sandbox: bool, size: int) -> Image.Image:
     big = Image.new("RGBA", (size * SUPERSAMPLE,) * 2, (0, 0, 0, 0))
     pen = _Pen(ImageDraw.Draw(big), big.width / 100)
-    edge = BADGE_COLOURS[state] if state is TrayState.ERROR else INK
+    edge = BADGE_COLOURS[state] if state in (TrayState.ERROR, TrayState.BROKEN) else INK
     pen.draw.polygon(pen.at(14, 6, 52, 6, 66, 20, 66, 90, 14, 90), WHITE, edge, pen.w(5))
-    for y in (30, 44, 58):
-        pen.draw.line(pen.at(24, y, 54, y), fill=GREY, width=pen.w(5))
+    if state is TrayState.BROKEN:  # the rules file: a list of rules, with a gap in it
+        for y in (26, 40, 54):
+            pen.draw.rectangle(pen.at(22, y - 3, 28, y + 3), fill=INK)
+            pen.draw.line(pen.at(33, y, 56, y), fill=INK, width=pen.w(5))
+    else:
+        for y in (30, 44, 58):
+            pen.draw.line(pen.at(24, y, 54, y), fill=GREY, width=pen.w(5))
     pen.draw.ellipse(pen.at(42, 42, 98, 98), BADGE_COLOURS[state], WHITE, pen.w(4))
     _draw_symbol(pen, state, steps)
     if sandbox:
@@ -152,14 +176,33 @@ def _draw_symbol(pen: _Pen, state: TrayState, steps: int | None) -> None:
             draw.ellipse(at(*circle), fill=WHITE)
         draw.line(at(54, 54, 86, 88), fill=BADGE_COLOURS[state], width=w(10))
         draw.line(at(54, 54, 86, 88), fill=WHITE, width=w(4))
+    elif state is TrayState.BROKEN:
+        draw.line(at(59, 59, 81, 81), fill=WHITE, width=w(8))
+        draw.line(at(59, 81, 81, 59), fill=WHITE, width=w(8))
     else:
         draw.rounded_rectangle(at(65, 50, 75, 76), radius=w(3), fill=WHITE)
         draw.ellipse(at(64.5, 80, 75.5, 91), fill=WHITE)
 
 
-def _icon_for(s: Snapshot) -> Image.Image:
+# What each kind of notification (watcher.notify.Look) shows as its picture.
+NOTIFICATION_STATES = {
+    "batch_done": TrayState.IDLE,
+    "file_failed": TrayState.ERROR,
+    "rules_broken": TrayState.BROKEN,
+    "low_credit": TrayState.HELD,
+    "held": TrayState.HELD,
+    "offline": TrayState.OFFLINE,
+}
+
+
+def notification_icon(look: str) -> Image.Image:
+    """The tray's picture for a notification, large enough for a notification's icon."""
+    return draw_icon(NOTIFICATION_STATES.get(look, TrayState.IDLE), size=128)
+
+
+def _icon_for(s: Snapshot, size: int = ICON_SIZE) -> Image.Image:
     progress = s.batch_done / s.batch_total if s.batch_total else None
-    return draw_icon(tray_state(s), progress=progress, sandbox=s.sandbox)
+    return draw_icon(tray_state(s), progress=progress, sandbox=s.sandbox, size=size)
 
 
 # -- the words --------------------------------------------------------------------------------
@@ -175,12 +218,14 @@ def tooltip(s: Snapshot) -> str:
 
 
 def status_line(s: Snapshot) -> str:
+    """The state in words: one file's reason only when one file failed, a count otherwise."""
     state = tray_state(s)
+    if state is TrayState.BROKEN:
+        return f"Rules file not used: {s.config_error}"
     if state is TrayState.ERROR:
-        if s.config_error:
-            return f"Rules file not used: {s.config_error}"
-        files = "1 file" if s.unseen_failures == 1 else f"{s.unseen_failures} files"
-        return f"{files} failed" + (f": {s.last_failure}" if s.last_failure else "")
+        if s.unseen_failures == 1 and s.last_failure:
+            return f"Failed: {s.last_failure}"
+        return f"{s.unseen_failures} files failed; see the failed folder"
     if state is TrayState.HELD:
         return f"Held: {s.held}"
     if state is TrayState.OFFLINE:
@@ -368,16 +413,15 @@ def _folder_items(
 class Tray:
     """Runs the icon on the main thread (macOS requires it) until the daemon stops."""
 
-    def __init__(self, daemon: Daemon, *, notifications: bool = True):
+    def __init__(self, daemon: Daemon):
         self._daemon = daemon
-        self._notifications = notifications
         self._icon: pystray.Icon | None = None
         self._latest: Snapshot | None = None
         self._changed = threading.Event()
         self._ready = threading.Event()  # pystray's loop is up
         self._ended = threading.Event()  # and has returned
         self._failed = False
-        self._on_x = False  # pystray's X backend, which needs two work-arounds
+        self._on_x = False  # pystray's X backend, which needs a few work-arounds
 
     def run(self) -> None:
         """Blocks until the icon stops. Never raises: a failure is logged once, and the caller
@@ -387,12 +431,13 @@ class Tray:
 
             latest = self._latest = self._daemon.snapshot()
             menu = build_menu(self._daemon, current=lambda: self._latest or latest)
-            self._on_x = pystray.Icon.__module__ == "pystray._xorg"
+            self._on_x = backend_name() == "xorg"
             self._icon = pystray.Icon(APP_NAME, _icon_for(latest), self._title(latest), menu)
             if self._on_x:
-                _dock_once(self._icon)
+                log.warning(NO_MENU)
+                _fit_to_x_tray(self._icon, lambda size: _icon_for(self._latest or latest, size))
+                _dock_quietly(self._icon)
             self._daemon.add_listener(self._on_change)
-            self._daemon.add_notice_listener(self._on_notice)
             self._icon.run(setup=self._setup)
         except Exception as exc:
             self._failed = True
@@ -409,8 +454,7 @@ class Tray:
 
     def _title(self, s: Snapshot) -> str:
         """The tooltip; pystray's X backend can only write Latin-1 window names."""
-        text = tooltip(s)
-        return text.encode("latin-1", "replace").decode("latin-1") if self._on_x else text
+        return x_safe(tooltip(s)) if self._on_x else tooltip(s)
 
     def _setup(self, icon: pystray.Icon) -> None:
         """Runs once pystray's loop is up: only from then on can icon.stop() end it."""
@@ -441,11 +485,15 @@ class Tray:
     def _refresh_loop(self) -> None:
         stop = self._daemon.stop_event
         while not stop.is_set():
-            self._changed.wait(REFRESH_SECONDS)
+            undocked = self._on_x and self._icon is not None and not _docked(self._icon)
+            changed = self._changed.wait(DOCK_RETRY_SECONDS if undocked else REFRESH_SECONDS)
             self._changed.clear()
-            if not stop.is_set():
-                self._on_main_thread(self._apply)
-                stop.wait(COALESCE_SECONDS)
+            if stop.is_set():
+                break
+            if undocked and not changed:  # a tray host may have started since: try again
+                self._on_main_thread(self._icon._update_icon)  # type: ignore[union-attr]
+            self._on_main_thread(self._apply)
+            stop.wait(COALESCE_SECONDS)
 
     def _apply(self) -> None:
         icon, s = self._icon, self._latest
@@ -468,13 +516,6 @@ class Tray:
             # X loop then waits forever for the window it has asked to destroy: send it.
             self._on_main_thread(self._icon._display.flush)  # type: ignore[union-attr]
 
-    def _on_notice(self, notice: Notice) -> None:
-        icon = self._icon
-        if not self._notifications or icon is None or not icon.HAS_NOTIFICATION:
-            log.debug("notification not shown (no support for it here): %s", notice.title)
-            return
-        self._on_main_thread(lambda: icon.notify(notice.message, notice.title))
-
     @staticmethod
     def _on_main_thread(call: Callable[[], object]) -> None:
         """Runs a change to the icon where the backend allows it, logging any failure."""
@@ -496,27 +537,76 @@ class Tray:
             guarded()
 
 
-def _dock_once(icon: Any) -> None:
-    """pystray's X backend asks the tray to dock the icon again on every image change, and
-    trayer, embedding it again, sometimes leaves it unmapped: an empty slot. Dock only while
-    undocked; pystray forgets a tray that goes away, so a new tray still gets the icon."""
-    dock = icon._assert_docked
+# -- pystray's X backend ----------------------------------------------------------------------
+
+
+def x_safe(text: str) -> str:
+    """The text as an X window name shows it without "?": ASCII, accents dropped."""
+    text = text.replace("…", "...").replace("·", "-").replace("—", "-")
+    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    return plain
+
+
+def _docked(icon: Any) -> bool:
+    return icon._systray_manager is not None
+
+
+def _dock_quietly(icon: Any) -> None:
+    """pystray's X backend asks the tray to dock the icon again on every image change (and
+    trayer, embedding it again, sometimes leaves it unmapped: an empty slot), and logs a
+    traceback whenever no tray host runs. Dock only while undocked, and without a host just
+    stay undocked: the refresh loop tries again, so the icon docks once a host starts."""
 
     def assert_docked() -> None:
-        if icon._systray_manager is None:
-            dock()
+        if not _docked(icon):
+            icon._dock_window()
 
     icon._assert_docked = assert_docked
 
 
+def _fit_to_x_tray(icon: Any, render: Callable[[int], Image.Image]) -> None:
+    """pystray's X backend pastes the icon on a black square, scaled from whatever size it
+    has. Instead: drawn at the size of the tray's slot, over what the tray shows behind it
+    (the window's background is its parent's, read back after clearing)."""
+    from Xlib import X  # type: ignore[import-untyped]
+
+    icon._window.change_attributes(background_pixmap=X.ParentRelative)
+
+    behind: list[Image.Image] = []  # what the tray showed, once it could be read
+
+    def assert_icon_data(width: int, height: int) -> None:
+        if icon._icon_data and icon._icon_data.size == (width, height) and behind:
+            return
+        try:
+            icon._window.clear_area(0, 0, width, height)
+            raw = icon._window.get_image(0, 0, width, height, X.ZPixmap, 0xFFFFFFFF)
+            behind[:] = [Image.frombytes("RGB", (width, height), raw.data, "raw", "BGRX")]
+        except Exception:  # not docked (so not viewable) yet: drawn again once it shows
+            behind.clear()
+        back = behind[0].copy() if behind else Image.new("RGB", (width, height), WHITE)
+        picture = render(min(width, height))
+        back.paste(picture, ((width - picture.width) // 2, (height - picture.height) // 2), picture)
+        back.tostring = back.tobytes  # type: ignore[attr-defined]  # what pystray calls
+        icon._icon_data = back
+
+    icon._assert_icon_data = assert_icon_data
+
+
 # -- tray or headless -------------------------------------------------------------------------
+
+SNI_WATCHER = "org.kde.StatusNotifierWatcher"
+HOST_CHECK_SECONDS = 3.0
+
+
+def no_display() -> bool:
+    return sys.platform.startswith("linux") and not (
+        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    )
 
 
 def tray_unavailable_reason() -> str | None:
     """None when a tray can probably be shown, else one sentence saying what is missing."""
-    if sys.platform.startswith("linux") and not (
-        os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-    ):
+    if no_display():
         return "no display (neither DISPLAY nor WAYLAND_DISPLAY is set)"
     try:
         import pystray  # noqa: F401  (importing it picks and starts a backend)
@@ -530,14 +620,110 @@ def tray_unavailable_reason() -> str | None:
     return None
 
 
+def backend_name() -> str:
+    """pystray's backend in use: appindicator, gtk, xorg, darwin, win32 (or dummy)."""
+    import pystray
+
+    module: str = pystray.Icon.__module__
+    return module.rsplit(".", 1)[-1].lstrip("_")
+
+
+@dataclass(frozen=True)
+class TrayFacts:
+    """What `doctor` says about the tray: what would show the icon, with a menu or not, and
+    what on the desktop would host it."""
+
+    reason: str | None  # why no icon can be shown at all
+    backend: str | None
+    menu: bool
+    hosts: tuple[str, ...]  # what could host the icon here; empty: none runs right now
+
+
+def tray_facts() -> TrayFacts:
+    """Looks, never raises: with no display, no session bus or no pystray, says so."""
+    reason = tray_unavailable_reason()
+    if reason:
+        return TrayFacts(reason, None, False, ())
+    backend = backend_name()
+    if not sys.platform.startswith("linux"):
+        return TrayFacts(None, backend, True, ("the system's notification area",))
+    hosts = []
+    if backend in ("appindicator", "gtk") and _name_on_session_bus(SNI_WATCHER):
+        hosts.append(f"a StatusNotifier watcher ({SNI_WATCHER})")
+    if _x_tray_running():
+        hosts.append("an X system tray (_NET_SYSTEM_TRAY_S0)")
+    return TrayFacts(None, backend, backend != "xorg", tuple(hosts))
+
+
+def _x_tray_running() -> bool:
+    display = os.environ.get("DISPLAY")
+    if not display:
+        return False
+    try:
+        from Xlib import X
+        from Xlib.display import Display  # type: ignore[import-untyped]
+
+        connection = Display(display)
+        try:
+            atom = connection.intern_atom(f"_NET_SYSTEM_TRAY_S{connection.get_default_screen()}")
+            return bool(connection.get_selection_owner(atom) != X.NONE)
+        finally:
+            connection.close()
+    except Exception as exc:
+        log.debug("no X tray could be looked for: %s", exc)
+        return False
+
+
+def _name_on_session_bus(name: str) -> bool:
+    """Whether `name` has an owner on the D-Bus session bus (dbus-fast, which
+    desktop-notifier brings on Linux)."""
+    import asyncio
+
+    async def ask() -> bool:
+        from dbus_fast import Message
+        from dbus_fast.aio import MessageBus
+
+        bus = await MessageBus().connect()
+        try:
+            reply = await bus.call(
+                Message(
+                    destination="org.freedesktop.DBus",
+                    path="/org/freedesktop/DBus",
+                    interface="org.freedesktop.DBus",
+                    member="NameHasOwner",
+                    signature="s",
+                    body=[name],
+                )
+            )
+            return bool(reply is not None and reply.body and reply.body[0])
+        finally:
+            bus.disconnect()
+
+    try:
+        return asyncio.run(asyncio.wait_for(ask(), HOST_CHECK_SECONDS))
+    except Exception as exc:
+        log.debug("the session bus could not be asked for %s: %s", name, exc)
+        return False
+
+
 def present(daemon: Daemon, *, no_tray: bool) -> None:
-    """Shows the tray until the daemon stops; without one, just waits for the daemon."""
-    reason = None if no_tray else tray_unavailable_reason()
-    if no_tray or reason:
-        if reason:
-            log.warning("running without a tray icon: %s", reason)
-        daemon.wait()
-        return
-    Tray(daemon).run()
-    if not daemon.stop_event.is_set():
-        daemon.wait()
+    """Shows the tray until the daemon stops; without one, just waits for the daemon.
+    Notifications go to the desktop's service whether or not an icon shows."""
+    from watcher.notify import Notifier
+
+    notifier = None if no_tray or no_display() else Notifier()
+    if notifier is not None:
+        notifier.watch(daemon)
+    try:
+        reason = None if no_tray else tray_unavailable_reason()
+        if no_tray or reason:
+            if reason:
+                log.warning("running without a tray icon: %s", reason)
+            daemon.wait()
+            return
+        Tray(daemon).run()
+        if not daemon.stop_event.is_set():
+            daemon.wait()
+    finally:
+        if notifier is not None:
+            notifier.stop()
