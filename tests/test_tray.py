@@ -503,10 +503,17 @@ def test_a_missing_backend_names_the_packages(monkeypatch: pytest.MonkeyPatch) -
     assert "python3-gi gir1.2-ayatanaappindicator3-0.1" in reason and "tray host" in reason
 
 
-# -- the real icon under Xvfb -----------------------------------------------------------------
+# -- the real icon on a desktop made of Xvfb, a session bus, trayer and dunst -----------------
 
-X_TOOLS = ("Xvfb", "trayer", "import")
-TRAY_BOX = (680, 0, 800, 24)  # where trayer sits on the 800 x 120 screen
+X_TOOLS = ("Xvfb", "trayer", "import", "xdotool", "dbus-daemon", "dbus-send", "dunst", "dunstctl")
+SCREEN = (800, 400)  # room below the tray for its menu
+TRAY_BOX = (680, 0, 800, 24)  # where trayer sits, top right
+needs_desktop = pytest.mark.skipif(
+    any(shutil.which(tool) is None for tool in X_TOOLS),
+    reason="the real tray tests need Xvfb, trayer, ImageMagick's import, xdotool, dbus and dunst "
+    "(Debian: apt-get install xvfb trayer imagemagick xdotool dbus dbus-x11 dunst; .ci/run "
+    "installs them)",
+)
 
 
 @contextlib.contextmanager
@@ -526,35 +533,115 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
                     process.wait()
 
 
-def start_xvfb(started: list[subprocess.Popen[bytes]]) -> str:
+def read_line_from(command: list[str], started: list[subprocess.Popen[bytes]], what: str) -> str:
+    """Starts `command` with {fd} replaced by a pipe it writes one line to, and returns it
+    (how Xvfb tells its display and dbus-daemon its address)."""
     read, write = os.pipe()
     try:
         started.append(
             subprocess.Popen(
-                [
-                    "Xvfb",
-                    "-displayfd",
-                    str(write),
-                    "-screen",
-                    "0",
-                    os.environ.get("XVFB_SCREEN", "800x120x24"),
-                    "-nolisten",
-                    "tcp",
-                ],
+                [part.replace("{fd}", str(write)) for part in command],
                 pass_fds=(write,),
+                stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
         )
         os.close(write)
-        number = b""
-        while not number.endswith(b"\n"):  # Xvfb dies if the pipe closes before its newline
-            assert select.select([read], [], [], 10)[0], "Xvfb did not start"
-            chunk = os.read(read, 32)
-            assert chunk, "Xvfb did not start"
-            number += chunk
-        return ":" + number.decode().strip()
+        line = b""
+        while not line.endswith(b"\n"):  # Xvfb dies if the pipe closes before its newline
+            assert select.select([read], [], [], 20)[0], f"{what} did not start"
+            chunk = os.read(read, 256)
+            assert chunk, f"{what} did not start"
+            line += chunk
+        return line.decode().strip()
     finally:
         os.close(read)
+
+
+def start_xvfb(started: list[subprocess.Popen[bytes]]) -> str:
+    size = f"{SCREEN[0]}x{SCREEN[1]}x24"
+    command = ["Xvfb", "-displayfd", "{fd}", "-screen", "0", size, "-nolisten", "tcp"]
+    return ":" + read_line_from(command, started, "Xvfb")
+
+
+class Desktop:
+    """A display and a session bus of its own; a tray host and a notification server on
+    request. `env` is what a program started on it gets."""
+
+    def __init__(self, started: list[subprocess.Popen[bytes]]):
+        self.started = started
+        self.display = start_xvfb(started)
+        bus = read_line_from(
+            ["dbus-daemon", "--session", "--nofork", "--print-address={fd}"], started, "dbus"
+        )
+        self.env = {
+            **os.environ,
+            "DISPLAY": self.display,
+            "DBUS_SESSION_BUS_ADDRESS": bus,
+            "NO_AT_BRIDGE": "1",  # no accessibility bus to start
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def start_trayer(self) -> None:
+        self.started.append(
+            subprocess.Popen(
+                ["trayer", "--edge", "top", "--align", "right", "--widthtype", "pixel",
+                 "--width", "120", "--heighttype", "pixel", "--height", "24",
+                 "--transparent", "false", "--tint", "0xffffff"],
+                env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+        )  # fmt: skip
+        wait_until(lambda: tray_host_running(self.display), "trayer to own the tray")
+
+    def start_dunst(self, home: Path) -> None:
+        """dunst as the notification server, with a config of its own (no user's rules)."""
+        config = home / "dunstrc"
+        config.write_text("[global]\n    timeout = 0\n")  # kept on screen until read
+        self.started.append(
+            subprocess.Popen(
+                ["dunst", "-config", str(config)],
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        )
+        wait_until(lambda: self.has_bus_name("org.freedesktop.Notifications"), "dunst", 20)
+
+    def has_bus_name(self, name: str) -> bool:
+        answer = subprocess.run(
+            ["dbus-send", "--session", "--print-reply", "--dest=org.freedesktop.DBus",
+             "/org/freedesktop/DBus", "org.freedesktop.DBus.NameHasOwner", f"string:{name}"],
+            env=self.env, capture_output=True, text=True, timeout=20,
+        )  # fmt: skip
+        return "boolean true" in answer.stdout
+
+    def notifications(self) -> list[str]:
+        """Every notification dunst got so far, as "summary: body"."""
+        subprocess.run(["dunstctl", "close-all"], env=self.env, check=True, timeout=20)
+        history = subprocess.run(
+            ["dunstctl", "history"], env=self.env, capture_output=True, check=True, timeout=20
+        )
+        import json
+
+        entries = json.loads(history.stdout)["data"][0]
+        return [f"{e['summary']['data']}: {e['body']['data']}" for e in reversed(entries)]
+
+    def tray(self) -> Image.Image:
+        return self.screenshot().crop(TRAY_BOX)
+
+    def screenshot(self) -> Image.Image:
+        png = subprocess.run(
+            ["import", "-display", self.display, "-window", "root", "PNG:-"],
+            capture_output=True,
+            check=True,
+            timeout=20,
+        ).stdout
+        from io import BytesIO
+
+        return Image.open(BytesIO(png)).convert("RGB")
+
+    def xdotool(self, *args: str) -> None:
+        subprocess.run(["xdotool", *args], env=self.env, check=True, timeout=20)
 
 
 def tray_host_running(display: str) -> bool:
@@ -567,18 +654,6 @@ def tray_host_running(display: str) -> bool:
         return owner != X.NONE
     finally:
         connection.close()
-
-
-def screenshot(display: str) -> Image.Image:
-    png = subprocess.run(
-        ["import", "-display", display, "-window", "root", "PNG:-"],
-        capture_output=True,
-        check=True,
-        timeout=10,
-    ).stdout
-    from io import BytesIO
-
-    return Image.open(BytesIO(png)).convert("RGB").crop(TRAY_BOX)
 
 
 def shows(picture: Image.Image, state: TrayState) -> bool:
@@ -614,71 +689,115 @@ path = "{root / "inbox"}"
 outformat = "txt"
 """
     )
+    path.chmod(0o600)
     return path
 
 
-@pytest.mark.skipif(
-    any(shutil.which(tool) is None for tool in X_TOOLS),
-    reason="the real tray test needs Xvfb, trayer and ImageMagick's import "
-    "(Debian: apt-get install xvfb trayer imagemagick; .ci/run installs them)",
-)
-@pytest.mark.timeout(60)
-def test_the_real_icon_in_a_real_tray(tmp_path: Path, make_sandbox: Callable[..., Sandbox]) -> None:
-    """idle -> working -> error, seen in screenshots of a real tray host running the icon of a
-    real `watcher run`; then SIGTERM ends the icon and the daemon."""
-    rules = write_config(tmp_path, make_sandbox(seconds_per_page=2))
-    log = tmp_path / "daemon.err"
-    shots: dict[TrayState, Image.Image] = {}
-    with processes() as started, log.open("wb") as stderr:
-        display = start_xvfb(started)
-        env = {**os.environ, "DISPLAY": display}
-        started.append(
-            subprocess.Popen(
-                ["trayer", "--edge", "top", "--align", "right", "--widthtype", "pixel",
-                 "--width", "120", "--heighttype", "pixel", "--height", "24",
-                 "--transparent", "false", "--tint", "0xffffff"],
-                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )
-        )  # fmt: skip
-        wait_until(lambda: tray_host_running(display), "trayer to own the tray")
-        background = screenshot(display)
-        daemon = subprocess.Popen(
+class RunningDaemon:
+    """`watcher run` in its own process on the desktop, its log in a file."""
+
+    def __init__(self, desktop: Desktop, rules: Path, log: Path, **env: str):
+        self.log = log
+        self.stderr = log.open("wb")
+        self.process = subprocess.Popen(
             [sys.executable, "-m", "watcher", "run", "--config", str(rules)],
-            env={**env, "PYSTRAY_BACKEND": "xorg", "PYTHONUNBUFFERED": "1"},
+            env={**desktop.env, **env},
             stdout=subprocess.DEVNULL,
-            stderr=stderr,
+            stderr=self.stderr,
         )
-        started.append(daemon)
+        desktop.started.append(self.process)
+        self.desktop = desktop
+        self.shots: dict[TrayState, Image.Image] = {}
 
-        def reach(state: TrayState) -> None:
-            def there() -> bool:
-                assert daemon.poll() is None, f"the daemon ended:\n{log.read_text()}"
-                shots[state] = screenshot(display)
-                return shows(shots[state], state)
+    def text(self) -> str:
+        return self.log.read_text()
 
-            wait_until(there, lambda: f"the {state.value} icon; daemon log:\n{log.read_text()}", 15)
+    def reach(self, state: TrayState) -> None:
+        def there() -> bool:
+            assert self.process.poll() is None, f"the daemon ended:\n{self.text()}"
+            self.shots[state] = self.desktop.tray()
+            return shows(self.shots[state], state)
 
-        reach(TrayState.IDLE)
-        assert differ(shots[TrayState.IDLE], background), "nothing was drawn in the tray"
-        for name in ("one.pdf", "two.pdf"):
-            write_pdf(tmp_path / "inbox" / name, [f"page of {name}"])
-        reach(TrayState.WORKING)
+        wait_until(there, lambda: f"the {state.value} icon; daemon log:\n{self.text()}", 60)
+
+    def said(self, text: str) -> None:
+        wait_until(lambda: text in self.text(), lambda: f"{text!r} in:\n{self.text()}", 60)
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        assert self.process.wait(30) == 0, f"SIGTERM must end icon and daemon:\n{self.text()}"
+        self.stderr.close()
+
+
+def drop(inbox: Path, *names: str) -> None:
+    for name in names:
+        write_pdf(inbox / name, [f"page of {name}"])
+
+
+@needs_desktop
+@pytest.mark.timeout(240)
+def test_the_x_icon_follows_a_batch_and_notifications_reach_the_desktop(
+    tmp_path: Path, make_sandbox: Callable[..., Sandbox]
+) -> None:
+    """pystray's X backend (no menu): idle -> working -> idle -> error seen in screenshots of a
+    real tray host; the notifications reach dunst all the same; SIGTERM ends it all."""
+    rules = write_config(tmp_path, make_sandbox(seconds_per_page=1))
+    with processes() as started:
+        desktop = Desktop(started)
+        desktop.start_trayer()
+        desktop.start_dunst(tmp_path)
+        background = desktop.tray()
+        daemon = RunningDaemon(desktop, rules, tmp_path / "daemon.err", PYSTRAY_BACKEND="xorg")
+        daemon.reach(TrayState.IDLE)
+        assert differ(daemon.shots[TrayState.IDLE], background), "nothing was drawn in the tray"
+        corner = daemon.shots[TrayState.IDLE].getpixel((TRAY_BOX[2] - TRAY_BOX[0] - 1, 1))
+        assert corner == background.getpixel((TRAY_BOX[2] - TRAY_BOX[0] - 1, 1)), (
+            "the icon's transparent corner shows the tray behind it"
+        )
+        drop(tmp_path / "inbox", "one.pdf", "two.pdf")
+        daemon.reach(TrayState.WORKING)
+        working = daemon.shots[TrayState.WORKING]
+        wait_until(lambda: len(list((tmp_path / "outbox").glob("*.txt"))) == 2, "results", 60)
+        daemon.reach(TrayState.IDLE)
         (tmp_path / "inbox" / "bad.pdf").write_text("this is text, not a PDF")
-        reach(TrayState.ERROR)
+        daemon.reach(TrayState.ERROR)
+        shots = {**daemon.shots, TrayState.WORKING: working}
         for a, b in itertools.combinations(shots.values(), 2):
             assert differ(a, b)
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(15) == 0, f"SIGTERM must end icon and daemon:\n{log.read_text()}"
-    said = [line.split(" watcher.tray: ")[-1] for line in log.read_text().splitlines()]
+        wait_until(
+            lambda: any(n.startswith("Conversion failed: bad.pdf") for n in desktop.notifications()),
+            lambda: f"the failure's notification; dunst has {desktop.notifications()}",
+            30,
+        )
+        assert any(n.startswith("Batch finished: ") for n in desktop.notifications())
+        daemon.stop()
+    said = [line.split(" watcher.tray: ")[-1] for line in daemon.text().splitlines()]
     assert [line for line in said if "tray" in line] == [tray.NO_MENU], "one warning, no more"
-    assert "Traceback" not in log.read_text()
+    assert "Traceback" not in daemon.text()
     if WRITE_DOCS:
         xvfb_sheet(shots).save(DOCS / "tray-xvfb.png", optimize=True)
 
 
+@needs_desktop
+@pytest.mark.timeout(120)
+def test_with_no_tray_host_it_waits_quietly_and_docks_when_one_starts(
+    tmp_path: Path, make_sandbox: Callable[..., Sandbox]
+) -> None:
+    rules = write_config(tmp_path, make_sandbox())
+    with processes() as started:
+        desktop = Desktop(started)
+        daemon = RunningDaemon(desktop, rules, tmp_path / "daemon.err", PYSTRAY_BACKEND="xorg")
+        daemon.said(tray.NO_MENU)  # the icon is up, and has found no tray
+        assert not tray_host_running(desktop.display)
+        desktop.start_trayer()
+        daemon.reach(TrayState.IDLE)
+        daemon.stop()
+    assert "Traceback" not in daemon.text() and "Failed to dock" not in daemon.text()
+
+
 def xvfb_sheet(shots: dict[TrayState, Image.Image]) -> Image.Image:
     """The tray as it was seen in each state, three times its size, each with its name."""
-    sheet = Image.new("RGB", (3 * 380, 100), "white")
+    sheet = Image.new("RGB", (len(shots) * 380, 100), "white")
     draw, font = ImageDraw.Draw(sheet), ImageFont.load_default(size=15)
     for index, (state, shot) in enumerate(shots.items()):
         sheet.paste(shot.resize((360, 72), Image.Resampling.NEAREST), (380 * index + 10, 4))
