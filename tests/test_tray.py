@@ -764,8 +764,9 @@ def test_the_x_icon_follows_a_batch_and_notifications_reach_the_desktop(
         shots = {**daemon.shots, TrayState.WORKING: working}
         for a, b in itertools.combinations(shots.values(), 2):
             assert differ(a, b)
+        failure = "Conversion failed: bad.pdf"
         wait_until(
-            lambda: any(n.startswith("Conversion failed: bad.pdf") for n in desktop.notifications()),
+            lambda: any(n.startswith(failure) for n in desktop.notifications()),
             lambda: f"the failure's notification; dunst has {desktop.notifications()}",
             30,
         )
