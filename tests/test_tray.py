@@ -533,7 +533,12 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
                     process.wait()
 
 
-def read_line_from(command: list[str], started: list[subprocess.Popen[bytes]], what: str) -> str:
+def read_line_from(
+    command: list[str],
+    started: list[subprocess.Popen[bytes]],
+    what: str,
+    env: dict[str, str] | None = None,
+) -> str:
     """Starts `command` with {fd} replaced by a pipe it writes one line to, and returns it
     (how Xvfb tells its display and dbus-daemon its address)."""
     read, write = os.pipe()
@@ -542,6 +547,7 @@ def read_line_from(command: list[str], started: list[subprocess.Popen[bytes]], w
             subprocess.Popen(
                 [part.replace("{fd}", str(write)) for part in command],
                 pass_fds=(write,),
+                env=env,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
@@ -572,7 +578,10 @@ class Desktop:
         self.started = started
         self.display = start_xvfb(started)
         bus = read_line_from(
-            ["dbus-daemon", "--session", "--nofork", "--print-address={fd}"], started, "dbus"
+            ["dbus-daemon", "--session", "--nofork", "--print-address={fd}"],
+            started,
+            "dbus",
+            {**os.environ, "DISPLAY": self.display},  # for the services it starts
         )
         self.env = {
             **os.environ,
@@ -794,6 +803,91 @@ def test_with_no_tray_host_it_waits_quietly_and_docks_when_one_starts(
         daemon.reach(TrayState.IDLE)
         daemon.stop()
     assert "Traceback" not in daemon.text() and "Failed to dock" not in daemon.text()
+
+
+def system_gi(tmp_path: Path) -> Path | None:
+    """A folder holding only Debian's PyGObject (python3-gi), for an interpreter of the same
+    Python version that does not see /usr/lib/python3/dist-packages (pyenv's, here and in
+    CI). A user's venv made with --system-site-packages from /usr/bin/python3 sees it as is."""
+    system = Path("/usr/bin/python3")
+    if not system.exists():
+        return None
+    found = subprocess.run(
+        [str(system), "-c", "import sys, gi; print(gi.__path__[0]); print(sys.version_info[:2])"],
+        capture_output=True,
+        text=True,
+    )
+    if found.returncode != 0:
+        return None
+    where, version = found.stdout.splitlines()
+    if version != str(sys.version_info[:2]):
+        return None
+    folder = tmp_path / "system-gi"
+    folder.mkdir()
+    (folder / "gi").symlink_to(where)
+    return folder
+
+
+def menu_shown(desktop: Desktop) -> bool:
+    """Whether a menu is open below the tray (the rest of the screen stays black)."""
+    return desktop.screenshot().crop((SCREEN[0] - 300, 30, SCREEN[0], 120)).getbbox() is not None
+
+
+def choose(desktop: Desktop, where: tuple[int, int], *keys: str) -> None:
+    """Right-clicks the icon and walks its menu with the keyboard: End is Quit, each Up one
+    item higher (separators and disabled lines are skipped), Right opens a submenu."""
+    desktop.xdotool("mousemove", str(where[0]), str(where[1]), "click", "3")
+    wait_until(lambda: menu_shown(desktop), "the menu to open", 30)
+    desktop.xdotool("key", "--delay", "150", "End", *keys, "Return")
+    wait_until(lambda: not menu_shown(desktop), "the menu to close", 30)
+
+
+@needs_desktop
+@pytest.mark.timeout(300)
+def test_the_appindicator_menu_drives_the_daemon(
+    tmp_path: Path, make_sandbox: Callable[..., Sandbox]
+) -> None:
+    """The AppIndicator backend with no StatusNotifier watcher falls back into the X tray,
+    where a right-click opens its GTK menu: Pause, Resume, Retry failed and Quit act on the
+    daemon, and no warning about a missing menu is given."""
+    gi = system_gi(tmp_path)
+    if gi is None:
+        pytest.skip("needs Debian's python3-gi for this Python version (apt-get install "
+                    "python3-gi gir1.2-ayatanaappindicator3-0.1)")  # fmt: skip
+    rules = write_config(tmp_path, make_sandbox())
+    with processes() as started:
+        desktop = Desktop(started)
+        desktop.start_trayer()
+        background = desktop.tray()
+        daemon = RunningDaemon(
+            desktop, rules, tmp_path / "daemon.err", PYSTRAY_BACKEND="appindicator",
+            PYTHONPATH=os.pathsep.join([os.environ.get("PYTHONPATH", ""), str(gi)]),
+        )  # fmt: skip
+        daemon.reach(TrayState.IDLE)
+        box = ImageChops.difference(daemon.shots[TrayState.IDLE], background).getbbox()
+        assert box is not None
+        icon = (TRAY_BOX[0] + (box[0] + box[2]) // 2, TRAY_BOX[1] + (box[1] + box[3]) // 2)
+
+        # Quit, Open log, Edit rules…, Pause ▸ For 1 hour, Until tomorrow, Until resumed
+        choose(desktop, icon, "Up", "Up", "Up", "Right", "Down", "Down")
+        daemon.said("paused until resumed")
+        daemon.reach(TrayState.PAUSED)
+        choose(desktop, icon, "Up", "Up", "Up")  # Resume
+        daemon.said("pause ended")
+        daemon.reach(TrayState.IDLE)
+
+        (tmp_path / "inbox" / "bad.pdf").write_text("this is text, not a PDF")
+        daemon.reach(TrayState.ERROR)
+        wait_until((tmp_path / "failed" / "bad.pdf").is_file, "bad.pdf set aside")
+        write_pdf(tmp_path / "failed" / "bad.pdf", ["mended"])
+        choose(desktop, icon, "Up", "Up", "Up")  # Retry failed (1)
+        wait_until((tmp_path / "outbox" / "bad.txt").is_file, "the retried file converted", 60)
+        daemon.reach(TrayState.IDLE)
+
+        choose(desktop, icon)  # Quit
+        assert daemon.process.wait(30) == 0, daemon.text()
+        daemon.stderr.close()
+    assert "Traceback" not in daemon.text() and tray.NO_MENU not in daemon.text()
 
 
 def xvfb_sheet(shots: dict[TrayState, Image.Image]) -> Image.Image:

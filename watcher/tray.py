@@ -7,6 +7,7 @@ when a tray is wanted (importing it without a display raises).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
@@ -433,6 +434,8 @@ class Tray:
             menu = build_menu(self._daemon, current=lambda: self._latest or latest)
             self._on_x = backend_name() == "xorg"
             self._icon = pystray.Icon(APP_NAME, _icon_for(latest), self._title(latest), menu)
+            if backend_name() in ("appindicator", "gtk"):
+                _without_pystray_notifications(self._icon)
             if self._on_x:
                 log.warning(NO_MENU)
                 _fit_to_x_tray(self._icon, lambda size: _icon_for(self._latest or latest, size))
@@ -537,7 +540,33 @@ class Tray:
             guarded()
 
 
-# -- pystray's X backend ----------------------------------------------------------------------
+# -- pystray's backends -----------------------------------------------------------------------
+
+
+class _NoNotifier:
+    """Stands in for pystray's own D-Bus notifier, which is not used (watcher.notify is)."""
+
+    def notify(self, *_args: object) -> None:
+        pass
+
+    def hide(self) -> None:
+        pass
+
+
+def _without_pystray_notifications(icon: Any) -> None:
+    """pystray's GTK and AppIndicator icons connect to the notification service as they start,
+    asking D-Bus to start one, and fail whole when that fails (no service, or one that cannot
+    start): the icon and its menu would be lost for want of notifications. The rest of
+    pystray's start-up is kept as it is (SIGINT back to its default, then ready)."""
+    import signal
+
+    def initialize() -> None:
+        with contextlib.suppress(ValueError):  # only possible on the main thread
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+        icon._notifier = _NoNotifier()
+        icon._mark_ready()
+
+    icon._initialize = initialize
 
 
 def x_safe(text: str) -> str:
