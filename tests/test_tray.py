@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from PIL import Image, ImageChops, ImageDraw, ImageFont
 
-from watcher import tray
+from watcher import doctor, tray
 from watcher.samplepdf import write_pdf
 from watcher.sandbox import Sandbox
 from watcher.status import Notice, RecentConversion, Snapshot
@@ -570,18 +570,34 @@ def start_xvfb(started: list[subprocess.Popen[bytes]]) -> str:
     return ":" + read_line_from(command, started, "Xvfb")
 
 
+# A session bus that starts no services by itself: only those a test starts are there.
+SESSION_BUS = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>session</type>
+  <listen>unix:tmpdir=/tmp</listen>
+  <policy context="default">
+    <allow send_destination="*" eavesdrop="true"/>
+    <allow eavesdrop="true"/>
+    <allow own="*"/>
+  </policy>
+</busconfig>
+"""
+
+
 class Desktop:
     """A display and a session bus of its own; a tray host and a notification server on
     request. `env` is what a program started on it gets."""
 
-    def __init__(self, started: list[subprocess.Popen[bytes]]):
+    def __init__(self, started: list[subprocess.Popen[bytes]], home: Path):
         self.started = started
         self.display = start_xvfb(started)
+        config = home / "session-bus.conf"
+        config.write_text(SESSION_BUS)
         bus = read_line_from(
-            ["dbus-daemon", "--session", "--nofork", "--print-address={fd}"],
+            ["dbus-daemon", f"--config-file={config}", "--nofork", "--print-address={fd}"],
             started,
             "dbus",
-            {**os.environ, "DISPLAY": self.display},  # for the services it starts
         )
         self.env = {
             **os.environ,
@@ -600,7 +616,7 @@ class Desktop:
                 env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
         )  # fmt: skip
-        wait_until(lambda: tray_host_running(self.display), "trayer to own the tray")
+        wait_until(lambda: tray_host_running(self.display), "trayer to own the tray", 60)
 
     def start_dunst(self, home: Path) -> None:
         """dunst as the notification server, with a config of its own (no user's rules)."""
@@ -752,7 +768,7 @@ def test_the_x_icon_follows_a_batch_and_notifications_reach_the_desktop(
     real tray host; the notifications reach dunst all the same; SIGTERM ends it all."""
     rules = write_config(tmp_path, make_sandbox(seconds_per_page=1))
     with processes() as started:
-        desktop = Desktop(started)
+        desktop = Desktop(started, tmp_path)
         desktop.start_trayer()
         desktop.start_dunst(tmp_path)
         background = desktop.tray()
@@ -795,7 +811,7 @@ def test_with_no_tray_host_it_waits_quietly_and_docks_when_one_starts(
 ) -> None:
     rules = write_config(tmp_path, make_sandbox())
     with processes() as started:
-        desktop = Desktop(started)
+        desktop = Desktop(started, tmp_path)
         daemon = RunningDaemon(desktop, rules, tmp_path / "daemon.err", PYSTRAY_BACKEND="xorg")
         daemon.said(tray.NO_MENU)  # the icon is up, and has found no tray
         assert not tray_host_running(desktop.display)
@@ -856,7 +872,7 @@ def test_the_appindicator_menu_drives_the_daemon(
                     "python3-gi gir1.2-ayatanaappindicator3-0.1)")  # fmt: skip
     rules = write_config(tmp_path, make_sandbox())
     with processes() as started:
-        desktop = Desktop(started)
+        desktop = Desktop(started, tmp_path)
         desktop.start_trayer()
         background = desktop.tray()
         daemon = RunningDaemon(
@@ -964,3 +980,58 @@ def test_a_batch_ends_idle_and_a_failure_until_seen(
     states.reach(TrayState.IDLE)
     after = states.states[mark:]
     assert TrayState.WORKING in after and TrayState.ERROR not in after
+
+
+# -- doctor -----------------------------------------------------------------------------------
+
+
+def test_doctor_without_a_display_says_so_and_does_not_raise(no_display: None) -> None:
+    findings = doctor.check_tray()
+    assert [(f.level, f.topic) for f in findings] == [
+        (doctor.Level.NOTE, "tray"),
+        (doctor.Level.NOTE, "notifications"),
+    ]
+    assert all("no display" in f.text for f in findings)
+
+
+def doctor_says(desktop: Desktop, rules: Path, **env: str) -> dict[str, str]:
+    """`doctor`'s tray lines, by topic ("ok      tray  pystray's ..." -> {"tray": "ok ..."})."""
+    report = subprocess.run(
+        [sys.executable, "-m", "watcher", "doctor", "--config", str(rules)],
+        env={**desktop.env, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "Traceback" not in report.stderr + report.stdout, report.stderr
+    lines = {}
+    for line in report.stdout.splitlines():
+        level, _, rest = line.partition(" ")
+        topic, _, text = rest.strip().partition("  ")
+        if topic in ("tray", "tray host", "notifications"):
+            lines[topic] = f"{level} {text.strip()}"
+    return lines
+
+
+@needs_desktop
+@pytest.mark.timeout(240)
+def test_doctor_checks_the_tray_for_real(
+    tmp_path: Path, make_sandbox: Callable[..., Sandbox]
+) -> None:
+    rules = write_config(tmp_path, make_sandbox())
+    gi = system_gi(tmp_path)
+    with_gi = {"PYTHONPATH": os.pathsep.join([os.environ.get("PYTHONPATH", ""), str(gi)])}
+    with processes() as started:
+        desktop = Desktop(started, tmp_path)
+        bare = doctor_says(desktop, rules, PYSTRAY_BACKEND="xorg")
+        assert bare["tray"].startswith("note pystray's xorg backend: the icon has NO menu")
+        assert bare["tray host"].startswith("note none running now")
+        assert bare["notifications"].startswith("note none will be shown: ")
+        desktop.start_trayer()
+        desktop.start_dunst(tmp_path)
+        hosted = doctor_says(desktop, rules, PYSTRAY_BACKEND="xorg")
+        assert hosted["tray host"] == "ok an X system tray (_NET_SYSTEM_TRAY_S0)"
+        assert hosted["notifications"] == "ok the desktop's notification service answers"
+        if gi is not None:
+            full = doctor_says(desktop, rules, **with_gi)
+            assert full["tray"] == "ok pystray's appindicator backend: an icon with its menu"

@@ -13,6 +13,7 @@ slipped into the text is replaced before printing.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import enum
 import importlib.metadata
 import os
@@ -61,6 +62,7 @@ DISTRIBUTIONS = (
     "requests",
     "urllib3",
     "pystray",
+    "desktop-notifier",
     "pypdf",
     "pillow",
     "platformdirs",
@@ -276,20 +278,57 @@ def check_state(state_dir: Path) -> list[Finding]:
 # -- the desktop: tray and autostart ----------------------------------------------------------
 
 
-def tray_reason() -> str | None:
-    """Why no tray icon can be shown, as watcher.tray itself judges it (it knows the backends)."""
+def check_tray() -> list[Finding]:
+    """The tray for real, as watcher.tray judges it (it knows the backends): which of pystray's
+    backends loads (with a menu or not), what on this desktop would host the icon right now,
+    and whether notifications reach the desktop. Never raises (no display, no pystray)."""
     try:
-        from watcher.tray import tray_unavailable_reason
-    except Exception as exc:
-        return f"the tray module cannot be loaded: {type(exc).__name__}: {exc}"
-    return tray_unavailable_reason()
+        from watcher.notify import check as check_notifications
+        from watcher.tray import GNOME_PACKAGES, no_display, tray_facts
+
+        facts = tray_facts()
+        if no_display():  # the daemon sends none either
+            return [
+                note("tray", f"no tray icon; the daemon runs without one: {facts.reason}"),
+                note("notifications", f"off: {facts.reason}"),
+            ]
+        unheard = asyncio.run(check_notifications())
+    except Exception as exc:  # a broken install must not stop the rest of the report
+        return [problem("tray", f"cannot be checked: {type(exc).__name__}: {exc}")]
+    if facts.reason:
+        return [
+            note("tray", f"no tray icon; the daemon runs without one: {facts.reason}"),
+            _notifications(unheard),
+        ]
+    if facts.menu:
+        findings = [ok("tray", f"pystray's {facts.backend} backend: an icon with its menu")]
+    else:
+        findings = [
+            note(
+                "tray",
+                f"pystray's {facts.backend} backend: the icon has NO menu (no Pause, Resume or "
+                f"Retry in the tray); install {GNOME_PACKAGES} and reinstall with "
+                "--system-site-packages (docs/install.md); meanwhile `pdfocr-watcher pause`, "
+                "`resume` and `status` do it from a terminal",
+            )
+        ]
+    if facts.hosts:
+        findings.append(ok("tray host", ", ".join(facts.hosts)))
+    else:
+        findings.append(
+            note(
+                "tray host",
+                "none running now (no StatusNotifier watcher, no X system tray): the icon "
+                "appears once one starts; on GNOME enable the AppIndicator extension",
+            )
+        )
+    return [*findings, _notifications(unheard)]
 
 
-def check_tray() -> Finding:
-    reason = tray_reason()
-    if reason:
-        return note("tray", f"no tray icon; the daemon runs without one: {reason}")
-    return ok("tray", "a tray icon can be shown")
+def _notifications(unheard: str | None) -> Finding:
+    if unheard:
+        return note("notifications", f"none will be shown: {unheard}")
+    return ok("notifications", "the desktop's notification service answers")
 
 
 def check_autostart(home: Path, env: Mapping[str, str]) -> Finding:
@@ -351,7 +390,7 @@ def diagnose(
         findings += check_folders(config)
     findings.append(check_endpoint(settings.api))
     findings += check_state(settings.files.state_dir)
-    findings.append(check_tray())
+    findings += check_tray()
     findings.append(check_autostart(home, env))
     found, missing = versions()
     return findings + missing, found, config
