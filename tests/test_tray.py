@@ -173,6 +173,15 @@ def test_the_sandbox_mark_is_a_yellow_corner() -> None:
     assert plain.getpixel((3, 3))[3] == 0
 
 
+@pytest.mark.parametrize("size", [16, 22, 24, 32])
+def test_at_panel_sizes_every_state_still_has_its_own_picture(size: int) -> None:
+    icons = {state: draw_icon(state, size=size) for state in TrayState}
+    for a, b in itertools.combinations(TrayState, 2):
+        assert differ(icons[a], icons[b]), f"{a} and {b} look the same at {size} px"
+    for icon in icons.values():  # transparent around the page, never a square
+        assert icon.getpixel((size - 1, 0))[3] == 0 and icon.getpixel((0, size - 1))[3] == 0
+
+
 def state_sheet() -> Image.Image:
     """All states side by side, large, with their names, and the sandbox variant last."""
     cells = [(state.value, draw_icon(state, progress=0.5, size=96)) for state in TrayState]

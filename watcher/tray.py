@@ -18,7 +18,7 @@ import threading
 import time
 import unicodedata
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from datetime import time as clock
 from enum import Enum
@@ -114,19 +114,27 @@ def draw_icon(
 
 @functools.lru_cache(maxsize=64)
 def _draw_icon(state: TrayState, steps: int | None, sandbox: bool, size: int) -> Image.Image:
+    """Drawn on a 100-unit grid, four times too large, then scaled down. At panel sizes (24 px
+    and less) the page loses its lines and the badge grows, so that what names the state is
+    not lost in a few blurred pixels."""
+    small = size <= SMALL_PIXELS
     big = Image.new("RGBA", (size * SUPERSAMPLE,) * 2, (0, 0, 0, 0))
     pen = _Pen(ImageDraw.Draw(big), big.width / 100)
     edge = BADGE_COLOURS[state] if state in (TrayState.ERROR, TrayState.BROKEN) else INK
-    pen.draw.polygon(pen.at(14, 6, 52, 6, 66, 20, 66, 90, 14, 90), WHITE, edge, pen.w(5))
-    if state is TrayState.BROKEN:  # the rules file: a list of rules, with a gap in it
+    outline = pen.w(8 if small else 5)
+    pen.draw.polygon(pen.at(14, 6, 52, 6, 66, 20, 66, 90, 14, 90), WHITE, edge, outline)
+    if small:
+        pass
+    elif state is TrayState.BROKEN:  # the rules file: a list of rules, with a gap in it
         for y in (26, 40, 54):
             pen.draw.rectangle(pen.at(22, y - 3, 28, y + 3), fill=INK)
             pen.draw.line(pen.at(33, y, 56, y), fill=INK, width=pen.w(5))
     else:
         for y in (30, 44, 58):
             pen.draw.line(pen.at(24, y, 54, y), fill=GREY, width=pen.w(5))
-    pen.draw.ellipse(pen.at(42, 42, 98, 98), BADGE_COLOURS[state], WHITE, pen.w(4))
-    _draw_symbol(pen, state, steps)
+    badge = replace(pen, zoom=SMALL_BADGE_ZOOM, to=SMALL_BADGE_CENTRE) if small else pen
+    badge.draw.ellipse(badge.at(42, 42, 98, 98), BADGE_COLOURS[state], WHITE, badge.w(4))
+    _draw_symbol(badge, state, steps)
     if sandbox:
         pen.draw.polygon(pen.at(0, 0, 46, 0, 0, 46), fill=SANDBOX_YELLOW)
         font = ImageFont.load_default(size=pen.w(26))
@@ -134,22 +142,31 @@ def _draw_icon(state: TrayState, steps: int | None, sandbox: bool, size: int) ->
     return big.resize((size, size), Image.Resampling.LANCZOS)
 
 
+SMALL_PIXELS = 24
+BADGE_CENTRE = 70.0  # the badge's centre on the grid, in both directions
+SMALL_BADGE_ZOOM, SMALL_BADGE_CENTRE = 1.25, 64.0  # at panel sizes: a badge 70 units wide
+
+
 @dataclass(frozen=True)
 class _Pen:
-    """Draws on a 100 x 100 grid whatever the pixel size."""
+    """Draws on a 100 x 100 grid whatever the pixel size; `zoom` enlarges what is drawn about
+    the badge's centre, moved to `to`."""
 
     draw: ImageDraw.ImageDraw
     unit: float
+    zoom: float = 1.0
+    to: float = BADGE_CENTRE
 
     def at(self, *points: float) -> list[float]:
-        return [p * self.unit for p in points]
+        return [(self.to + (p - BADGE_CENTRE) * self.zoom) * self.unit for p in points]
 
     def xy(self, x: float, y: float) -> tuple[float, float]:
         """One point, as ImageDraw.text takes it."""
-        return (x * self.unit, y * self.unit)
+        first, second = self.at(x, y)
+        return (first, second)
 
     def w(self, width: float) -> int:
-        return max(1, round(width * self.unit))
+        return max(1, round(width * self.zoom * self.unit))
 
 
 def _draw_symbol(pen: _Pen, state: TrayState, steps: int | None) -> None:
