@@ -579,7 +579,8 @@ def start_xvfb(started: list[subprocess.Popen[bytes]]) -> str:
     return ":" + read_line_from(command, started, "Xvfb")
 
 
-# A session bus that starts no services by itself: only those a test starts are there.
+# A session bus that starts no services by itself (but those of Desktop's `failing`): only
+# what a test starts is there.
 SESSION_BUS = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig>
@@ -598,11 +599,25 @@ class Desktop:
     """A display and a session bus of its own; a tray host and a notification server on
     request. `env` is what a program started on it gets."""
 
-    def __init__(self, started: list[subprocess.Popen[bytes]], home: Path):
+    def __init__(
+        self, started: list[subprocess.Popen[bytes]], home: Path, *, failing: str | None = None
+    ):
+        """`failing`: a bus name the bus offers to start, with a program that fails at once
+        (as a notification server with no display does)."""
         self.started = started
         self.display = start_xvfb(started)
         config = home / "session-bus.conf"
-        config.write_text(SESSION_BUS)
+        services = home / "bus-services"
+        services.mkdir()
+        if failing:
+            (services / f"{failing}.service").write_text(
+                f"[D-BUS Service]\nName={failing}\nExec=/bin/false\n"
+            )
+        config.write_text(
+            SESSION_BUS.replace(
+                "</busconfig>", f"  <servicedir>{services}</servicedir>\n</busconfig>"
+            )
+        )
         bus = read_line_from(
             ["dbus-daemon", f"--config-file={config}", "--nofork", "--print-address={fd}"],
             started,
@@ -814,15 +829,25 @@ def test_the_x_icon_follows_a_batch_and_notifications_reach_the_desktop(
 
 
 @needs_desktop
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("backend", ["xorg", "appindicator"])
 def test_with_no_tray_host_it_waits_quietly_and_docks_when_one_starts(
-    tmp_path: Path, make_sandbox: Callable[..., Sandbox]
+    tmp_path: Path, make_sandbox: Callable[..., Sandbox], backend: str
 ) -> None:
+    env = {"PYSTRAY_BACKEND": backend}
+    if backend == "appindicator":
+        gi = system_gi(tmp_path)
+        if gi is None:
+            pytest.skip("needs Debian's python3-gi for this Python version")
+        env["PYTHONPATH"] = os.pathsep.join([os.environ.get("PYTHONPATH", ""), str(gi)])
     rules = write_config(tmp_path, make_sandbox())
     with processes() as started:
-        desktop = Desktop(started, tmp_path)
-        daemon = RunningDaemon(desktop, rules, tmp_path / "daemon.err", PYSTRAY_BACKEND="xorg")
-        daemon.said(tray.NO_MENU)  # the icon is up, and has found no tray
+        # pystray's GTK icons would fail whole for a notification service that cannot start
+        desktop = Desktop(started, tmp_path, failing="org.freedesktop.Notifications")
+        daemon = RunningDaemon(desktop, rules, tmp_path / "daemon.err", **env)
+        daemon.said("watching ")  # the daemon is up, its icon starting with no tray to go to
+        if backend == "xorg":
+            daemon.said(tray.NO_MENU)  # the icon is up, and has found no tray
         assert not tray_host_running(desktop.display)
         desktop.start_trayer()
         daemon.reach(TrayState.IDLE)
