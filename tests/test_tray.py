@@ -1069,3 +1069,23 @@ def test_doctor_checks_the_tray_for_real(
         if gi is not None:
             full = doctor_says(desktop, rules, **with_gi)
             assert full["tray"] == "ok pystray's appindicator backend: an icon with its menu"
+
+
+def test_a_pause_running_out_is_shown(
+    tmp_path: Path, make_sandbox: Callable[..., Sandbox], make_daemon: Callable[..., Any]
+) -> None:
+    daemon = make_daemon(write_config(tmp_path, make_sandbox()))
+    states = StateLog()
+    daemon.add_listener(states)
+    daemon.pause(time.time() + 1)
+    states.reach(TrayState.PAUSED)
+    states.reach(TrayState.IDLE)  # nobody touched it: the daemon's clock ended the pause
+
+
+def test_x_window_names_are_plain_ascii() -> None:
+    assert tray.x_safe("Converting 3 of 10 · 1,960 pages left") == (
+        "Converting 3 of 10 - 1,960 pages left"
+    )
+    assert (
+        tray.x_safe("Failed: Fähre – Köln.pdf: damaged…") == "Failed: Fahre - Koln.pdf: damaged..."
+    )

@@ -586,11 +586,15 @@ def _without_pystray_notifications(icon: Any) -> None:
     icon._initialize = initialize
 
 
+X_PUNCTUATION = str.maketrans(
+    {"…": "...", "·": "-", "–": "-", "—": "-", "→": "->", "‘": "'", "’": "'", "“": '"', "”": '"'}
+)
+
+
 def x_safe(text: str) -> str:
     """The text as an X window name shows it without "?": ASCII, accents dropped."""
-    text = text.replace("…", "...").replace("·", "-").replace("—", "-")
-    plain = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
-    return plain
+    plain = unicodedata.normalize("NFKD", text.translate(X_PUNCTUATION))
+    return plain.encode("ascii", "ignore").decode("ascii")
 
 
 def _docked(icon: Any) -> bool:
