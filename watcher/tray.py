@@ -587,7 +587,17 @@ def _without_pystray_notifications(icon: Any) -> None:
 
 
 X_PUNCTUATION = str.maketrans(
-    {"…": "...", "·": "-", "–": "-", "—": "-", "→": "->", "‘": "'", "’": "'", "“": '"', "”": '"'}
+    {
+        "\N{HORIZONTAL ELLIPSIS}": "...",
+        "\N{MIDDLE DOT}": "-",
+        "\N{EN DASH}": "-",
+        "\N{EM DASH}": "-",
+        "\N{RIGHTWARDS ARROW}": "->",
+        "\N{LEFT SINGLE QUOTATION MARK}": "'",
+        "\N{RIGHT SINGLE QUOTATION MARK}": "'",
+        "\N{LEFT DOUBLE QUOTATION MARK}": '"',
+        "\N{RIGHT DOUBLE QUOTATION MARK}": '"',
+    }
 )
 
 
