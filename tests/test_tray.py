@@ -1086,6 +1086,6 @@ def test_x_window_names_are_plain_ascii() -> None:
     assert tray.x_safe("Converting 3 of 10 · 1,960 pages left") == (
         "Converting 3 of 10 - 1,960 pages left"
     )
-    assert (
-        tray.x_safe("Failed: Fähre – Köln.pdf: damaged…") == "Failed: Fahre - Koln.pdf: damaged..."
+    assert tray.x_safe("Failed: Fähre \N{EN DASH} Köln.pdf: damaged…") == (
+        "Failed: Fahre - Koln.pdf: damaged..."
     )
