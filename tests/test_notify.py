@@ -176,3 +176,14 @@ def test_without_a_notification_service_it_says_so_once(
         "(org.freedesktop.Notifications)"
     ]
     assert not any(r.exc_info for r in caplog.records)
+
+
+def test_every_notice_the_daemon_gives_has_a_look() -> None:
+    assert {kind.value for kind in NoticeKind} <= {look.value for look in Look}
+    assert set(tray_states()) == {look.value for look in Look}
+
+
+def tray_states() -> dict[str, object]:
+    from watcher.tray import NOTIFICATION_STATES
+
+    return NOTIFICATION_STATES

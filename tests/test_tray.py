@@ -307,6 +307,13 @@ def test_an_idle_daemon_shows_only_what_applies(pystray: Any, opened: list[Path]
     assert not item(menu, "Idle").enabled
 
 
+def test_the_menu_keeps_a_long_reason_short(pystray: Any) -> None:
+    reason = "scan.pdf: " + "it is neither a PDF nor an image " * 5
+    menu = build_menu(FakeDaemon(unseen_failures=1, last_failure=reason))
+    (status,) = [text for text in texts(menu) if text.startswith("Failed: ")]
+    assert len(status) == tray.MENU_LIMIT and status.endswith("…")
+
+
 def test_a_busy_daemon_shows_everything(pystray: Any, opened: list[Path]) -> None:
     daemon = FakeDaemon(
         **MAKES[TrayState.ERROR], held="no credit", paused_until=math.inf, failed=2,
@@ -883,13 +890,16 @@ def menu_shown(desktop: Desktop) -> bool:
     return desktop.screenshot().crop((SCREEN[0] - 300, 30, SCREEN[0], 120)).getbbox() is not None
 
 
-def choose(desktop: Desktop, where: tuple[int, int], *keys: str) -> None:
+def choose(desktop: Desktop, where: tuple[int, int], *keys: str) -> Image.Image:
     """Right-clicks the icon and walks its menu with the keyboard: End is Quit, each Up one
-    item higher (separators and disabled lines are skipped), Right opens a submenu."""
+    item higher (separators and disabled lines are skipped), Right opens a submenu. Returns
+    the top right of the screen with the menu open."""
     desktop.xdotool("mousemove", str(where[0]), str(where[1]), "click", "3")
     wait_until(lambda: menu_shown(desktop), "the menu to open", 30)
+    opened = desktop.screenshot().crop((SCREEN[0] - 420, 0, SCREEN[0], 270))
     desktop.xdotool("key", "--delay", "150", "End", *keys, "Return")
     wait_until(lambda: not menu_shown(desktop), "the menu to close", 30)
+    return opened
 
 
 @needs_desktop
@@ -930,7 +940,7 @@ def test_the_appindicator_menu_drives_the_daemon(
         daemon.reach(TrayState.ERROR)
         wait_until((tmp_path / "failed" / "bad.pdf").is_file, "bad.pdf set aside")
         write_pdf(tmp_path / "failed" / "bad.pdf", ["mended"])
-        choose(desktop, icon, "Up", "Up", "Up")  # Retry failed (1)
+        menu = choose(desktop, icon, "Up", "Up", "Up")  # Retry failed (1)
         wait_until((tmp_path / "outbox" / "bad.txt").is_file, "the retried file converted", 60)
         daemon.reach(TrayState.IDLE)
 
@@ -938,6 +948,8 @@ def test_the_appindicator_menu_drives_the_daemon(
         assert daemon.process.wait(30) == 0, daemon.text()
         daemon.stderr.close()
     assert "Traceback" not in daemon.text() and tray.NO_MENU not in daemon.text()
+    if WRITE_DOCS:
+        menu.save(DOCS / "tray-menu.png", optimize=True)
 
 
 def xvfb_sheet(shots: dict[TrayState, Image.Image]) -> Image.Image:

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TITLE_LIMIT = 120  # X and Windows cut longer tooltips
+MENU_LIMIT = 50  # a status line in the menu: longer ones make a menu too wide for the screen
 REFRESH_SECONDS = 60.0  # keeps "2 min ago" true without polling the daemon
 COALESCE_SECONDS = 0.25  # a burst of job changes becomes one redraw
 MORNING_HOUR = 8
@@ -231,8 +232,13 @@ def tooltip(s: Snapshot) -> str:
     text = ("SANDBOX · " if s.sandbox else "") + status_line(s)
     if s.available_pages is not None:
         text += f" · {credit_line(s)}"
-    text = " ".join(text.split())  # one line, whatever the reasons hold
-    return text if len(text) <= TITLE_LIMIT else text[: TITLE_LIMIT - 1] + "…"
+    return one_line(text, TITLE_LIMIT)
+
+
+def one_line(text: str, limit: int) -> str:
+    """The text on one line (whatever the reasons hold), cut to `limit` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def status_line(s: Snapshot) -> str:
@@ -344,7 +350,10 @@ def build_menu(daemon: Daemon, *, current: Callable[[], Snapshot] | None = None)
         return lambda _item: bool(test(now()))
 
     def info(text: Callable[[Snapshot], str], test: SnapshotTest) -> pystray.MenuItem:
-        return MenuItem(lambda _item: text(now()), None, enabled=False, visible=shown(test))
+        def line(_item: Any) -> str:
+            return one_line(text(now()), MENU_LIMIT)
+
+        return MenuItem(line, None, enabled=False, visible=shown(test))
 
     def do(text: Any, act: Callable[[], object], test: SnapshotTest = always) -> pystray.MenuItem:
         return MenuItem(text, _action(lambda _icon: act()), visible=shown(test))
