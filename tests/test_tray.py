@@ -952,6 +952,138 @@ def test_the_appindicator_menu_drives_the_daemon(
         menu.save(DOCS / "tray-menu.png", optimize=True)
 
 
+class Indicator:
+    """The AppIndicator icon as a StatusNotifier host sees it on the session bus: its
+    properties (title, the PNG file of its picture) and its menu (com.canonical.dbusmenu)."""
+
+    ITEM = "org.kde.StatusNotifierItem"
+
+    def __init__(self, desktop: Desktop, name: str, path: str):
+        self.address = desktop.env["DBUS_SESSION_BUS_ADDRESS"]
+        self.name, self.path = name, path
+
+    def call(self, path: str, interface: str, member: str, signature: str, *body: Any) -> Any:
+        import asyncio
+
+        from dbus_fast import Message, MessageType
+        from dbus_fast.aio import MessageBus
+
+        async def ask() -> Any:
+            bus = await MessageBus(bus_address=self.address).connect()
+            try:
+                return await bus.call(
+                    Message(
+                        destination=self.name, path=path, interface=interface, member=member,
+                        signature=signature, body=list(body),
+                    )
+                )  # fmt: skip
+            finally:
+                bus.disconnect()
+
+        reply = asyncio.run(asyncio.wait_for(ask(), 20))
+        assert reply.message_type is MessageType.METHOD_RETURN, reply.body
+        return reply.body
+
+    def properties(self) -> dict[str, Any]:
+        (found,) = self.call(self.path, "org.freedesktop.DBus.Properties", "GetAll", "s", self.ITEM)
+        return {key: value.value for key, value in found.items()}
+
+    def picture(self) -> Image.Image:
+        with Image.open(self.properties()["IconName"]) as image:
+            return image.convert("RGBA")
+
+    def items(self) -> dict[str, int]:
+        """Every menu item's label and id (submenus' too); ids change as the menu is rebuilt."""
+        menu = self.properties()["Menu"]
+        _revision, root = self.call(menu, "com.canonical.dbusmenu", "GetLayout", "iias", 0, -1, [])
+        found: dict[str, int] = {}
+
+        def walk(node: Any) -> None:
+            ident, props, children = node
+            if "label" in props:
+                found[props["label"].value] = ident
+            for child in children:
+                walk(child.value)
+
+        walk(root)
+        return found
+
+    def click(self, label: str) -> None:
+        from dbus_fast import Variant
+
+        wait_until(lambda: label in self.items(), lambda: f"{label!r} in {list(self.items())}")
+        menu = self.properties()["Menu"]
+        ident = self.items()[label]
+        self.call(menu, "com.canonical.dbusmenu", "Event", "isvu", ident, "clicked",
+                  Variant("s", ""), 0)  # fmt: skip
+
+
+@needs_desktop
+@pytest.mark.timeout(300)
+def test_on_a_status_notifier_host_the_icon_and_menu_are_on_the_bus(
+    tmp_path: Path, make_sandbox: Callable[..., Sandbox]
+) -> None:
+    """As on KDE Plasma or GNOME with the AppIndicator extension: the icon registers with the
+    StatusNotifier watcher; its picture and title follow the daemon, its menu's Pause, Resume,
+    Retry failed and Quit act on it, and `doctor` names the watcher."""
+    gi = system_gi(tmp_path)
+    if gi is None:
+        pytest.skip("needs Debian's python3-gi for this Python version")
+    with_gi = {"PYTHONPATH": os.pathsep.join([os.environ.get("PYTHONPATH", ""), str(gi)])}
+    rules = write_config(tmp_path, make_sandbox(seconds_per_page=1))
+    with processes() as started:
+        desktop = Desktop(started, tmp_path)
+        watcher = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("sni_watcher.py"))],
+            env=desktop.env, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        started.append(watcher)  # type: ignore[arg-type]  # text mode, ended all the same
+        assert watcher.stdout is not None and watcher.stdout.readline() == "ready\n"
+        daemon = RunningDaemon(
+            desktop, rules, tmp_path / "daemon.err", PYSTRAY_BACKEND="appindicator", **with_gi
+        )
+        name, path = watcher.stdout.readline().split()  # the icon registered
+        icon = Indicator(desktop, name, path)
+
+        def reach(state: TrayState, title: str | None = None) -> None:
+            def there() -> bool:
+                assert daemon.process.poll() is None, daemon.text()
+                found = icon.properties()
+                return shows(icon.picture(), state) and found["Title"].startswith(title or "")
+
+            wait_until(there, lambda: f"{state.value}: {icon.properties()['Title']}", 60)
+
+        reach(TrayState.IDLE, "Idle")
+        drop(tmp_path / "inbox", "one.pdf", "two.pdf")
+        reach(TrayState.WORKING)
+        wait_until(lambda: len(list((tmp_path / "outbox").glob("*.txt"))) == 2, "results", 60)
+        reach(TrayState.IDLE, "Idle")
+
+        icon.click("Until resumed")
+        daemon.said("paused until resumed")
+        reach(TrayState.PAUSED, "Paused until resumed")
+        icon.click("Resume")
+        reach(TrayState.IDLE, "Idle")
+
+        (tmp_path / "inbox" / "bad.pdf").write_text("this is text, not a PDF")
+        reach(TrayState.ERROR)
+        wait_until((tmp_path / "failed" / "bad.pdf").is_file, "bad.pdf set aside")
+        write_pdf(tmp_path / "failed" / "bad.pdf", ["mended"])
+        icon.click("Retry failed (1)")
+        wait_until((tmp_path / "outbox" / "bad.txt").is_file, "the retried file converted", 60)
+        reach(TrayState.IDLE, "Idle")
+
+        said = doctor_says(desktop, rules, PYSTRAY_BACKEND="appindicator", **with_gi)
+        assert said["tray host"] == (
+            "ok a StatusNotifier watcher (org.kde.StatusNotifierWatcher)"
+        ), said["report"]
+
+        icon.click("Quit")
+        assert daemon.process.wait(30) == 0, daemon.text()
+        daemon.stderr.close()
+    assert "Traceback" not in daemon.text() and tray.NO_MENU not in daemon.text()
+
+
 def xvfb_sheet(shots: dict[TrayState, Image.Image]) -> Image.Image:
     """The tray as it was seen in each state, three times its size, each with its name."""
     sheet = Image.new("RGB", (len(shots) * 380, 100), "white")
@@ -1041,7 +1173,8 @@ def test_doctor_without_a_display_says_so_and_does_not_raise(no_display: None) -
 
 
 def doctor_says(desktop: Desktop, rules: Path, **env: str) -> dict[str, str]:
-    """`doctor`'s tray lines, by topic ("ok      tray  pystray's ..." -> {"tray": "ok ..."})."""
+    """`doctor`'s tray lines, by topic ("ok      tray  pystray's ..." -> {"tray": "ok ..."}),
+    and the whole report under "report" (for the messages of failed assertions)."""
     report = subprocess.run(
         [sys.executable, "-m", "watcher", "doctor", "--config", str(rules)],
         env={**desktop.env, **env},
@@ -1050,7 +1183,7 @@ def doctor_says(desktop: Desktop, rules: Path, **env: str) -> dict[str, str]:
         timeout=120,
     )
     assert "Traceback" not in report.stderr + report.stdout, report.stderr
-    lines = {}
+    lines = {"report": report.stdout}
     for line in report.stdout.splitlines():
         level, _, rest = line.partition(" ")
         topic, _, text = rest.strip().partition("  ")
@@ -1070,17 +1203,21 @@ def test_doctor_checks_the_tray_for_real(
     with processes() as started:
         desktop = Desktop(started, tmp_path)
         bare = doctor_says(desktop, rules, PYSTRAY_BACKEND="xorg")
-        assert bare["tray"].startswith("note pystray's xorg backend: the icon has NO menu")
-        assert bare["tray host"].startswith("note none running now")
-        assert bare["notifications"].startswith("note none will be shown: ")
+        report = bare["report"]
+        assert bare["tray"].startswith("note pystray's xorg backend: the icon has NO menu"), report
+        assert bare["tray host"].startswith("note none running now"), report
+        assert bare["notifications"].startswith("note none will be shown: "), report
         desktop.start_trayer()
         desktop.start_dunst(tmp_path)
         hosted = doctor_says(desktop, rules, PYSTRAY_BACKEND="xorg")
-        assert hosted["tray host"] == "ok an X system tray (_NET_SYSTEM_TRAY_S0)"
-        assert hosted["notifications"] == "ok the desktop's notification service answers"
+        report = hosted["report"]
+        assert hosted["tray host"] == "ok an X system tray (_NET_SYSTEM_TRAY_S0)", report
+        assert hosted["notifications"] == "ok the desktop's notification service answers", report
         if gi is not None:
             full = doctor_says(desktop, rules, **with_gi)
-            assert full["tray"] == "ok pystray's appindicator backend: an icon with its menu"
+            assert full["tray"] == "ok pystray's appindicator backend: an icon with its menu", full[
+                "report"
+            ]
 
 
 def test_a_pause_running_out_is_shown(

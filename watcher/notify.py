@@ -34,7 +34,7 @@ APP_NAME = "pdfocr-watcher"
 GATHER_SECONDS = 2.0  # notices of one kind this close together are shown as one
 QUIET_SECONDS = 60.0  # after showing a kind, more of it waits this long and comes as one
 NAMES_SHOWN = 3  # "a.pdf, b.pdf, c.pdf and 4 more"
-CHECK_SECONDS = 10.0  # a look for the notification service never holds anything up longer
+CHECK_SECONDS = 20.0  # a look for the notification service never holds anything up longer
 
 
 class Look(Enum):

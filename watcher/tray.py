@@ -664,7 +664,7 @@ def _fit_to_x_tray(icon: Any, render: Callable[[int], Image.Image]) -> None:
 # -- tray or headless -------------------------------------------------------------------------
 
 SNI_WATCHER = "org.kde.StatusNotifierWatcher"
-HOST_CHECK_SECONDS = 3.0
+HOST_CHECK_SECONDS = 10.0  # only a bus that hangs takes long
 
 
 def no_display() -> bool:
