@@ -34,6 +34,7 @@ APP_NAME = "pdfocr-watcher"
 GATHER_SECONDS = 2.0  # notices of one kind this close together are shown as one
 QUIET_SECONDS = 60.0  # after showing a kind, more of it waits this long and comes as one
 NAMES_SHOWN = 3  # "a.pdf, b.pdf, c.pdf and 4 more"
+STOP_SECONDS = 2.0  # a notification still on its way is not worth holding up a stop
 CHECK_SECONDS = 20.0  # a look for the notification service never holds anything up longer
 
 
@@ -137,11 +138,15 @@ class Notifier:
                 quiet_until = self._shown_at.get(message.look, -QUIET_SECONDS) + QUIET_SECONDS
                 pending.due = max(now + GATHER_SECONDS, quiet_until)
             pending.messages.append(message)
-        loop, wake = self._loop, self._wake
-        if loop is not None and wake is not None:
-            loop.call_soon_threadsafe(wake.set)
+        self._wake_up()
 
     # -- the notifier's own thread --------------------------------------------------------
+
+    def _wake_up(self) -> None:
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has ended: nothing to wake
+                loop.call_soon_threadsafe(wake.set)
 
     def start(self) -> None:
         ready = threading.Event()
@@ -153,11 +158,9 @@ class Notifier:
 
     def stop(self) -> None:
         self._stopped.set()
-        loop, wake = self._loop, self._wake
-        if loop is not None and wake is not None:
-            loop.call_soon_threadsafe(wake.set)
+        self._wake_up()
         if self._thread is not None:
-            self._thread.join(CHECK_SECONDS)
+            self._thread.join(STOP_SECONDS)
 
     def _run(self, ready: threading.Event) -> None:
         loop = asyncio.new_event_loop()
@@ -237,9 +240,18 @@ class DesktopSender:
                 self._notifier = DesktopNotifier(app_name=APP_NAME, app_icon=None)
             await asyncio.wait_for(self._notifier.get_capabilities(), CHECK_SECONDS)
         except Exception as exc:
-            self._notifier = None
+            self._forget_notifier()
             return service_missing(exc)
         return None
+
+    def _forget_notifier(self) -> None:
+        """Drops a notifier that found no service, with the bus connection it opened (asked
+        again at the next message, it would open another)."""
+        bus = getattr(getattr(self._notifier, "_backend", None), "bus", None)
+        if bus is not None:
+            with contextlib.suppress(Exception):
+                bus.disconnect()
+        self._notifier = None
 
     def _icon(self, look: Look) -> Path:
         """The tray's own picture for the look, drawn once into a folder that goes with us."""
