@@ -87,7 +87,7 @@ class Daemon:
             self.config.api.concurrency,
             stop=self.stop_event,
             on_hold=self._hold,
-            on_free=self._notify,
+            on_idle=self._notify,
         )
         self.inbox = InboxWatcher(
             self.config, self.enqueue, own_files, on_unreadable=self.set_aside_unreadable

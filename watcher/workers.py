@@ -36,14 +36,14 @@ class WorkerPool:
         *,
         stop: threading.Event,
         on_hold: Callable[[AccountError], None],
-        on_free: Callable[[], None] = lambda: None,
+        on_idle: Callable[[], None] = lambda: None,
     ):
         self._journal = journal
         self._runner = runner
         self._concurrency = concurrency
         self._stop = stop
         self._on_hold = on_hold
-        self._on_free = on_free
+        self._on_idle = on_idle
         self._wakeup = threading.Condition()
         self._held = False
         self._paused = False
@@ -126,15 +126,17 @@ class WorkerPool:
                     self._busy -= 1
                     self._generation += 1
                     self._wakeup.notify_all()
-                # The job's last change was told while this worker still counted as busy:
-                # without this, a finished batch would be shown as still converting.
-                self._tell_free()
+                    idle = self._busy == 0
+                if idle:
+                    # The job's last change was told while this worker still counted as
+                    # busy: without this, a finished batch would be shown as converting.
+                    self._tell_idle()
 
-    def _tell_free(self) -> None:
+    def _tell_idle(self) -> None:
         try:
-            self._on_free()
+            self._on_idle()
         except Exception:
-            log.exception("a listener to a freed worker failed")
+            log.exception("a listener to the pool going idle failed")
 
     def _sleep_seconds(self) -> float:
         # Jobs due now but not claimable (claimed, or waiting for a twin) become claimable
