@@ -611,7 +611,7 @@ class Desktop:
     ):
         """`failing`: a bus name the bus offers to start, with a program that fails at once
         (as a notification server with no display does)."""
-        self.started = started
+        self.started, self.home = started, home
         self.display = start_xvfb(started)
         config = home / "session-bus.conf"
         services = home / "bus-services"
@@ -639,15 +639,24 @@ class Desktop:
         }
 
     def start_trayer(self) -> None:
-        self.started.append(
-            subprocess.Popen(
-                ["trayer", "--edge", "top", "--align", "right", "--widthtype", "pixel",
-                 "--width", "120", "--heighttype", "pixel", "--height", "24",
-                 "--transparent", "false", "--tint", "0xffffff"],
-                env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )
-        )  # fmt: skip
-        wait_until(lambda: tray_host_running(self.display), "trayer to own the tray", 60)
+        with (self.home / "trayer.err").open("ab") as log:  # the child keeps its own copy
+            self.started.append(
+                subprocess.Popen(
+                    ["trayer", "--edge", "top", "--align", "right", "--widthtype", "pixel",
+                     "--width", "120", "--heighttype", "pixel", "--height", "24",
+                     "--transparent", "false", "--tint", "0xffffff"],
+                    env=self.env, stdout=subprocess.DEVNULL, stderr=log,
+                )
+            )  # fmt: skip
+        trayer = self.started[-1]
+        wait_until(
+            lambda: tray_host_running(self.display),
+            lambda: (
+                f"trayer to own the tray (exit code {trayer.poll()}); it said: "
+                f"{self.said('trayer.err')}"
+            ),
+            60,
+        )
 
     def start_dunst(self, home: Path) -> None:
         """dunst as the notification server, with a config of its own (no user's rules)."""
@@ -662,6 +671,11 @@ class Desktop:
             )
         )
         wait_until(lambda: self.has_bus_name("org.freedesktop.Notifications"), "dunst", 20)
+
+    def said(self, name: str) -> str:
+        """What a program wrote to its log file `name` in the desktop's folder."""
+        path = self.home / name
+        return path.read_text(errors="replace") if path.exists() else ""
 
     def has_bus_name(self, name: str) -> bool:
         answer = subprocess.run(
