@@ -1002,9 +1002,13 @@ class Indicator:
         (found,) = self.call(self.path, "org.freedesktop.DBus.Properties", "GetAll", "s", self.ITEM)
         return {key: value.value for key, value in found.items()}
 
-    def picture(self) -> Image.Image:
-        with Image.open(self.properties()["IconName"]) as image:
-            return image.convert("RGBA")
+    def picture(self) -> Image.Image | None:
+        """The icon's picture, or None when pystray has just replaced its file by another."""
+        try:
+            with Image.open(self.properties()["IconName"]) as image:
+                return image.convert("RGBA")
+        except FileNotFoundError:
+            return None
 
     def items(self) -> dict[str, int]:
         """Every menu item's label and id (submenus' too); ids change as the menu is rebuilt."""
@@ -1063,7 +1067,12 @@ def test_on_a_status_notifier_host_the_icon_and_menu_are_on_the_bus(
             def there() -> bool:
                 assert daemon.process.poll() is None, daemon.text()
                 found = icon.properties()
-                return shows(icon.picture(), state) and found["Title"].startswith(title or "")
+                picture = icon.picture()
+                return (
+                    picture is not None
+                    and shows(picture, state)
+                    and found["Title"].startswith(title or "")
+                )
 
             wait_until(there, lambda: f"{state.value}: {icon.properties()['Title']}", 60)
 
