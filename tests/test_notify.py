@@ -187,3 +187,12 @@ def tray_states() -> dict[str, object]:
     from watcher.tray import NOTIFICATION_STATES
 
     return NOTIFICATION_STATES
+
+
+def test_no_session_bus_is_said_in_plain_words(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS", raising=False)
+    monkeypatch.setattr(notify.sys, "platform", "linux")
+    reason = notify.service_missing(OSError("could not open dbus info file: /root/.dbus/x"))
+    assert reason == (
+        "no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is not set: not a desktop session?)"
+    )

@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import sys
 import tempfile
 import threading
 import time
@@ -272,8 +274,8 @@ def service_missing(exc: BaseException) -> str:
         return f"desktop-notifier cannot be loaded ({text}); reinstall pdfocr-watcher"
     if "org.freedesktop.Notifications" in text or "ServiceUnknown" in text:
         return "no notification service runs on this desktop (org.freedesktop.Notifications)"
-    if "DBUS_SESSION_BUS_ADDRESS" in text or "session bus" in text.lower():
-        return "no D-Bus session bus (is this a desktop session?)"
+    if sys.platform.startswith("linux") and not os.environ.get("DBUS_SESSION_BUS_ADDRESS"):
+        return "no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is not set: not a desktop session?)"
     return text
 
 

@@ -680,6 +680,8 @@ def tray_unavailable_reason() -> str | None:
     try:
         import pystray  # noqa: F401  (importing it picks and starts a backend)
     except Exception as exc:
+        if "display" in str(exc).lower():  # python-xlib's words for an X server not there
+            return f"the display cannot be reached ({exc})"
         backend = os.environ.get("PYSTRAY_BACKEND") or "default"
         return (
             f"pystray's {backend} backend could not be loaded ({exc}); for GNOME's AppIndicator "
