@@ -430,6 +430,12 @@ def test_tray_follows_the_daemon_and_stops_with_it(
     icon = icons[-1]
     wait_until(lambda: icon.title == "Converting 2 of 4", "the title to follow")
     assert icon.visible and icon.icon is draw_icon(TrayState.WORKING, progress=0.25)
+    built = len(icons)
+    daemon.change(sandbox=True)  # a new look and title, the same menu
+    wait_until(lambda: icon.title.startswith("SANDBOX"), "the sandbox title")
+    assert len(icons) == built, "the menu was rebuilt with nothing new in it"
+    daemon.change(paused_until=math.inf)
+    wait_until(lambda: len(icons) > built, "the menu rebuilt to offer Resume")
     daemon.request_stop()
     runner.join(5)
     assert not runner.is_alive() and icon.stopped.is_set()

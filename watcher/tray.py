@@ -409,6 +409,21 @@ def build_menu(daemon: Daemon, *, current: Callable[[], Snapshot] | None = None)
     )
 
 
+MenuLook = tuple[tuple[str, bool, "MenuLook"], ...]
+
+
+def menu_shown(menu: Any) -> MenuLook:
+    """What a pystray menu shows right now (texts, enabled, submenus): rebuilt only when it
+    changes, so that a menu opened during a batch is not closed by every file."""
+    if menu is None:
+        return ()
+    return tuple(
+        (str(item.text), bool(item.enabled), menu_shown(item.submenu))
+        for item in menu
+        if item is not menu.SEPARATOR
+    )
+
+
 def _folder_items(
     label: str,
     folders: Callable[[], Sequence[Path]],
@@ -449,6 +464,7 @@ class Tray:
         self._ended = threading.Event()  # and has returned
         self._failed = False
         self._on_x = False  # pystray's X backend, which needs a few work-arounds
+        self._menu_shown: MenuLook = ()  # what the menu showed when last built
 
     def run(self) -> None:
         """Blocks until the icon stops. Never raises: a failure is logged once, and the caller
@@ -531,8 +547,11 @@ class Tray:
         image = _icon_for(s)
         if image is not icon.icon:
             icon.icon = image
+        shown = menu_shown(icon.menu)
+        if shown != self._menu_shown:  # a rebuilt menu closes under the user's pointer
+            self._menu_shown = shown
+            icon.update_menu()
         icon.title = self._title(s)
-        icon.update_menu()
 
     def _stop_with_daemon(self) -> None:
         """SIGTERM and Quit both end in the daemon's stop event; the icon follows it."""
