@@ -1267,3 +1267,20 @@ def test_x_window_names_are_plain_ascii() -> None:
     assert tray.x_safe("Failed: Fähre \N{EN DASH} Köln.pdf: damaged…") == (
         "Failed: Fahre - Koln.pdf: damaged..."
     )
+
+
+def test_a_hold_released_by_a_fixed_key_is_shown(
+    tmp_path: Path, make_sandbox: Callable[..., Sandbox], make_daemon: Callable[..., Any]
+) -> None:
+    box = make_sandbox()
+    rules = write_config(tmp_path, box)
+    right = rules.read_text()
+    rules.write_text(right.replace(f'key = "{box.key}"', 'key = "not-the-key"'))
+    daemon = make_daemon(rules)
+    states = StateLog()
+    daemon.add_listener(states)
+    drop(tmp_path / "inbox", "one.pdf")
+    states.reach(TrayState.HELD)
+    rules.write_text(right)  # the user fixes the key: the daemon reloads and resumes
+    wait_until((tmp_path / "outbox" / "one.txt").is_file, "the held file converted", 60)
+    states.reach(TrayState.IDLE)
