@@ -61,6 +61,13 @@ def test_a_batch_summary_counts_only_converted_files_as_converted() -> None:
     assert [r.name for r in view.recent] == ["file1.pdf"]
 
 
+def test_a_batch_with_nothing_converted_is_told_by_its_failure_alone() -> None:
+    board, told = board_with_notices()
+    board.arrived(1)
+    board.finished(job(1, JobState.FAILED, error="damaged"), queue_empty=lambda: True)
+    assert [n.kind for n in told] == [NoticeKind.FILE_FAILED]
+
+
 def test_the_batch_is_not_over_while_the_journal_still_has_work() -> None:
     board, told = board_with_notices()
     board.arrived(1)

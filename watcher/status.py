@@ -223,7 +223,8 @@ class StatusBoard:
                 self._count_failure(f"{job.display_name}: {job.error}")
             else:
                 self._batch.not_converted += 1
-            batch_over = self._batch.finished >= self._batch.total
+            # A batch in which nothing was converted is told by its failure notices alone.
+            batch_over = self._batch.converted > 0 and self._batch.finished >= self._batch.total
             summary = self._batch.summary()
         if job.state is JobState.FAILED:
             self.tell(

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageDraw, ImageFont
 
+from watcher.bootstrap import TRAY_PACKAGES
 from watcher.config import APP_NAME
 from watcher.wording import count
 
@@ -44,7 +45,7 @@ REFRESH_SECONDS = 60.0  # keeps "2 min ago" true without polling the daemon
 COALESCE_SECONDS = 0.25  # a burst of job changes becomes one redraw
 MORNING_HOUR = 8
 PROGRESS_STEPS = 12  # the working icon has 13 looks, so the cache stays small
-GNOME_PACKAGES = "python3-gi gir1.2-ayatanaappindicator3-0.1"
+GNOME_PACKAGES = " ".join(TRAY_PACKAGES)  # the AppIndicator backend: a menu and StatusNotifier
 ICON_SIZE = 128  # panels scale it down; large enough for HiDPI panels
 DOCK_RETRY_SECONDS = 2.0  # how often an undocked X icon looks for a tray host
 NO_MENU = (
