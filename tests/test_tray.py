@@ -588,7 +588,9 @@ def read_line_from(
 
 def start_xvfb(started: list[subprocess.Popen[bytes]]) -> str:
     size = f"{SCREEN[0]}x{SCREEN[1]}x24"
-    command = ["Xvfb", "-displayfd", "{fd}", "-screen", "0", size, "-nolisten", "tcp"]
+    # -noreset: Xvfb otherwise resets when its last client leaves, and a test that connects
+    # in that moment (to ask whether a tray host is up) has its connection reset.
+    command = ["Xvfb", "-displayfd", "{fd}", "-screen", "0", size, "-nolisten", "tcp", "-noreset"]
     return ":" + read_line_from(command, started, "Xvfb")
 
 
