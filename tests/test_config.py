@@ -213,8 +213,18 @@ def test_example_file_loads_and_documents_the_real_defaults(home: Path) -> None:
         empty.files,
         empty.credits,
     )
-    assert [rule.outformat for rule in config.inboxes] == ["docx", "xlsx"]
+    assert [rule.outformat for rule in config.inboxes] == ["docx", "xlsx", "pdf"]
     assert config.inboxes[1].outbox == home / "PDFOCR" / "outbox" / "spreadsheets"
+    first = parse_config('[[inbox]]\npath = "in"\noutformat = "docx"\n', EXAMPLE, env={})
+    documented = config.inboxes[0]
+    assert (documented.name, documented.patterns, documented.recursive) == (
+        first.inboxes[0].name,
+        first.inboxes[0].patterns,
+        first.inboxes[0].recursive,
+    )
+    scans = config.inboxes[2]
+    assert (scans.recursive, scans.after_success, scans.settle_seconds) == (True, "delete", 10)
+    assert "*.tif" in scans.patterns and scans.name.startswith("{date:%Y-%m-%d}")
 
 
 def test_example_file_mentions_every_language_and_format() -> None:
@@ -501,7 +511,10 @@ TABLE_KEYS = {
     "watch": ["settle_seconds", "patterns", "ignore", "recursive", "polling", "rescan_seconds"],
     "files": ["outbox", "archive", "failed", "after_success", "state_dir"],
     "credits": ["low_warning", "daily_page_limit"],
-    "inbox": ["path", "outformat", "lang", "ocr", "outbox", "archive", "failed"],
+    "inbox": [
+        *("path", "outformat", "lang", "ocr", "outbox", "archive", "failed", "after_success"),
+        *("name", "patterns", "settle_seconds", "recursive"),
+    ],
 }
 any_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=8)
 scalars = st.one_of(
@@ -512,6 +525,7 @@ scalars = st.one_of(
     any_text,
     st.sampled_from(["docx", "GERMAN", "~/x", "a", "a/b", "b", "..", "auto", "keep", "true"]),
     st.sampled_from(["https://h.org/x", "files.example.com", "*.pdf", ""]),
+    st.sampled_from(["{stem}.{ext}", "{stem}/{ext}", "{date:%Y/%m}.{ext}", "{x}", "{"]),
     st.dates(),
 )
 values = scalars | st.lists(scalars, max_size=3)

@@ -132,7 +132,7 @@ def test_judge_accepts_matching_files_and_shortcuts(config: Config, name: str) -
         ("scan.pdf.crdownload", "'*.crdownload'"),
         ("scan.pdf.part", "'*.part'"),
         ("Letter-DRAFT.pdf", "'*-draft.pdf' from ignore in [watch]"),
-        ("notes.txt", "none of the patterns in [watch]: '*.pdf'"),
+        ("notes.txt", "none of its inbox's patterns: '*.pdf'"),
     ],
 )
 def test_judge_names_the_pattern_that_refuses(config: Config, name: str, said: str) -> None:

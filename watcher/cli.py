@@ -409,16 +409,7 @@ def command_check(args: argparse.Namespace) -> int:
     if not config.inboxes:
         print("No [[inbox]] yet: nothing would be watched.")
     for rule in config.inboxes:
-        ocr = "on" if rule.ocr else "off"
-        print(
-            f"- {rule.path}\n    → {rule.outformat}, {rule.lang}, OCR {ocr}"
-            f"; results to {rule.outbox}; originals to {rule.archive} (failed: {rule.failed})"
-        )
-    print(
-        f"Patterns {', '.join(config.watch.patterns)}; subfolders "
-        f"{'included' if config.watch.recursive else 'ignored'}; "
-        f"settle {config.watch.settle_seconds:g} s"
-    )
+        print(rule.summary())
     warning = config_permission_warning(config)
     if warning:
         print(f"Warning: {warning}")

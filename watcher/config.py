@@ -29,7 +29,8 @@ import tomli_w
 from watcher.claims import CLAIMS_DIR
 from watcher.contract import DEFAULT_ENDPOINT, LANGUAGES, OUTFORMATS, canonical_language
 from watcher.errors import ConfigError
-from watcher.jobs import Rule
+from watcher.filing import result_name, template_problem
+from watcher.jobs import Rule, readable
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -132,15 +133,74 @@ class CreditSettings:
     daily_page_limit: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class InboxRule(Rule):
-    """One watched folder and the Rule for the files in it, the [files] defaults already
-    filled in. A job keeps `as_rule()`: a frozen copy, so later edits do not change it."""
+    """One watched folder and the Rule for the files in it, the [files] and [watch] defaults
+    already filled in. A job keeps `as_rule(file)`: a frozen copy, so later edits do not
+    change it. Which files it takes (`patterns`), how long they must stand still
+    (`settle_seconds`) and whether its subfolders count (`recursive`) are the folder's own."""
 
     path: Path
+    patterns: tuple[str, ...] = WatchSettings.patterns
+    settle_seconds: float = WatchSettings.settle_seconds
+    recursive: bool = WatchSettings.recursive
 
-    def as_rule(self) -> Rule:
-        return Rule(**{item.name: getattr(self, item.name) for item in dataclasses.fields(Rule)})
+    def as_rule(self, file: Path | None = None) -> Rule:
+        """The Rule for one file of this inbox. A file from a subfolder keeps it: its
+        result, archived original or failed copy go to the same subfolder of each folder
+        (inbox/2026/March/x.pdf → outbox/2026/March/x.docx)."""
+        rule = Rule(**{item.name: getattr(self, item.name) for item in dataclasses.fields(Rule)})
+        below = self.subfolder_of(file) if file is not None else ()
+        if not below:
+            return rule
+        return dataclasses.replace(
+            rule,
+            outbox=rule.outbox.joinpath(*below),
+            archive=rule.archive.joinpath(*below),
+            failed=rule.failed.joinpath(*below),
+        )
+
+    def summary(self) -> str:
+        """What `check` says of this inbox: what it takes, what it makes, where things go."""
+        ocr = "on" if self.ocr else "off"
+        below = "subfolders too, kept in the output folders" if self.recursive else "no subfolders"
+        originals = {
+            "archive": f"originals to {self.archive}",
+            "delete": "originals deleted",
+            "keep": "originals kept in the inbox",
+        }[self.after_success]
+        return (
+            f"- {self.path}\n    takes {', '.join(self.patterns)} ({below}; settled after "
+            f"{self.settle_seconds:g} s)\n    → {self.outformat}, {self.lang}, OCR {ocr}; "
+            f"results to {self.outbox} named {self.name!r}; {originals} (failed: {self.failed})"
+        )
+
+    def destinations(self, file: Path) -> str:
+        """Where a file of this inbox would go, for `check --explain` (dated today)."""
+        rule = self.as_rule(file)
+        name = result_name(
+            readable(file.name), rule.outformat, template=rule.name, lang=rule.lang,
+            inbox=readable(self.path.name),
+        )  # fmt: skip
+        original = {
+            "archive": f"the original then moves to {rule.archive}",
+            "delete": "the original is then deleted",
+            "keep": "the original then stays where it is",
+        }[rule.after_success]
+        return (
+            f'The result would be {rule.outbox / name} (with " (2)" added if that name is '
+            f"taken); {original}; if it fails, it goes to {rule.failed}."
+        )
+
+    def subfolder_of(self, file: Path) -> tuple[str, ...]:
+        """The folders between the inbox and the file, as names (none when the file lies in
+        the inbox itself, or is not below it). Taken from the resolved paths, so never
+        ".." nor a link leading elsewhere."""
+        folder = file.parent.expanduser().resolve()
+        if not self.recursive or self.path not in folder.parents:
+            return ()
+        below = folder.relative_to(self.path).parts
+        return below if all(part not in ("", ".", "..") for part in below) else ()
 
 
 @dataclass(frozen=True)
@@ -161,7 +221,7 @@ class Config:
     def inbox_holding(self, folder: Path) -> InboxRule | None:
         """The rule of a folder (resolved), or of a folder above it when recursive."""
         for rule in self.inboxes:
-            if folder == rule.path or (self.watch.recursive and rule.path in folder.parents):
+            if folder == rule.path or (rule.recursive and rule.path in folder.parents):
                 return rule
         return None
 
@@ -432,9 +492,32 @@ def _files_schema(base: Path) -> dict[str, Converter]:
     }
 
 
+def _after_success(value: Any) -> str:
+    """As in [files], but kept as its text: the job's Rule is journaled as text."""
+    return cast(AfterSuccess, _choice(AfterSuccess)(value)).value
+
+
+def _name_template(value: Any) -> str:
+    template = _text(value)
+    problem = template_problem(template)
+    if problem is not None:
+        raise _Invalid(f"{template!r} {problem}")
+    return template
+
+
+# What an [[inbox]] may set for itself, with [watch] as the default for the watch settings.
+_INBOX_WATCH_KEYS = ("patterns", "settle_seconds", "recursive")
+
+
 def _inbox_schema(base: Path) -> dict[str, Converter]:
     folders = {name: _folder(base) for name in ("path", *_FOLDER_KEYS)}
-    return folders | {"outformat": _outformat, "lang": _lang, "ocr": _boolean}
+    watch = {key: _WATCH_SCHEMA[key] for key in _INBOX_WATCH_KEYS}
+    return (
+        folders
+        | {"outformat": _outformat, "lang": _lang, "ocr": _boolean}
+        | {"after_success": _after_success, "name": _name_template}
+        | watch
+    )
 
 
 def _read_table(
@@ -462,10 +545,13 @@ def _read_files(src: _Source, data: object, base: Path) -> FileSettings:
     return FileSettings(**defaults | _read_table(src, "files", data, schema))
 
 
-def _read_inboxes(src: _Source, data: object, base: Path, files: FileSettings) -> list[InboxRule]:
+def _read_inboxes(
+    src: _Source, data: object, base: Path, files: FileSettings, watch: WatchSettings
+) -> list[InboxRule]:
     if not isinstance(data, list):
         raise src.fail("write each inbox as [[inbox]] (double brackets), one per folder", "inbox")
     defaults = {name: getattr(files, name) for name in _FOLDER_KEYS} | _INBOX_DEFAULTS
+    defaults |= {key: getattr(watch, key) for key in _INBOX_WATCH_KEYS}
     defaults["after_success"] = files.after_success.value
     inboxes = []
     for index, item in enumerate(data, 1):
@@ -682,15 +768,16 @@ def parse_config(
     if env.get(API_KEY_ENV, "").strip():
         api = dataclasses.replace(api, key=env[API_KEY_ENV].strip())
     files = _read_files(src, doc.get("files", {}), base)
+    watch = WatchSettings(**_read_table(src, "watch", doc.get("watch", {}), _WATCH_SCHEMA))
     config = Config(
         path=path,
         api=api,
-        watch=WatchSettings(**_read_table(src, "watch", doc.get("watch", {}), _WATCH_SCHEMA)),
+        watch=watch,
         files=files,
         credits=CreditSettings(
             **_read_table(src, "credits", doc.get("credits", {}), _CREDITS_SCHEMA)
         ),
-        inboxes=tuple(_read_inboxes(src, doc.get("inbox", []), base, files)),
+        inboxes=tuple(_read_inboxes(src, doc.get("inbox", []), base, files, watch)),
     )
     _check_folders(src, doc, config)
     return config

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from watcher.api import ClientSettings, PdfOcrClient
-from watcher.config import Config, check_runnable, load_config
+from watcher.config import Config, InboxRule, check_runnable, load_config
 from watcher.errors import AccountError, ConfigError, ServiceLosingJobs
 from watcher.filing import STAGING_PREFIX, set_aside
 from watcher.holds import QueueHolds
@@ -191,9 +191,9 @@ class Daemon:
                 continue
             try:
                 if path.stat().st_size > BIG_FILE_BYTES:
-                    self._intake.submit(path, rule.as_rule(), rule.path)
+                    self._intake.submit(path, rule.as_rule(path), rule.path)
                     continue
-                new_jobs.append(new_job(path, rule.as_rule(), rule.path))
+                new_jobs.append(new_job(path, rule.as_rule(path), rule.path))
             except FileNotFoundError:
                 log.debug("%s went away before it was journaled", readable(path.name))
             except OSError as exc:
@@ -211,7 +211,7 @@ class Daemon:
         as sent under the name its claim recorded, so it is asked for by that name and never
         sent again by itself (held if the service does not know the name)."""
         try:
-            new = new_job(admitted.path, admitted.rule.as_rule(), admitted.rule.path)
+            new = new_job(admitted.path, admitted.rule.as_rule(admitted.path), admitted.rule.path)
         except OSError as exc:
             log.warning("%s cannot be read (%s)", readable(admitted.path.name), exc)
             return
@@ -256,6 +256,8 @@ class Daemon:
         """A file that cannot be read, after a few tries: into the failed folder with a
         reason, instead of an error at every rescan. Nothing was sent for it."""
         name = readable(path.name)
+        if isinstance(rule, InboxRule):  # from the watcher: its subfolder is kept too
+            rule = rule.as_rule(path)
         try:
             moved = set_aside(
                 path,

@@ -111,26 +111,27 @@ def _explain_file(
             "; the inbox is shared with other PCs, so this PC converts the file only if it "
             "claims it first (claims are not made in a dry run)"
         )
+    goes = rule.destinations(path)  # its result's name and folders, with subfolders kept
     known = _known(journal, path, rule) if journal is not None else None
     if known is not None:
         outcome, said = known
         return Explanation(
-            path, outcome, 0, (said,) if outcome is Outcome.NOT_TAKEN else (taken, said)
+            path, outcome, 0, (said,) if outcome is Outcome.NOT_TAKEN else (taken, said, goes)
         )
     try:
         checked = check_source(path, outformat=rule.outformat)
     except FileRejected as exc:
         details = [taken, exc.message, *_incomplete_note(config, path)]
         details.append(
-            f"It would be moved to {rule.failed} with this reason beside it; nothing is sent "
-            "or charged."
+            f"It would be moved to {rule.as_rule(path).failed} with this reason beside it; "
+            "nothing is sent or charged."
         )
         return Explanation(path, Outcome.REFUSED, 0, tuple(details))
     what = _what_it_is(path, checked, rule)
     hold = budget_hold(checked.pages, budget, job_id=None)
     if hold is not None:
         return Explanation(path, Outcome.HELD, 0, (taken, what, hold.reason))
-    return Explanation(path, Outcome.CONVERTED, checked.pages, (taken, what))
+    return Explanation(path, Outcome.CONVERTED, checked.pages, (taken, what, goes))
 
 
 def _known(journal: Journal, path: Path, rule: InboxRule) -> tuple[Outcome, str] | None:
@@ -138,7 +139,7 @@ def _known(journal: Journal, path: Path, rule: InboxRule) -> tuple[Outcome, str]
     our own results is not taken (the journal refuses it), and the same bytes with the same
     settings as a finished job get that job's result copied, at no charge."""
     try:
-        new = new_job(path, rule.as_rule(), rule.path)
+        new = new_job(path, rule.as_rule(path), rule.path)
     except OSError:
         return None  # the checks say why it cannot be read
     own = journal.result_copied(new)

@@ -1,5 +1,10 @@
 """Where files end up: results in the outbox, originals in the archive or the failed folder.
 
+A result's name comes from its inbox's `name` template ("{stem}.{ext}" unless the user says
+otherwise). A template names a file, never a folder: one that could produce a path is
+refused when the rules are read (`template_problem`), and the values put into it (the
+original's name above all) have separators and control characters replaced.
+
 Nothing here overwrites: a taken name gets " (2)", " (3)"… and names are claimed with a hard
 link (or an exclusive create where links are not supported), which fails instead of replacing
 a file that appeared a moment earlier. Results are staged under a hidden name first, so a user
@@ -12,13 +17,16 @@ import contextlib
 import errno
 import filecmp
 import os
+import re
 import shutil
+import string
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -81,10 +89,94 @@ def staging_path(outbox: Path, job_id: int, remote_name: str, outformat: str) ->
     return outbox / f"{STAGING_PREFIX}job{job_id}-{stem}.{outformat}"
 
 
-def result_name(source_name: str, outformat: str) -> str:
-    """The original's name with the new extension: "Invoice 12.pdf" → "Invoice 12.docx"."""
-    stem = Path(source_name).stem or "document"
-    return _fit(stem, f".{outformat}")
+DEFAULT_NAME = "{stem}.{ext}"
+# The fields a name template may use, and what each says (for the user's error message).
+NAME_FIELDS: Mapping[str, str] = {
+    "stem": "the original's name without its extension",
+    "ext": "the new format's extension (docx, xlsx, pptx, txt, pdf)",
+    "lang": "the document language",
+    "inbox": "the inbox folder's name",
+    "date": "the day the file arrived, {date:%Y-%m-%d} by default",
+}
+DEFAULT_DATE_FORMAT = "%Y-%m-%d"
+_SEPARATORS = ("/", "\\", "\0")
+# What a value may not bring into a name: this system's folder separators (a name read from
+# the disk holds none, but a value is never trusted to) and NUL.
+_UNSAFE_IN_FIELDS = re.compile("[" + re.escape(os.sep + (os.altsep or "")) + "\\x00]")
+_SAMPLE_DATE = datetime(2026, 12, 31, 23, 59, 59)
+
+
+def template_problem(template: str) -> str | None:
+    """Why a name template cannot be used, or None. Only names in one folder can come
+    out of an accepted template: no separator in its text or its date format, no field
+    but those of NAME_FIELDS (so no attribute or index lookups), no hidden or empty name."""
+    try:
+        pieces = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        return f"is not a valid template ({exc}); write a literal brace twice, like {{{{"
+    fields = set()
+    for literal, field, spec, conversion in pieces:
+        if any(sep in literal for sep in _SEPARATORS):
+            return "names a folder (it holds / or \\); a template names a file in the outbox"
+        if field is None:
+            continue
+        if field not in NAME_FIELDS:
+            known = ", ".join(f"{{{name}}}" for name in NAME_FIELDS)
+            return f"has the unknown field {{{field}}}; the fields are {known}"
+        if conversion or (spec and field != "date") or "{" in (spec or ""):
+            return f"writes {{{field}}} with a format or conversion; only {{date:...}} takes one"
+        if field == "date" and any(sep in _SAMPLE_DATE.strftime(spec or "") for sep in "/\\"):
+            return f"has a date format ({spec}) that writes / or \\, which would make folders"
+        fields.add(field)
+    if "ext" not in fields:
+        return (
+            'must contain {ext}, so the result keeps its format\'s extension, like "{stem}.{ext}"'
+        )
+    sample = result_name("sample.pdf", "docx", template=template, lang="English", inbox="inbox")
+    if template.startswith((".", " ")) or sample.startswith((".", " ")):
+        return "would make a hidden name (starting with a dot or a space)"
+    return None
+
+
+def result_name(
+    source_name: str,
+    outformat: str,
+    *,
+    template: str = DEFAULT_NAME,
+    lang: str = "",
+    inbox: str = "",
+    when: datetime | None = None,
+) -> str:
+    """The result's name from the template (by default, the original's name with the new
+    extension: "Invoice 12.pdf" → "Invoice 12.docx"). The template was checked when the
+    rules were read; the values are made safe here, and the original's name is shortened
+    to fit MAX_NAME_BYTES."""
+    stem = _safe_field(Path(source_name).stem) or "document"
+    values = {"ext": outformat, "lang": _safe_field(lang), "inbox": _safe_field(inbox)}
+    moment = when or datetime.now()
+    pieces = list(string.Formatter().parse(template))
+
+    def render(stem_now: str) -> str:
+        out = []
+        for literal, field, spec, _ in pieces:
+            out.append(literal)
+            if field == "date":
+                out.append(_safe_field(moment.strftime(spec or DEFAULT_DATE_FORMAT)))
+            elif field is not None:
+                out.append(stem_now if field == "stem" else values.get(field, ""))
+        return "".join(out)
+
+    name = render(stem)
+    while len(name.encode("utf-8")) > MAX_NAME_BYTES and stem:
+        stem = stem[:-1]
+        name = render(stem)
+    path = Path(name)
+    return _fit(path.stem, path.suffix)
+
+
+def _safe_field(value: str) -> str:
+    """A value for a name: no separator (each becomes "_"); all else is the user's."""
+    return _UNSAFE_IN_FIELDS.sub("_", value)
 
 
 def _fit(stem: str, suffix: str) -> str:

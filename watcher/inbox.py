@@ -138,7 +138,10 @@ def judge(config: Config, path: Path) -> Verdict:
     if rule is None:
         outer = next((r for r in config.inboxes if r.path in folder.parents), None)
         if outer is not None:
-            reason = f"is in a subfolder of inbox {outer.path}; set recursive = true in [watch]"
+            reason = (
+                f"is in a subfolder of inbox {outer.path}; set recursive = true in [watch], "
+                "or in its [[inbox]] for it alone"
+            )
             return Verdict(False, f"{path.name} {reason}", outer)
         watched = ", ".join(str(r.path) for r in config.inboxes) or "none are configured"
         return Verdict(False, f"{path.name} is not in any inbox (inboxes: {watched})", None)
@@ -173,9 +176,9 @@ def _refusal(config: Config, rule: InboxRule, path: Path, folder: Path) -> str |
     if not stat.S_ISREG(mode):
         return "is not a regular file (a device, pipe or socket)"
     # Internet shortcuts name a document to fetch: accepted whatever the patterns say.
-    if not is_shortcut(path) and _matching(path.name, config.watch.patterns) is None:
-        shown = ", ".join(repr(p) for p in config.watch.patterns)
-        return f"matches none of the patterns in [watch]: {shown}{_image_hint(path)}"
+    if not is_shortcut(path) and _matching(path.name, rule.patterns) is None:
+        shown = ", ".join(repr(p) for p in rule.patterns)
+        return f"matches none of its inbox's patterns: {shown}{_image_hint(path)}"
     return None
 
 
@@ -187,7 +190,7 @@ def _image_hint(path: Path) -> str:
         return ""
     return (
         f'. Images are converted too (the service reads their text by OCR): add "*{suffix}" '
-        "to patterns in [watch] to have them taken"
+        "to patterns in [watch], or in its [[inbox]] for it alone, to have them taken"
     )
 
 
@@ -380,8 +383,8 @@ class InboxWatcher:
     def _sync_watches(self) -> list[Path]:
         """Watch every inbox folder that exists, release the others; return the new ones."""
         config = self._config
-        recursive = config.watch.recursive
         wanted = {r.path: switched_on(config.watch.polling, r.path) for r in config.inboxes}
+        recursive_at = {r.path: r.recursive for r in config.inboxes}
         added = []
         with self._watch_lock:
             if self._stopping:
@@ -389,13 +392,13 @@ class InboxWatcher:
             # An emitter stops when its folder is deleted, even if a new one took its inode.
             alive = {e.watch for o in self._observers.values() for e in o.emitters if e.is_alive()}
             for folder, watch in list(self._watches.items()):
-                setup = (wanted.get(folder), recursive, _identity(folder))
+                setup = (wanted.get(folder), recursive_at.get(folder), _identity(folder))
                 if watch.observed not in alive or watch.setup != setup:
                     watch.observer.unschedule(watch.observed)
                     del self._watches[folder]
             for folder, polling in wanted.items():
                 if folder not in self._watches:
-                    started = self._start_watch(folder, polling, recursive)
+                    started = self._start_watch(folder, polling, recursive_at[folder])
                     if started is not None:
                         self._watches[folder] = started
                         added.append(folder)
@@ -445,17 +448,23 @@ class InboxWatcher:
                 return
             if not event.is_directory:
                 self._consider(path)
-            elif event.event_type != "modified" and self._config.watch.recursive:
+            elif event.event_type != "modified" and self._recursive_at(path):
                 self._scan(path)  # a folder moved or copied in: its files arrive with it
         except Exception:
             log.exception("could not handle a change to %s", os.fsdecode(event.src_path))
 
     # --- Candidates ----------------------------------------------------------------------------
 
+    def _recursive_at(self, folder: Path) -> bool:
+        """Whether the folders below this one count: it is (in) an inbox that takes them."""
+        rule = self._config.inbox_holding(folder.resolve())
+        return rule is not None and rule.recursive
+
     def _scan(self, folder: Path) -> set[Path]:
-        """Consider every file below `folder`; return the files seen."""
+        """Consider every file below `folder` (an inbox, or a folder inside one); return
+        the files seen."""
         seen = set()
-        for path in files_in(folder, self._config.watch.recursive):
+        for path in files_in(folder, self._recursive_at(folder)):
             seen.add(path)
             try:
                 self._consider(path)
@@ -479,7 +488,12 @@ class InboxWatcher:
         with self._cond:
             first = self._tracker.next_due()
             started = self._tracker.seen(
-                path, state, time.monotonic(), time.time(), (config, verdict.rule)
+                path,
+                state,
+                time.monotonic(),
+                time.time(),
+                (config, verdict.rule),
+                verdict.rule.settle_seconds,
             )
             if started is not None and (first is None or started.until < first):
                 self._cond.notify()  # due before anything else: the settle thread must know

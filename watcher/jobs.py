@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from watcher.filing import staging_path
+from watcher.filing import DEFAULT_NAME, staging_path
 
 
 class JobState(str, Enum):
@@ -136,7 +136,9 @@ class SourceKind(str, Enum):
 
 @dataclass(frozen=True)
 class Rule:
-    """What to do with a file, copied into the job so later rule edits do not change it."""
+    """What to do with a file, copied into the job so later rule edits do not change it.
+    The folders are this file's own: with subfolders kept, they already end in the
+    subfolder the file came from. `name` is the result's name template (watcher.filing)."""
 
     outformat: str
     lang: str
@@ -145,6 +147,7 @@ class Rule:
     archive: Path
     failed: Path
     after_success: str
+    name: str = DEFAULT_NAME
 
 
 @dataclass(frozen=True)

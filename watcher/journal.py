@@ -170,6 +170,11 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX submissions_resent ON submissions (sent_at)
     WHERE outcome = '{SubmissionOutcome.RESEND_APPROVED.value}';
     """,
+    # 5: the result's name template (Rule.name, watcher.filing), kept with the job like the
+    # rest of its rule; the jobs of earlier releases were named as the default names them.
+    """
+    ALTER TABLE jobs ADD COLUMN name TEXT NOT NULL DEFAULT '{stem}.{ext}';
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

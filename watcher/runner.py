@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -55,6 +56,7 @@ from watcher.jobs import (
     JobState,
     SourceKind,
     SubmissionOutcome,
+    readable,
 )
 from watcher.journal import Journal, SpendRefused, local_day
 from watcher.ownfiles import OwnFiles
@@ -482,9 +484,7 @@ class JobRunner:
         # Known before it gets a name an inbox may see (a link keeps its identity): an outbox
         # that is an inbox after all never takes our own result for a new file.
         self._own_files.remember(staged, folder=job.rule.outbox)
-        for candidate in candidate_names(
-            job.rule.outbox, result_name(job.display_name, job.rule.outformat)
-        ):
+        for candidate in candidate_names(job.rule.outbox, job_result_name(job)):
             try:
                 link_without_overwrite(staged, candidate)
             except FileExistsError:
@@ -611,6 +611,20 @@ class JobRunner:
 
     def _remote(self, job: Job) -> RemoteJob:
         return RemoteJob(job.remote_name, job.rule.outformat, job.rule.lang, job.rule.ocr)
+
+
+def job_result_name(job: Job) -> str:
+    """The name its rule's template gives the result. Every value comes from the journal
+    (the date is the day the file arrived), so a filing tried again after a kill or a disk
+    error looks for the very same name and finds its own earlier work there."""
+    return result_name(
+        job.display_name,
+        job.rule.outformat,
+        template=job.rule.name,
+        lang=job.rule.lang,
+        inbox=readable(job.inbox.name) if job.inbox else "",
+        when=datetime.fromtimestamp(job.created_at),
+    )
 
 
 def _named_for(name: str, facts: FileFacts) -> str:

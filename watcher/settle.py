@@ -148,6 +148,7 @@ class _Candidate(Generic[T]):
     tag: T
     ticket: int
     due: float | None  # when its next look is queued; None while a look is under way
+    settle_seconds: float | None = None  # its own (its inbox's), else the tracker's
 
 
 @dataclass
@@ -189,7 +190,14 @@ class SettleTracker(Generic[T]):
     @property
     def give_up_after(self) -> float:
         """How long a file stands still, or keeps failing to read, before it is given up on."""
-        return max(self.give_up_seconds, 10 * self.settle_seconds)
+        return self._give_up_after(self.settle_seconds)
+
+    def _give_up_after(self, settle_seconds: float) -> float:
+        return max(self.give_up_seconds, 10 * settle_seconds)
+
+    def _settle_of(self, candidate: _Candidate[T]) -> float:
+        own = candidate.settle_seconds
+        return self.settle_seconds if own is None else own
 
     @property
     def pending_count(self) -> int:
@@ -205,16 +213,26 @@ class SettleTracker(Generic[T]):
 
     # --- Arrivals ------------------------------------------------------------------------
 
-    def seen(self, path: Path, state: FileState, now: float, wall: float, tag: T) -> Wait | None:
+    def seen(
+        self,
+        path: Path,
+        state: FileState,
+        now: float,
+        wall: float,
+        tag: T,
+        settle_seconds: float | None = None,
+    ) -> Wait | None:
         """A file may have arrived (an event, a rescan): start its settle clock, unless it is
         pending already (its next look will notice any change) or was settled in this very
-        state. Returns when its first look is due, or None when nothing was started."""
+        state. Returns when its first look is due, or None when nothing was started.
+        `settle_seconds` is this file's own (its inbox's), else the tracker's is used."""
         if path in self._pending or self._settled.get(path) == state:
             return None
-        since = self._still_since(state, now, wall)
-        candidate = _Candidate(state, since, tag, next(self._tickets), None)
+        settle = self.settle_seconds if settle_seconds is None else settle_seconds
+        since = self._still_since(state, now, wall, settle)
+        candidate = _Candidate(state, since, tag, next(self._tickets), None, settle_seconds)
         self._pending[path] = candidate
-        return self._queue_look(path, candidate, since + self.settle_seconds)
+        return self._queue_look(path, candidate, since + settle)
 
     def forget(self, path: Path) -> None:
         """The file was deleted or moved away: everything about it is forgotten; a look
@@ -264,8 +282,8 @@ class SettleTracker(Generic[T]):
             return Dropped()
         if state != candidate.state:
             candidate.state = state
-            candidate.since = self._still_since(state, now, wall)
-        elif now >= candidate.since + self.settle_seconds:
+            candidate.since = self._still_since(state, now, wall, self._settle_of(candidate))
+        elif now >= candidate.since + self._settle_of(candidate):
             return Inspect()
         return self._queue_look(look.path, candidate, self._settle_time(candidate, now))
 
@@ -278,17 +296,18 @@ class SettleTracker(Generic[T]):
             self._settle(look.path, candidate)
             return Ready()
         if contents.unreadable is None:
-            if now >= candidate.since + self.give_up_after:
+            if now >= candidate.since + self._give_up_after(self._settle_of(candidate)):
                 self._settle(look.path, candidate)
                 still_for = now - candidate.since
                 return GiveUp(f"has not changed for {still_for:.0f} s but still looks unfinished")
             return self._queue_look(look.path, candidate, self._settle_time(candidate, now))
         failures = self._failed(look.path, candidate.state, now, contents.unreadable)
-        if self._given_up(failures, now):
+        give_up_after = self._give_up_after(self._settle_of(candidate))
+        if self._given_up(failures, now, give_up_after):
             self._settle(look.path, candidate)
             return Unreadable(self._unreadable_reason(failures, now))
         # Twice as long since the first failure, but not past the moment it can be given up.
-        deadline = failures.first + self.give_up_after
+        deadline = failures.first + give_up_after
         again = min(now + (now - failures.first), deadline)
         return self._queue_look(look.path, candidate, max(again, now + self.min_pause))
 
@@ -317,23 +336,23 @@ class SettleTracker(Generic[T]):
         if state is None:
             return None  # deleted or moved meanwhile, or seen to change
         failures = self._failed(path, state, now, reason)
-        if self._given_up(failures, now):
+        if self._given_up(failures, now, self.give_up_after):
             return Unreadable(self._unreadable_reason(failures, now))
         del self._settled[path]
         return None
 
     # --- Inside --------------------------------------------------------------------------
 
-    def _still_since(self, state: FileState, now: float, wall: float) -> float:
+    def _still_since(self, state: FileState, now: float, wall: float, settle: float) -> float:
         """When the file last changed, on the monotonic clock: its mtime tells, so a file that
         was written a moment before it was seen is not made to wait a whole settle period
         more. Credited at most one settle period (a clock step or a preserved mtime proves
         nothing beyond that), and never into the future."""
         age = wall - state.mtime_ns / 1e9
-        return now - min(self.settle_seconds, max(0.0, age))
+        return now - min(settle, max(0.0, age))
 
     def _settle_time(self, candidate: _Candidate[T], now: float) -> float:
-        return max(candidate.since + self.settle_seconds, now + self.min_pause)
+        return max(candidate.since + self._settle_of(candidate), now + self.min_pause)
 
     def _queue_look(self, path: Path, candidate: _Candidate[T], due: float) -> Wait:
         candidate.due = due
@@ -363,8 +382,8 @@ class SettleTracker(Generic[T]):
         failures.last_reason = reason
         return failures
 
-    def _given_up(self, failures: _Failures, now: float) -> bool:
-        deadline = failures.first + self.give_up_after
+    def _given_up(self, failures: _Failures, now: float, give_up_after: float) -> bool:
+        deadline = failures.first + give_up_after
         return failures.count >= self.read_tries and now >= deadline
 
     @staticmethod

@@ -1,0 +1,298 @@
+"""Rules for real offices (issue 17): subfolders kept, per-inbox settings, result names from
+a template. Real folders, a real sandbox on 127.0.0.1, a real daemon with its observer."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from watcher import samplepdf
+from watcher.cli import main
+from watcher.config import load_config
+from watcher.daemon import Daemon
+from watcher.errors import ConfigError
+from watcher.filing import result_name
+from watcher.jobs import JobState
+from watcher.sandbox import Sandbox
+
+MakeDaemon = Callable[..., Daemon]
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 30.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what or condition}")
+
+
+def tree(folder: Path) -> list[str]:
+    """Every file below `folder`, as relative paths (hidden files left out)."""
+    if not folder.exists():
+        return []
+    return sorted(
+        str(p.relative_to(folder))
+        for p in folder.rglob("*")
+        if p.is_file() and not p.name.startswith(".")
+    )
+
+
+def rules(root: Path, box: Sandbox, inboxes: str, *, watch: str = "") -> Path:
+    path = root / "config.toml"
+    path.write_text(
+        f"""
+[api]
+key = "{box.key}"
+endpoint = "{box.url}"
+poll_interval = 0.1
+
+[watch]
+settle_seconds = 0.3
+{watch}
+
+[files]
+outbox = "{root / "outbox"}"
+archive = "{root / "archive"}"
+failed = "{root / "failed"}"
+state_dir = "{root / "state"}"
+{inboxes}
+""",
+        encoding="utf-8",
+    )
+    for line in inboxes.splitlines():
+        if line.startswith("path = "):
+            Path(line.split('"')[1]).mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def png(path: Path) -> Path:
+    out = io.BytesIO()
+    Image.new("RGB", (20, 10), "white").save(out, format="PNG")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(out.getvalue())
+    return path
+
+
+# --- 1. Subfolders kept ------------------------------------------------------------------------
+
+
+def test_subfolders_are_kept_in_the_outbox_archive_and_failed_folder(
+    sandbox: Sandbox, tmp_path: Path, make_daemon: MakeDaemon
+) -> None:
+    inbox = tmp_path / "inbox"
+    make_daemon(
+        rules(
+            tmp_path,
+            sandbox,
+            f'[[inbox]]\npath = "{inbox}"\noutformat = "txt"\n',
+            watch="recursive = true",
+        )
+    )
+    samplepdf.write_pdf(inbox / "2026" / "March" / "x.pdf", ["March"])
+    samplepdf.write_pdf(inbox / "top.pdf", ["top"])
+    (inbox / "2026" / "March" / "broken.pdf").write_text("<html>not a pdf</html>")
+    wait_for(lambda: tree(tmp_path / "archive") == ["2026/March/x.pdf", "top.pdf"], what="archived")
+    assert tree(tmp_path / "outbox") == ["2026/March/x.txt", "top.txt"]
+    assert (tmp_path / "outbox" / "2026" / "March" / "x.txt").read_text() == "March"
+    wait_for(
+        lambda: (
+            tree(tmp_path / "failed")
+            == ["2026/March/broken.pdf", "2026/March/broken.pdf.error.txt"]
+        ),
+        what="the failure set aside in its subfolder",
+    )
+    assert tree(inbox) == []
+
+
+def test_a_retried_failure_goes_back_to_its_subfolder_and_lands_in_the_same_one(
+    sandbox: Sandbox, tmp_path: Path, make_daemon: MakeDaemon
+) -> None:
+    inbox = tmp_path / "inbox"
+    path = rules(
+        tmp_path,
+        sandbox,
+        f'[[inbox]]\npath = "{inbox}"\noutformat = "txt"\nrecursive = true\n',
+    )
+    daemon = make_daemon(path)
+    (inbox / "a" / "b").mkdir(parents=True)
+    (inbox / "a" / "b" / "late.pdf").write_bytes(b"")
+    wait_for(lambda: "a/b/late.pdf" in tree(tmp_path / "failed"), what="set aside")
+    failed = daemon.journal.jobs(states=(JobState.FAILED,))[0]
+    samplepdf.write_pdf(tmp_path / "failed" / "a" / "b" / "late.pdf", ["fixed"])
+    daemon.retry_failed()
+    wait_for(lambda: tree(tmp_path / "outbox") == ["a/b/late.txt"], what="converted on retry")
+    assert daemon.journal.get(failed.id).source == inbox / "a" / "b" / "late.pdf"
+    wait_for(lambda: tree(tmp_path / "archive") == ["a/b/late.pdf"], what="archived")
+
+
+# --- 2. Per-inbox settings ---------------------------------------------------------------------
+
+
+def test_each_inbox_has_its_own_patterns_settle_time_and_after_success(
+    sandbox: Sandbox, tmp_path: Path, make_daemon: MakeDaemon
+) -> None:
+    scans, letters = tmp_path / "scans", tmp_path / "letters"
+    inboxes = (
+        f'[[inbox]]\npath = "{scans}"\noutformat = "txt"\n'
+        'patterns = ["*.png", "*.jpg"]\nsettle_seconds = 0.5\nafter_success = "keep"\n'
+        f'[[inbox]]\npath = "{letters}"\noutformat = "txt"\nafter_success = "delete"\n'
+    )
+    make_daemon(rules(tmp_path, sandbox, inboxes))
+    png(scans / "receipt.png")
+    samplepdf.write_pdf(scans / "ignored.pdf", ["not a scan"])
+    samplepdf.write_pdf(letters / "letter.pdf", ["Dear"])
+    png(letters / "photo.png")
+    wait_for(lambda: tree(tmp_path / "outbox") == ["letter.txt", "receipt.txt"], what="both")
+    wait_for(lambda: tree(letters) == ["photo.png"], what="the letter deleted")
+    assert tree(scans) == ["ignored.pdf", "receipt.png"]  # kept; a PDF is not its pattern
+    assert tree(tmp_path / "archive") == []
+    assert sorted(charge.filename.rpartition(".")[2] for charge in sandbox.ledger()) == [
+        "pdf",
+        "png",
+    ]
+
+
+def test_per_inbox_settings_are_applied_on_live_reload(
+    sandbox: Sandbox, tmp_path: Path, make_daemon: MakeDaemon
+) -> None:
+    inbox = tmp_path / "inbox"
+    path = rules(tmp_path, sandbox, f'[[inbox]]\npath = "{inbox}"\noutformat = "txt"\n')
+    daemon = make_daemon(path)
+    png(inbox / "scan.png")
+    samplepdf.write_pdf(inbox / "first.pdf", ["first"])
+    wait_for(lambda: tree(tmp_path / "outbox") == ["first.txt"], what="the PDF converted")
+    assert tree(inbox) == ["scan.png"]
+    path.write_text(
+        path.read_text().replace(
+            'outformat = "txt"\n',
+            'outformat = "txt"\npatterns = ["*.png"]\nname = "{stem} ({lang}).{ext}"\n',
+        )
+    )
+    wait_for(lambda: daemon.config.inboxes[0].patterns == ("*.png",), what="reloaded")
+    daemon.inbox.rescan()
+    wait_for(lambda: "scan (English).txt" in tree(tmp_path / "outbox"), what="the scan converted")
+
+
+# --- 3. Output names from a template -----------------------------------------------------------
+
+
+def test_results_are_named_by_the_template_and_never_overwrite(
+    sandbox: Sandbox, tmp_path: Path, make_daemon: MakeDaemon
+) -> None:
+    german, dated = tmp_path / "german", tmp_path / "dated"
+    inboxes = (
+        f'[[inbox]]\npath = "{german}"\noutformat = "docx"\nlang = "German"\n'
+        'name = "{stem} ({lang}).{ext}"\n'
+        f'[[inbox]]\npath = "{dated}"\noutformat = "txt"\n'
+        'name = "{date:%Y-%m-%d} {inbox} {stem}.{ext}"\n'
+    )
+    outbox = tmp_path / "outbox"
+    outbox.mkdir()
+    (outbox / "Brief (German).docx").write_text("someone else's file")
+    make_daemon(rules(tmp_path, sandbox, inboxes))
+    samplepdf.write_pdf(german / "Brief.pdf", ["Guten Tag"])
+    samplepdf.write_pdf(dated / "note.pdf", ["a note"])
+    today = datetime.now().strftime("%Y-%m-%d")
+    wait_for(lambda: len(tree(outbox)) == 3, what="two results")
+    assert tree(outbox) == sorted(
+        ["Brief (German).docx", "Brief (German) (2).docx", f"{today} dated note.txt"]
+    )
+    assert (outbox / "Brief (German).docx").read_text() == "someone else's file"
+
+
+@pytest.mark.parametrize(
+    ("template", "words"),
+    [
+        ("{stem}/{ext}", "names a folder"),
+        ("../{stem}.{ext}", "names a folder"),
+        ("/tmp/{stem}.{ext}", "names a folder"),
+        ("..\\\\{stem}.{ext}", "names a folder"),
+        ("{date:%Y/%m} {stem}.{ext}", "date format"),
+        ("{stem.__class__}.{ext}", "unknown field"),
+        ("{stem[0]}.{ext}", "unknown field"),
+        ("{name}.{ext}", "unknown field"),
+        ("{stem!r}.{ext}", "format or conversion"),
+        ("{stem:>300}.{ext}", "format or conversion"),
+        ("{date:{stem}}.{ext}", "format or conversion"),
+        ("{stem}", "must contain {ext}"),
+        (".{stem}.{ext}", "hidden"),
+        ("{stem.{ext}", "not a valid template"),
+    ],
+)
+def test_an_unsafe_name_template_is_refused_with_file_line_and_key(
+    tmp_path: Path, template: str, words: str
+) -> None:
+    source = tmp_path / "config.toml"
+    source.write_text(
+        f'[[inbox]]\npath = "in"\noutformat = "txt"\n\n[[inbox]]\npath = "in2"\noutformat = "txt"\n'
+        f'lang = "German"\nname = "{template}"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(source, env={})
+    error = caught.value
+    assert (error.key, error.line) == ("inbox[2].name", 9)
+    assert str(error).startswith(f"{source}:9: inbox[2].name: ")
+    assert words in error.message
+
+
+def test_values_put_into_a_name_bring_no_separator() -> None:
+    when = datetime(2026, 3, 1)
+    template = "{date:%d.%m.%Y} {inbox} {stem}.{ext}"
+    assert result_name("a/b.pdf", "txt", template=template, inbox="x/y", when=when) == (
+        "01.03.2026 x_y b.txt"
+    )
+    assert result_name("pay\x00slip.pdf", "docx") == "pay_slip.docx"
+    long = "é" * 200 + ".pdf"
+    named = result_name(long, "docx", template="{stem} ({lang}).{ext}", lang="German")
+    assert named.endswith("é (German).docx") and len(named.encode()) <= 255
+
+
+def test_a_bad_per_inbox_setting_is_refused_with_its_line(tmp_path: Path) -> None:
+    source = tmp_path / "config.toml"
+    source.write_text(
+        '[[inbox]]\npath = "in"\noutformat = "txt"\npatterns = []\n', encoding="utf-8"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(source, env={})
+    assert (caught.value.key, caught.value.line) == ("inbox[1].patterns", 4)
+    source.write_text(
+        '[[inbox]]\npath = "in"\noutformat = "txt"\nsettle_seconds = -1\nafter_success = "x"\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(source, env={})
+    assert (caught.value.key, caught.value.line) == ("inbox[1].settle_seconds", 4)
+
+
+def test_check_shows_each_inbox_and_explain_says_where_the_result_goes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "config.toml"
+    source.write_text(
+        f'[files]\noutbox = "{tmp_path / "out"}"\narchive = "{tmp_path / "arch"}"\n'
+        f'failed = "{tmp_path / "fail"}"\n'
+        f'[[inbox]]\npath = "{tmp_path / "in"}"\noutformat = "docx"\nrecursive = true\n'
+        'patterns = ["*.pdf", "*.tif"]\nsettle_seconds = 5\nname = "{stem} ({lang}).{ext}"\n',
+        encoding="utf-8",
+    )
+    assert main(["check", "--config", str(source)]) == 0
+    shown = capsys.readouterr().out
+    assert "takes *.pdf, *.tif (subfolders too, kept in the output folders; settled after 5 s)" in (
+        shown
+    )
+    assert "named '{stem} ({lang}).{ext}'" in shown
+    scan = tmp_path / "in" / "2026" / "March" / "x.pdf"
+    samplepdf.write_pdf(scan, ["x"])
+    assert main(["check", "--config", str(source), "--explain", str(scan)]) == 0
+    said = capsys.readouterr().out
+    assert f"The result would be {tmp_path / 'out' / '2026' / 'March' / 'x (English).docx'}" in said
+    assert f"moves to {tmp_path / 'arch' / '2026' / 'March'}" in said
+    assert f"goes to {tmp_path / 'fail' / '2026' / 'March'}" in said
