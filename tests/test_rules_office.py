@@ -4,6 +4,9 @@ a template. Real folders, a real sandbox on 127.0.0.1, a real daemon with its ob
 from __future__ import annotations
 
 import io
+import json
+import os
+import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -18,6 +21,7 @@ from watcher.config import load_config
 from watcher.daemon import Daemon
 from watcher.errors import ConfigError
 from watcher.filing import result_name
+from watcher.hooks import META_HOOK
 from watcher.jobs import JobState
 from watcher.sandbox import Sandbox
 
@@ -296,3 +300,127 @@ def test_check_shows_each_inbox_and_explain_says_where_the_result_goes(
     assert f"The result would be {tmp_path / 'out' / '2026' / 'March' / 'x (English).docx'}" in said
     assert f"moves to {tmp_path / 'arch' / '2026' / 'March'}" in said
     assert f"goes to {tmp_path / 'fail' / '2026' / 'March'}" in said
+
+
+# --- 5. A command after each result ------------------------------------------------------------
+
+
+def script(path: Path, body: str) -> Path:
+    """An executable Python script (run directly, no shell), `body` after `import sys, os`."""
+    path.write_text(f"#!{sys.executable}\nimport os, sys, time\n{body}\n", encoding="utf-8")
+    path.chmod(0o755)
+    return path
+
+
+def test_a_command_runs_after_each_result_with_its_values_as_single_arguments(
+    sandbox: Sandbox, tmp_path: Path, make_daemon: MakeDaemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PDFOCR_API_KEY", sandbox.key)  # must not reach the user's command
+    said = tmp_path / "said.jsonl"
+    record = script(
+        tmp_path / "record.py",
+        f"import json\nopen({str(said)!r}, 'a').write(json.dumps("
+        "[sys.argv[1:], 'PDFOCR_API_KEY' in os.environ, os.getcwd()]) + '\\n')",
+    )
+    inbox = tmp_path / "inbox"
+    inboxes = (
+        f'[[inbox]]\npath = "{inbox}"\noutformat = "txt"\n'
+        f'on_success = ["{record}", "{{output}}", "name: {{name}}", "{{job}}"]\n'
+        f'on_failure = ["{record}", "failed", "{{original}}", "{{error}}"]\n'
+    )
+    make_daemon(rules(tmp_path, sandbox, inboxes))
+    odd = "a; rm -rf x $(id) `id`.pdf"
+    samplepdf.write_pdf(inbox / odd, ["odd"])
+    (inbox / "empty.pdf").write_bytes(b"")
+    wait_for(lambda: said.exists() and len(said.read_text().splitlines()) == 2, what="2 runs")
+    runs = sorted((json.loads(line) for line in said.read_text().splitlines()), reverse=True)
+    assert runs[0][0][0] == "failed"
+    (failed_args, failed_env, failed_cwd), (done_args, done_env, done_cwd) = runs
+    output = tmp_path / "outbox" / "a; rm -rf x $(id) `id`.txt"
+    assert done_args[:2] == [str(output), f"name: {odd}"] and done_args[2].isdigit()
+    assert done_cwd == str(tmp_path / "outbox")
+    assert failed_args[:2] == ["failed", str(tmp_path / "failed" / "empty.pdf")]
+    assert "empty" in failed_args[2] and failed_cwd == str(tmp_path / "failed")
+    assert not done_env and not failed_env
+    assert output.read_text() == "odd"
+
+
+def test_a_failing_or_hanging_command_is_logged_and_shown_and_the_result_stays(
+    sandbox: Sandbox, tmp_path: Path, make_daemon: MakeDaemon, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pid_file = tmp_path / "hang.pid"
+    failing = script(tmp_path / "print.py", "print('printer offline'); sys.exit(3)")
+    hanging = script(
+        tmp_path / "hang.py",
+        f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(600)",
+    )
+    first, second = tmp_path / "first", tmp_path / "second"
+    inboxes = (
+        f'[[inbox]]\npath = "{first}"\noutformat = "txt"\non_success = ["{failing}"]\n'
+        f'[[inbox]]\npath = "{second}"\noutformat = "txt"\non_success = ["{hanging}"]\n'
+        "hook_seconds = 0.5\n"
+    )
+    path = rules(tmp_path, sandbox, inboxes)
+    daemon = make_daemon(path)
+    notices: list[str] = []
+    daemon.add_notice_listener(lambda notice: notices.append(notice.message))
+    samplepdf.write_pdf(first / "one.pdf", ["one"])
+    wait_for(lambda: daemon.journal.get_meta(META_HOOK), what="the failure journaled")
+    problem = daemon.journal.get_meta(META_HOOK) or ""
+    assert "print.py, run after one.pdf" in problem and "exit status 3" in problem
+    assert "printer offline" in problem
+    assert tree(tmp_path / "outbox") == ["one.txt"] and tree(tmp_path / "archive") == ["one.pdf"]
+    assert daemon.journal.jobs()[0].state is JobState.DONE
+    assert main(["status", "--config", str(path)]) == 0
+    assert "A command after a result failed:" in capsys.readouterr().out
+    samplepdf.write_pdf(second / "two.pdf", ["two"])
+    wait_for(
+        lambda: "stopped after 0.5 s" in (daemon.journal.get_meta(META_HOOK) or ""),
+        what="the hanging command stopped at its time limit",
+    )
+    hung = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(hung, 0)
+    assert tree(tmp_path / "outbox") == ["one.txt", "two.txt"]
+    assert any("exit status 3" in message for message in notices)
+    assert any("stopped after 0.5 s" in message for message in notices)
+
+
+@pytest.mark.parametrize(
+    ("hook", "words"),
+    [
+        ('on_success = "lp {output}"', "must be a list"),
+        ('on_success = ["/no/such/program", "{output}"]', "no program '/no/such/program'"),
+        ('on_success = ["{output}"]', "the program (the first item) may not hold a field"),
+        ('on_failure = ["/bin/echo", "{output}"]', "unknown field {output}"),
+        ('on_success = ["/bin/echo", "{output!r}"]', "with a format"),
+        ("hook_seconds = 0", "more than 0"),
+    ],
+)
+def test_a_bad_command_is_refused_with_file_line_and_key(
+    tmp_path: Path, hook: str, words: str
+) -> None:
+    source = tmp_path / "config.toml"
+    source.write_text(f'[[inbox]]\npath = "in"\noutformat = "txt"\n{hook}\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(source, env={})
+    key = hook.split(" ")[0]
+    assert (caught.value.key, caught.value.line) == (f"inbox[1].{key}", 4)
+    assert words in caught.value.message
+
+
+def test_a_command_named_plainly_is_found_on_path_and_shown_by_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "config.toml"
+    source.write_text(
+        '[[inbox]]\npath = "in"\noutformat = "txt"\non_success = ["echo", "{output}"]\n'
+        "hook_seconds = 5\n",
+        encoding="utf-8",
+    )
+    rule = load_config(source, env={}).inboxes[0]
+    assert Path(rule.on_success[0]).is_absolute() and Path(rule.on_success[0]).name == "echo"
+    assert main(["check", "--config", str(source)]) == 0
+    assert f"after each result: {rule.on_success[0]} '{{output}}' (stopped after 5 s)" in (
+        capsys.readouterr().out
+    )

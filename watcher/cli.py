@@ -34,6 +34,7 @@ from watcher.config import (
 )
 from watcher.contract import LANGUAGES, OUTFORMATS, canonical_language, estimated_cost
 from watcher.errors import EXIT_OK, AccountError, ConfigError, WatcherError
+from watcher.hooks import META_HOOK
 from watcher.instance import AlreadyRunning, InstanceLock, daemon_running
 from watcher.jobs import HoldKind, Job, JobState, Rule
 from watcher.journal import (
@@ -662,6 +663,7 @@ def _status_report(
         "mode": journal.get_meta(META_MODE) or "unknown",
         "held": journal.get_meta(META_HOLD),
         "service_problem": journal.get_meta(META_SERVICE),
+        "hook_problem": journal.get_meta(META_HOOK),
         "available_pages": int(pages) if pages else None,
         "available_pages_seen": _when(float(pages_at)) if pages_at else None,
         "counts": {state.value: count for state, count in journal.counts().items()},
@@ -712,6 +714,8 @@ def _print_status(report: dict[str, object]) -> None:
         print(f"{mark}QUEUE HELD: {report['held']}")
     if report["service_problem"]:
         print(f"{mark}Service trouble: {report['service_problem']}")
+    if report["hook_problem"]:
+        print(f"{mark}A command after a result failed: {report['hook_problem']}")
     pages = report["available_pages"]
     if isinstance(pages, int):
         money = " of play money" if sandbox else ""

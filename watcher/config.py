@@ -30,6 +30,7 @@ from watcher.claims import CLAIMS_DIR
 from watcher.contract import DEFAULT_ENDPOINT, LANGUAGES, OUTFORMATS, canonical_language
 from watcher.errors import ConfigError
 from watcher.filing import result_name, template_problem
+from watcher.hooks import FAILURE_FIELDS, SUCCESS_FIELDS, command_problem, find_program
 from watcher.jobs import Rule, readable
 
 if sys.version_info >= (3, 11):
@@ -144,6 +145,9 @@ class InboxRule(Rule):
     patterns: tuple[str, ...] = WatchSettings.patterns
     settle_seconds: float = WatchSettings.settle_seconds
     recursive: bool = WatchSettings.recursive
+    on_success: tuple[str, ...] = ()  # a command after each result (watcher.hooks)
+    on_failure: tuple[str, ...] = ()  # and after each failure
+    hook_seconds: float = 60.0  # their time limit
 
     def as_rule(self, file: Path | None = None) -> Rule:
         """The Rule for one file of this inbox. A file from a subfolder keeps it: its
@@ -169,10 +173,16 @@ class InboxRule(Rule):
             "delete": "originals deleted",
             "keep": "originals kept in the inbox",
         }[self.after_success]
+        hooks = "".join(
+            f"\n    after each {what}: {shlex.join(argv)} (stopped after {self.hook_seconds:g} s)"
+            for what, argv in (("result", self.on_success), ("failure", self.on_failure))
+            if argv
+        )
         return (
             f"- {self.path}\n    takes {', '.join(self.patterns)} ({below}; settled after "
             f"{self.settle_seconds:g} s)\n    → {self.outformat}, {self.lang}, OCR {ocr}; "
             f"results to {self.outbox} named {self.name!r}; {originals} (failed: {self.failed})"
+            + hooks
         )
 
     def destinations(self, file: Path) -> str:
@@ -509,6 +519,29 @@ def _name_template(value: Any) -> str:
 _INBOX_WATCH_KEYS = ("patterns", "settle_seconds", "recursive")
 
 
+def _command(base: Path, fields: Mapping[str, str]) -> Converter:
+    """A hook: an argument list whose program exists (made absolute) and whose fields are
+    those this hook has; [] for none."""
+    example = '["/usr/bin/lp", "{output}"]'
+
+    def convert(value: Any) -> tuple[str, ...]:
+        if value == []:
+            return ()
+        argv = _strings(value, f"a program and its arguments, like {example}")
+        problem = command_problem(argv, fields)
+        if problem is not None:
+            raise _Invalid(problem)
+        program = find_program(argv[0], base)
+        if program is None:
+            raise _Invalid(
+                f"no program {argv[0]!r} that can be run was found (give its full path, "
+                "and make sure it is executable)"
+            )
+        return (str(program), *argv[1:])
+
+    return convert
+
+
 def _inbox_schema(base: Path) -> dict[str, Converter]:
     folders = {name: _folder(base) for name in ("path", *_FOLDER_KEYS)}
     watch = {key: _WATCH_SCHEMA[key] for key in _INBOX_WATCH_KEYS}
@@ -517,6 +550,11 @@ def _inbox_schema(base: Path) -> dict[str, Converter]:
         | {"outformat": _outformat, "lang": _lang, "ocr": _boolean}
         | {"after_success": _after_success, "name": _name_template}
         | watch
+        | {
+            "on_success": _command(base, SUCCESS_FIELDS),
+            "on_failure": _command(base, FAILURE_FIELDS),
+            "hook_seconds": _positive_seconds,
+        }
     )
 
 

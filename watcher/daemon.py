@@ -21,6 +21,7 @@ from watcher.config import Config, InboxRule, check_runnable, load_config
 from watcher.errors import AccountError, ConfigError, ServiceLosingJobs
 from watcher.filing import STAGING_PREFIX, set_aside
 from watcher.holds import QueueHolds
+from watcher.hooks import HookRunner
 from watcher.inbox import InboxWatcher, ReadyFile
 from watcher.intake import BIG_FILE_BYTES, BackgroundIntake, new_job
 from watcher.jobs import ACTIVE_STATES, HoldKind, Job, JobState, NewJob, Rule, readable
@@ -70,6 +71,7 @@ class Daemon:
         self.stations = SharedInboxes(self.config, self.config.files.state_dir)
         self.status = StatusBoard()
         self.holds = QueueHolds()
+        self.hooks = HookRunner(self.config, self.journal, on_problem=self._hook_failed)
         self.runner = JobRunner(
             self.journal,
             self._client,
@@ -80,6 +82,7 @@ class Daemon:
             daily_page_limit=self.config.credits.daily_page_limit,
             own_files=own_files,
             guard=self.stations,
+            after_result=self.hooks.after_result,
         )
         self.pool = WorkerPool(
             self.journal,
@@ -155,6 +158,7 @@ class Daemon:
         if self.rules_file is not None:
             self.rules_file.stop()
         self.pool.stop()
+        self.hooks.stop()
         if self._housekeeper.is_alive():
             self._housekeeper.join(timeout=2)
 
@@ -320,6 +324,9 @@ class Daemon:
 
     def _notify(self) -> None:
         self.status.publish(self.snapshot)
+
+    def _hook_failed(self, text: str) -> None:
+        self.status.tell(NoticeKind.FILE_FAILED, "A command after a result failed", text)
 
     def _job_changed(self, job: Job) -> None:
         if job.state.is_finished:
@@ -515,6 +522,7 @@ class Daemon:
             )
         self.inbox.update_config(fresh)
         self.stations.update_config(fresh)
+        self.hooks.update_config(fresh)
         log.info("rules reloaded from %s (%d inboxes)", path, len(fresh.inboxes))
         if account_changed:
             self.resume(by_user=False)

@@ -148,10 +148,14 @@ class JobRunner:
         daily_page_limit: int = 0,
         own_files: OwnFiles | None = None,
         guard: SubmitGuard | None = None,
+        after_result: JobListener | None = None,
     ):
         """`file_originals=False` (one-shot `convert`) leaves the user's files where they are;
         the daemon moves them to the archive or the failed folder. Every result placed is
-        remembered in `own_files`, which the inbox watcher asks before it takes a file."""
+        remembered in `own_files`, which the inbox watcher asks before it takes a file.
+        `after_result` is told of each job that ended DONE or FAILED, once that is journaled
+        (the user's command after a result, watcher.hooks): it must not wait."""
+        self._after_result = after_result or (lambda job: None)
         self._own_files = OwnFiles() if own_files is None else own_files
         self._guard = guard or _NO_GUARD
         self._file_originals = file_originals
@@ -190,6 +194,8 @@ class JobRunner:
             self._on_change(job)
         if job.state.is_finished:
             self._guard.finished(job)
+        if job.state in (JobState.DONE, JobState.FAILED):
+            self._after_result(job)
         return job
 
     # -- QUEUED: check locally, then send -------------------------------------------------
