@@ -225,6 +225,7 @@ def test_example_file_loads_and_documents_the_real_defaults(home: Path) -> None:
     scans = config.inboxes[2]
     assert (scans.recursive, scans.after_success, scans.settle_seconds) == (True, "delete", 10)
     assert "*.tif" in scans.patterns and scans.name.startswith("{date:%Y-%m-%d}")
+    assert str(scans.send_between) == "22:00-06:00" and documented.send_between is None
 
 
 def test_example_file_mentions_every_language_and_format() -> None:
@@ -508,12 +509,16 @@ TABLE_KEYS = {
         *("key", "endpoint", "concurrency", "request_timeout", "poll_interval", "max_wait"),
         "download_hosts",
     ],
-    "watch": ["settle_seconds", "patterns", "ignore", "recursive", "polling", "rescan_seconds"],
+    "watch": [
+        *("settle_seconds", "patterns", "ignore", "recursive", "polling", "rescan_seconds"),
+        "send_between",
+    ],
     "files": ["outbox", "archive", "failed", "after_success", "state_dir"],
     "credits": ["low_warning", "daily_page_limit"],
     "inbox": [
         *("path", "outformat", "lang", "ocr", "outbox", "archive", "failed", "after_success"),
-        *("name", "patterns", "settle_seconds", "recursive"),
+        *("name", "patterns", "settle_seconds", "recursive", "send_between"),
+        *("on_success", "on_failure", "hook_seconds"),
     ],
 }
 any_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=8)
@@ -526,6 +531,7 @@ scalars = st.one_of(
     st.sampled_from(["docx", "GERMAN", "~/x", "a", "a/b", "b", "..", "auto", "keep", "true"]),
     st.sampled_from(["https://h.org/x", "files.example.com", "*.pdf", ""]),
     st.sampled_from(["{stem}.{ext}", "{stem}/{ext}", "{date:%Y/%m}.{ext}", "{x}", "{"]),
+    st.sampled_from(["22:00-06:00", "25:00-01:00", "6-7", "08:00-08:00"]),
     st.dates(),
 )
 values = scalars | st.lists(scalars, max_size=3)

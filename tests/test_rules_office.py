@@ -9,7 +9,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -22,8 +22,10 @@ from watcher.daemon import Daemon
 from watcher.errors import ConfigError
 from watcher.filing import result_name
 from watcher.hooks import META_HOOK
-from watcher.jobs import JobState
+from watcher.jobs import HoldKind, JobState, Rule, SourceKind
+from watcher.journal import Journal, NewJob
 from watcher.sandbox import Sandbox
+from watcher.schedule import parse_window
 
 MakeDaemon = Callable[..., Daemon]
 
@@ -424,3 +426,132 @@ def test_a_command_named_plainly_is_found_on_path_and_shown_by_check(
     assert f"after each result: {rule.on_success[0]} '{{output}}' (stopped after 5 s)" in (
         capsys.readouterr().out
     )
+
+
+# --- 4. Sending hours --------------------------------------------------------------------------
+
+
+def hours_from_now(start: float, end: float) -> str:
+    """A send_between window from `start` to `end` hours from now (local time)."""
+    now = datetime.now()
+    return f"{now + timedelta(hours=start):%H:%M}-{now + timedelta(hours=end):%H:%M}"
+
+
+def test_outside_its_hours_a_file_waits_as_scheduled_and_goes_when_they_begin(
+    make_sandbox: Callable[..., Sandbox],
+    tmp_path: Path,
+    make_daemon: MakeDaemon,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    box = make_sandbox(seconds_per_page=3.0, cut_after=0.3)  # the first one waits at the service
+    inbox = tmp_path / "inbox"
+    path = rules(tmp_path, box, f'[[inbox]]\npath = "{inbox}"\noutformat = "txt"\n')
+    daemon = make_daemon(path)
+    samplepdf.write_pdf(inbox / "sent.pdf", ["sent before"])
+    wait_for(lambda: len(box.ledger()) == 1, what="the first file sent")
+    later = hours_from_now(2, 3)
+    text = path.read_text().replace('"txt"\n', f'"txt"\nsend_between = "{later}"\n')
+    path.write_text(text)
+    daemon.reload_rules()
+    assert str(daemon.config.inboxes[0].send_between) == later
+    samplepdf.write_pdf(inbox / "night.pdf", ["sent later"])
+    # The file already at the service is finished, whatever the hour...
+    wait_for(lambda: tree(tmp_path / "outbox") == ["sent.txt"], what="the sent one filed")
+    # ...and the new one waits, unsent, with the time it goes.
+    wait_for(
+        lambda: any(job.hold is HoldKind.SCHEDULED for job in daemon.journal.jobs()),
+        what="the new file scheduled",
+    )
+    waiting = next(job for job in daemon.journal.jobs() if job.hold is HoldKind.SCHEDULED)
+    assert waiting.source.name == "night.pdf" and waiting.sent_at is None
+    assert waiting.held_until is not None and waiting.held_until > time.time() + 3600
+    assert f"sent at {later[:5]}" in (waiting.error or "")
+    assert len(box.ledger()) == 1
+    assert main(["status", "--config", str(path)]) == 0
+    shown = capsys.readouterr().out
+    assert "scheduled" in shown and f"sent at {later[:5]}" in shown
+    assert f"sent at {later[:5]}" in (daemon.snapshot().held or "")
+    # The hours changed to include now: judged again at once, and sent.
+    path.write_text(text.replace(later, hours_from_now(-1, 1)))
+    daemon.reload_rules()
+    wait_for(lambda: "night.txt" in tree(tmp_path / "outbox"), what="sent in its new hours")
+    assert sorted(charge.pages for charge in box.ledger()) == [1, 1]
+
+
+def test_a_scheduled_file_is_released_when_its_hours_begin(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "journal.sqlite3")
+    (tmp_path / "x.pdf").write_bytes(b"%PDF-1.4")
+    rule = Rule("txt", "English", True, tmp_path / "o", tmp_path / "a", tmp_path / "f", "keep")
+    new = NewJob(tmp_path / "x.pdf", tmp_path, SourceKind.FILE, None, "h", 1, 1, rule, "x-1.pdf")
+    job = journal.add(new)
+    assert job is not None
+    opening = time.time() + 600
+    journal.move(job, JobState.HELD, held_until=opening, hold=HoldKind.SCHEDULED, error="later")
+    assert journal.release_held(approve=False, due_before=opening - 1) == 0
+    assert journal.release_held(approve=False, due_before=opening) == 1
+    released = journal.get(job.id)
+    assert released is not None and released.state is JobState.QUEUED
+    assert (released.held_until, released.not_before, released.approved) == (None, 0.0, False)
+    journal.close()
+
+
+@pytest.mark.parametrize(
+    ("moment", "window", "inside", "opens"),
+    [
+        ("2026-12-01 23:30", "22:00-06:00", True, None),
+        ("2026-12-01 05:59", "22:00-06:00", True, None),
+        ("2026-12-01 06:00", "22:00-06:00", False, "2026-12-01 22:00"),
+        ("2026-12-01 12:00", "22:00-06:00", False, "2026-12-01 22:00"),
+        ("2026-12-01 12:00", "08:00-18:00", True, None),
+        ("2026-12-01 18:00", "08:00-18:00", False, "2026-12-02 08:00"),
+        ("2026-12-01 07:59", "08:00-18:00", False, "2026-12-01 08:00"),
+    ],
+)
+def test_a_window_says_whether_now_is_inside_and_when_it_opens(
+    moment: str, window: str, inside: bool, opens: str | None
+) -> None:
+    parsed = parse_window(window)
+    assert parsed is not None
+    at = datetime.strptime(moment, "%Y-%m-%d %H:%M")
+    assert parsed.contains(at) is inside
+    if opens is not None:
+        assert parsed.next_opening(at) == datetime.strptime(opens, "%Y-%m-%d %H:%M")
+
+
+@pytest.mark.parametrize(
+    ("table", "value", "words"),
+    [
+        ("inbox", "22:00", "two times of day"),
+        ("inbox", "25:00-06:00", "does not exist"),
+        ("inbox", "06:00-06:00", "same time"),
+        ("watch", "night", "two times of day"),
+    ],
+)
+def test_bad_sending_hours_are_refused_with_file_line_and_key(
+    tmp_path: Path, table: str, value: str, words: str
+) -> None:
+    source = tmp_path / "config.toml"
+    inbox = '[[inbox]]\npath = "in"\noutformat = "txt"\n'
+    setting = f'send_between = "{value}"\n'
+    text = inbox + setting if table == "inbox" else f"[watch]\n{setting}\n{inbox}"
+    source.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(source, env={})
+    key, line = ("inbox[1].send_between", 4) if table == "inbox" else ("watch.send_between", 2)
+    assert (caught.value.key, caught.value.line) == (key, line)
+    assert words in caught.value.message
+
+
+def test_sending_hours_from_watch_apply_to_every_inbox_unless_it_sets_its_own(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "config.toml"
+    source.write_text(
+        '[watch]\nsend_between = "22:00-06:00"\n[[inbox]]\npath = "in"\noutformat = "txt"\n'
+        '[[inbox]]\npath = "day"\noutformat = "txt"\nsend_between = ""\n',
+        encoding="utf-8",
+    )
+    night, day = load_config(source, env={}).inboxes
+    assert str(night.send_between) == "22:00-06:00" and day.send_between is None
+    assert main(["check", "--config", str(source)]) == 0
+    assert capsys.readouterr().out.count("sends only between 22:00-06:00") == 1

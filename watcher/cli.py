@@ -683,7 +683,7 @@ def _status_report(
         "recent": [
             {
                 "id": job.id,
-                "state": job.state.value,
+                "state": "scheduled" if job.hold is HoldKind.SCHEDULED else job.state.value,
                 "file": job.display_name,
                 "output": str(job.output) if job.output else None,
                 "error": job.error,

@@ -32,6 +32,7 @@ from watcher.errors import ConfigError
 from watcher.filing import result_name, template_problem
 from watcher.hooks import FAILURE_FIELDS, SUCCESS_FIELDS, command_problem, find_program
 from watcher.jobs import Rule, readable
+from watcher.schedule import Window, parse_window
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -112,6 +113,7 @@ class WatchSettings:
     shared: AutoSwitch = AutoSwitch.AUTO  # other PCs may watch the same inboxes: claim files
     claim_lease: float = 120.0  # a PC silent this long loses its claims to the others
     rescan_seconds: float = 300.0
+    send_between: Window | None = None  # sending hours (watcher.schedule); None: any time
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,7 @@ class InboxRule(Rule):
     patterns: tuple[str, ...] = WatchSettings.patterns
     settle_seconds: float = WatchSettings.settle_seconds
     recursive: bool = WatchSettings.recursive
+    send_between: Window | None = WatchSettings.send_between
     on_success: tuple[str, ...] = ()  # a command after each result (watcher.hooks)
     on_failure: tuple[str, ...] = ()  # and after each failure
     hook_seconds: float = 60.0  # their time limit
@@ -173,6 +176,7 @@ class InboxRule(Rule):
             "delete": "originals deleted",
             "keep": "originals kept in the inbox",
         }[self.after_success]
+        hours = f"\n    sends only between {self.send_between}" if self.send_between else ""
         hooks = "".join(
             f"\n    after each {what}: {shlex.join(argv)} (stopped after {self.hook_seconds:g} s)"
             for what, argv in (("result", self.on_success), ("failure", self.on_failure))
@@ -182,6 +186,7 @@ class InboxRule(Rule):
             f"- {self.path}\n    takes {', '.join(self.patterns)} ({below}; settled after "
             f"{self.settle_seconds:g} s)\n    → {self.outformat}, {self.lang}, OCR {ocr}; "
             f"results to {self.outbox} named {self.name!r}; {originals} (failed: {self.failed})"
+            + hours
             + hooks
         )
 
@@ -414,6 +419,13 @@ def _choice(kind: type[enum.Enum], aliases: Mapping[str | bool, str] | None = No
     return convert
 
 
+def _window(value: Any) -> Window | None:
+    try:
+        return parse_window(_text(value))
+    except ValueError as exc:
+        raise _Invalid(str(exc)) from None
+
+
 def _outformat(value: Any) -> str:
     outformat = _text(value).casefold()
     if outformat not in OUTFORMATS:
@@ -488,6 +500,7 @@ _WATCH_SCHEMA: dict[str, Converter] = {
     "shared": _choice(AutoSwitch, _SWITCH_ALIASES),
     "claim_lease": _positive_seconds,
     "rescan_seconds": _seconds,
+    "send_between": _window,
 }
 _CREDITS_SCHEMA: dict[str, Converter] = {"low_warning": _count, "daily_page_limit": _count}
 
@@ -516,7 +529,7 @@ def _name_template(value: Any) -> str:
 
 
 # What an [[inbox]] may set for itself, with [watch] as the default for the watch settings.
-_INBOX_WATCH_KEYS = ("patterns", "settle_seconds", "recursive")
+_INBOX_WATCH_KEYS = ("patterns", "settle_seconds", "recursive", "send_between")
 
 
 def _command(base: Path, fields: Mapping[str, str]) -> Converter:

@@ -39,6 +39,7 @@ from watcher.logs import log_path
 from watcher.ownfiles import OwnFiles
 from watcher.rulesfile import RulesFileWatcher
 from watcher.runner import JobRunner, requeue, timing
+from watcher.schedule import SendSchedule
 from watcher.stations import Admitted, SharedInboxes
 from watcher.status import RECENT_LIMIT, Notice, NoticeKind, Snapshot, StatusBoard
 from watcher.wording import count
@@ -72,6 +73,7 @@ class Daemon:
         self.status = StatusBoard()
         self.holds = QueueHolds()
         self.hooks = HookRunner(self.config, self.journal, on_problem=self._hook_failed)
+        self.schedule = SendSchedule(self.config)
         self.runner = JobRunner(
             self.journal,
             self._client,
@@ -83,6 +85,7 @@ class Daemon:
             own_files=own_files,
             guard=self.stations,
             after_result=self.hooks.after_result,
+            send_window=self.schedule.wait,
         )
         self.pool = WorkerPool(
             self.journal,
@@ -523,6 +526,8 @@ class Daemon:
         self.inbox.update_config(fresh)
         self.stations.update_config(fresh)
         self.hooks.update_config(fresh)
+        if self.schedule.update_config(fresh):  # files waiting for their hours: judged again
+            self._release_held(approve=False)
         log.info("rules reloaded from %s (%d inboxes)", path, len(fresh.inboxes))
         if account_changed:
             self.resume(by_user=False)

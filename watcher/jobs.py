@@ -7,7 +7,8 @@
       ├────────► FILING ──► DONE                       (an identical earlier result is reused)
       └────────► DROPPED                               (the file left or changed before it was sent)
     UPLOADING, WAITING_FOR_RESULT ──► DROPPED          (another PC on a shared inbox took it over)
-    HELD ◄── QUEUED (credit guard, daily limit), UPLOADING (cut before it was sent, too often),
+    HELD ◄── QUEUED (credit guard, daily limit, sending hours),
+             UPLOADING (cut before it was sent, too often),
              WAITING_FOR_RESULT (the service no longer knows what it was sent)
     HELD, FAILED ──► QUEUED or WAITING_FOR_RESULT      (the user resumes or retries)
 
@@ -109,6 +110,7 @@ class HoldKind(str, Enum):
 
     BUDGET = "budget"  # credit guard or daily limit, before anything was sent: re-judged
     UNCERTAIN = "uncertain"  # sending again may pay twice: only the user releases it
+    SCHEDULED = "scheduled"  # outside its inbox's sending hours: released when they begin
 
 
 ORIGINAL_DELETED = "(deleted)"

@@ -617,13 +617,14 @@ class Journal:
             return {JobState(state): int(count) for state, count in rows.fetchall()}
 
     def release_held(self, *, approve: bool, due_before: float | None = None) -> int:
-        """Puts jobs held by the credit guard or the daily limit back in the queue, where
-        they are judged again. Never a job that may be at the service (`approve_resend`).
+        """Puts jobs held by the credit guard, the daily limit or their sending hours back in
+        the queue, where they are judged again. Never a job that may be at the service
+        (`approve_resend`).
 
         `approve` marks them as released by the user, who has decided to spend the pages;
         `due_before` releases only those held until a moment that has come."""
-        condition = "state = ? AND hold = ?"
-        params: list[Any] = [JobState.HELD.value, HoldKind.BUDGET.value]
+        condition = "state = ? AND hold IN (?, ?)"
+        params: list[Any] = [JobState.HELD.value, HoldKind.BUDGET.value, HoldKind.SCHEDULED.value]
         if due_before is not None:
             condition += " AND held_until IS NOT NULL AND held_until <= ?"
             params.append(due_before)

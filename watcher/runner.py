@@ -80,6 +80,8 @@ DISK_RETRY_SECONDS = 30.0
 REQUEUE_MOVE_SECONDS = 5.0  # a retried job waits this long for its original to be back
 
 JobListener = Callable[[Job], None]
+# Until when (epoch seconds) and why a job must wait before it is sent; None: send it now.
+SendWindow = Callable[[Job, float], "tuple[float, str] | None"]
 
 
 class SubmitGuard(Protocol):
@@ -149,6 +151,7 @@ class JobRunner:
         own_files: OwnFiles | None = None,
         guard: SubmitGuard | None = None,
         after_result: JobListener | None = None,
+        send_window: SendWindow | None = None,
     ):
         """`file_originals=False` (one-shot `convert`) leaves the user's files where they are;
         the daemon moves them to the archive or the failed folder. Every result placed is
@@ -156,6 +159,8 @@ class JobRunner:
         `after_result` is told of each job that ended DONE or FAILED, once that is journaled
         (the user's command after a result, watcher.hooks): it must not wait."""
         self._after_result = after_result or (lambda job: None)
+        # Sending hours (watcher.schedule): until when a job must wait before it is sent.
+        self._send_window = send_window or (lambda job, now: None)
         self._own_files = OwnFiles() if own_files is None else own_files
         self._guard = guard or _NO_GUARD
         self._file_originals = file_originals
@@ -223,6 +228,18 @@ class JobRunner:
             learned["pages"] = facts.pages
             learned["remote_name"] = _named_for(job.remote_name, facts)
         content = facts.content if facts is not None else None
+        wait = self._send_window(job, time.time())
+        if wait is not None:  # before anything is sent: it waits whole, for its hours
+            opens, why = wait
+            log.info("%s: %s", job.display_name, why)
+            return self._journal.move(
+                job,
+                JobState.HELD,
+                error=why,
+                held_until=opens,
+                hold=HoldKind.SCHEDULED,
+                **learned,
+            )
         with self._budget_lock:
             hold = self._credit_guard(job, checked.pages)
             if hold is not None:
