@@ -555,3 +555,35 @@ def test_sending_hours_from_watch_apply_to_every_inbox_unless_it_sets_its_own(
     assert str(night.send_between) == "22:00-06:00" and day.send_between is None
     assert main(["check", "--config", str(source)]) == 0
     assert capsys.readouterr().out.count("sends only between 22:00-06:00") == 1
+    (tmp_path / "in").mkdir()
+    samplepdf.write_pdf(tmp_path / "in" / "x.pdf", ["x"])
+    assert (
+        main(["check", "--config", str(source), "--explain", str(tmp_path / "in" / "x.pdf")]) == 0
+    )
+    assert "It is sent only between 22:00-06:00." in capsys.readouterr().out
+
+
+def test_a_command_still_running_when_the_daemon_stops_is_stopped_with_it(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "slow.pid"
+    slow = script(
+        tmp_path / "slow.py",
+        f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(600)",
+    )
+    inbox = tmp_path / "inbox"
+    inboxes = (
+        f'[[inbox]]\npath = "{inbox}"\noutformat = "txt"\non_success = ["{slow}"]\n'
+        "hook_seconds = 3600\n"
+    )
+    daemon = Daemon(load_config(rules(tmp_path, sandbox, inboxes)))
+    daemon.start()
+    try:
+        samplepdf.write_pdf(inbox / "one.pdf", ["one"])
+        wait_for(lambda: pid_file.exists() and pid_file.read_text(), what="the command started")
+    finally:
+        daemon.stop()
+        daemon.close()
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(pid_file.read_text()), 0)
+    assert tree(tmp_path / "outbox") == ["one.txt"]

@@ -202,9 +202,10 @@ class InboxRule(Rule):
             "delete": "the original is then deleted",
             "keep": "the original then stays where it is",
         }[rule.after_success]
+        hours = f" It is sent only between {self.send_between}." if self.send_between else ""
         return (
             f'The result would be {rule.outbox / name} (with " (2)" added if that name is '
-            f"taken); {original}; if it fails, it goes to {rule.failed}."
+            f"taken); {original}; if it fails, it goes to {rule.failed}.{hours}"
         )
 
     def subfolder_of(self, file: Path) -> tuple[str, ...]:

@@ -177,9 +177,6 @@ class HookRunner:
         self._queue.put(None)
         if thread is not None:
             thread.join(STOP_GRACE_SECONDS + 3.0)
-        left = self._queue.qsize()
-        if left > 1:
-            log.warning("%d command(s) after results were not run: the daemon stopped", left - 1)
 
     def _call_for(self, job: Job) -> _Call | None:
         if job.state not in (JobState.DONE, JobState.FAILED):
@@ -195,8 +192,10 @@ class HookRunner:
         return _Call(job, render(argv, values_for(job)), rule.hook_seconds, cwd)
 
     def _work(self) -> None:
+        skipped = 0
         while (call := self._queue.get()) is not None:
             if self._stopping.is_set():
+                skipped += 1
                 continue
             try:
                 problem = self._run(call)
@@ -204,6 +203,8 @@ class HookRunner:
                 log.exception("%s: the command after it could not be run", call.job.display_name)
                 continue
             self._report(call, problem)
+        if skipped:
+            log.warning("%d command(s) after results were not run: the daemon stopped", skipped)
 
     def _run(self, call: _Call) -> str | None:
         """Runs one command to its end or its time limit; what went wrong, or None."""
@@ -232,19 +233,22 @@ class HookRunner:
         return f"ended with exit status {status}{said}"
 
     def _wait(self, process: subprocess.Popen[bytes], seconds: float) -> int | None:
-        """Its exit status, or None once it was stopped (time limit, or the daemon stops)."""
+        """Its exit status, or None once it was stopped: at its time limit, or
+        STOP_GRACE_SECONDS after the daemon began to stop, whichever comes first."""
         deadline = time.monotonic() + seconds
+        stopping_noticed = False
         while True:
-            left = deadline - time.monotonic()
-            if self._stopping.is_set():
-                left = min(left, STOP_GRACE_SECONDS)
-                deadline = time.monotonic() + left
+            now = time.monotonic()
+            if self._stopping.is_set() and not stopping_noticed:
+                stopping_noticed = True
+                deadline = min(deadline, now + STOP_GRACE_SECONDS)
+            if now >= deadline:
+                _kill(process)
+                return None
             try:
-                return process.wait(timeout=max(0.0, min(left, 0.5)))
+                return process.wait(timeout=min(deadline - now, 0.5))
             except subprocess.TimeoutExpired:
-                if time.monotonic() >= deadline:
-                    _kill(process)
-                    return None
+                continue
 
     def _report(self, call: _Call, problem: str | None) -> None:
         program = Path(call.argv[0]).name
