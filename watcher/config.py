@@ -141,7 +141,9 @@ class InboxRule(Rule):
     """One watched folder and the Rule for the files in it, the [files] and [watch] defaults
     already filled in. A job keeps `as_rule(file)`: a frozen copy, so later edits do not
     change it. Which files it takes (`patterns`), how long they must stand still
-    (`settle_seconds`) and whether its subfolders count (`recursive`) are the folder's own."""
+    (`settle_seconds`), whether its subfolders count (`recursive`) and when it may send
+    (`send_between`) are the folder's own, as are the commands after its results: these are
+    asked of the current rules, so an edit applies to files already queued."""
 
     path: Path
     patterns: tuple[str, ...] = WatchSettings.patterns

@@ -81,7 +81,7 @@ REQUEUE_MOVE_SECONDS = 5.0  # a retried job waits this long for its original to 
 
 JobListener = Callable[[Job], None]
 # Until when (epoch seconds) and why a job must wait before it is sent; None: send it now.
-SendWindow = Callable[[Job, float], "tuple[float, str] | None"]
+SendWindow = Callable[[Job, float], tuple[float, str] | None]
 
 
 class SubmitGuard(Protocol):
