@@ -8,7 +8,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -17,15 +17,17 @@ from PIL import Image
 
 from watcher import samplepdf
 from watcher.cli import main
-from watcher.config import load_config
+from watcher.config import InboxRule, load_config
 from watcher.daemon import Daemon
 from watcher.errors import ConfigError
 from watcher.filing import result_name
 from watcher.hooks import META_HOOK
+from watcher.inbox import InboxWatcher
 from watcher.jobs import HoldKind, JobState, Rule, SourceKind
 from watcher.journal import Journal, NewJob
 from watcher.sandbox import Sandbox
 from watcher.schedule import parse_window
+from watcher.settle import FileState, Inspect, SettleTracker, Wait
 
 MakeDaemon = Callable[..., Daemon]
 
@@ -587,3 +589,51 @@ def test_a_command_still_running_when_the_daemon_stops_is_stopped_with_it(
     with pytest.raises(ProcessLookupError):
         os.kill(int(pid_file.read_text()), 0)
     assert tree(tmp_path / "outbox") == ["one.txt"]
+
+
+def test_a_file_waits_for_its_own_inbox_settle_time() -> None:
+    """The tracker alone, on given clocks: a slow scanner's inbox (10 s) next to the
+    default (0.3 s)."""
+    tracker: SettleTracker[str] = SettleTracker(0.3)
+    wall = 1000.0
+    state = FileState(10, int(wall * 1e9))  # written at the moment it is seen
+    fast, slow = Path("/in/fast.pdf"), Path("/scans/slow.pdf")
+    assert tracker.seen(fast, state, 0.0, wall, "fast") == Wait(0.3)
+    assert tracker.seen(slow, state, 0.0, wall, "slow", settle_seconds=10.0) == Wait(10.0)
+    looks = {look.path: look for look in tracker.due(0.3)}
+    assert list(looks) == [fast]
+    assert isinstance(tracker.looked(looks[fast], state, 0.3, wall + 0.3), Inspect)
+    assert tracker.due(9.9) == []
+    (late,) = tracker.due(10.0)
+    assert late.path == slow and isinstance(tracker.looked(late, state, 10.0, wall + 10), Inspect)
+
+
+def test_the_watcher_gives_each_inbox_its_own_patterns_and_settle_time(tmp_path: Path) -> None:
+    fast, slow = tmp_path / "fast", tmp_path / "slow"
+    source = tmp_path / "config.toml"
+    source.write_text(
+        f'[watch]\nsettle_seconds = 0.2\n[files]\noutbox = "{tmp_path / "out"}"\n'
+        f'archive = "{tmp_path / "arch"}"\nfailed = "{tmp_path / "fail"}"\n'
+        f'[[inbox]]\npath = "{fast}"\noutformat = "txt"\npatterns = ["*.png"]\n'
+        f'[[inbox]]\npath = "{slow}"\noutformat = "txt"\nsettle_seconds = 3600\n',
+        encoding="utf-8",
+    )
+    fast.mkdir()
+    slow.mkdir()
+    handed: list[Path] = []
+
+    def on_ready(files: Sequence[tuple[Path, InboxRule]]) -> list[Path]:
+        handed.extend(path for path, _ in files)
+        return []
+
+    watcher = InboxWatcher(load_config(source, env={}), on_ready)
+    watcher.start()
+    try:
+        samplepdf.write_pdf(slow / "slow.pdf", ["slow"])
+        samplepdf.write_pdf(fast / "not-a-scan.pdf", ["pdf"])
+        png(fast / "scan.png")
+        wait_for(lambda: handed == [fast / "scan.png"], what="the scan handed on")
+        wait_for(lambda: watcher.pending_count == 1, what="only the slow one still settling")
+        assert handed == [fast / "scan.png"]
+    finally:
+        watcher.stop()
