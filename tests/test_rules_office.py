@@ -131,8 +131,14 @@ def test_a_retried_failure_goes_back_to_its_subfolder_and_lands_in_the_same_one(
     daemon = make_daemon(path)
     (inbox / "a" / "b").mkdir(parents=True)
     (inbox / "a" / "b" / "late.pdf").write_bytes(b"")
-    wait_for(lambda: "a/b/late.pdf" in tree(tmp_path / "failed"), what="set aside")
+
+    def set_aside() -> bool:  # moved, and where to journaled (a retry looks there)
+        failed = daemon.journal.jobs(states=(JobState.FAILED,))
+        return bool(failed) and failed[0].original_at is not None
+
+    wait_for(set_aside, what="set aside")
     failed = daemon.journal.jobs(states=(JobState.FAILED,))[0]
+    assert failed.original_at == str(tmp_path / "failed" / "a" / "b" / "late.pdf")
     samplepdf.write_pdf(tmp_path / "failed" / "a" / "b" / "late.pdf", ["fixed"])
     daemon.retry_failed()
     wait_for(lambda: tree(tmp_path / "outbox") == ["a/b/late.txt"], what="converted on retry")

@@ -226,8 +226,10 @@ class HookRunner:
             if status == 0:
                 return None
             output.seek(max(0, output.seek(0, os.SEEK_END) - OUTPUT_TAIL_BYTES))
-            tail = output.read().decode("utf-8", "replace").strip()
+            tail = " ".join(output.read().decode("utf-8", "replace").split())  # one line
         said = f"; it printed: {tail}" if tail else ""
+        if status is None and self._stopping.is_set():
+            return f"was stopped because the daemon stopped{said}"
         if status is None:
             return f"was stopped after {call.seconds:g} s (its time limit, hook_seconds){said}"
         return f"ended with exit status {status}{said}"
