@@ -128,8 +128,8 @@ def test_a_retried_failure_goes_back_to_its_subfolder_and_lands_in_the_same_one(
         sandbox,
         f'[[inbox]]\npath = "{inbox}"\noutformat = "txt"\nrecursive = true\n',
     )
-    daemon = make_daemon(path)
     (inbox / "a" / "b").mkdir(parents=True)
+    daemon = make_daemon(path)
     (inbox / "a" / "b" / "late.pdf").write_bytes(b"")
 
     def set_aside() -> bool:  # moved, and where to journaled (a retry looks there)
