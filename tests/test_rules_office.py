@@ -643,3 +643,21 @@ def test_the_watcher_gives_each_inbox_its_own_patterns_and_settle_time(tmp_path:
         assert handed == [fast / "scan.png"]
     finally:
         watcher.stop()
+
+
+def test_a_command_given_by_a_relative_path_is_taken_from_the_rules_file_folder(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "scripts").mkdir()
+    printer = script(tmp_path / "scripts" / "print.py", "pass")
+    source = tmp_path / "config.toml"
+    source.write_text(
+        '[[inbox]]\npath = "in"\noutformat = "txt"\n'
+        'on_success = ["scripts/print.py", "{output}"]\n',
+        encoding="utf-8",
+    )
+    assert load_config(source, env={}).inboxes[0].on_success == (str(printer), "{output}")
+    printer.chmod(0o644)  # no longer runnable: refused, with the line
+    with pytest.raises(ConfigError) as caught:
+        load_config(source, env={})
+    assert (caught.value.key, caught.value.line) == ("inbox[1].on_success", 4)

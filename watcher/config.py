@@ -214,8 +214,10 @@ class InboxRule(Rule):
         """The folders between the inbox and the file, as names (none when the file lies in
         the inbox itself, or is not below it). Taken from the resolved paths, so never
         ".." nor a link leading elsewhere."""
+        if not self.recursive:
+            return ()
         folder = file.parent.expanduser().resolve()
-        if not self.recursive or self.path not in folder.parents:
+        if self.path not in folder.parents:
             return ()
         below = folder.relative_to(self.path).parts
         return below if all(part not in ("", ".", "..") for part in below) else ()
