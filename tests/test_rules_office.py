@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from watcher import samplepdf
-from watcher.cli import main
+from watcher.cli import EXIT_FILE, main
 from watcher.config import InboxRule, load_config
 from watcher.daemon import Daemon
 from watcher.errors import ConfigError
@@ -661,3 +661,24 @@ def test_a_command_given_by_a_relative_path_is_taken_from_the_rules_file_folder(
     with pytest.raises(ConfigError) as caught:
         load_config(source, env={})
     assert (caught.value.key, caught.value.line) == ("inbox[1].on_success", 4)
+
+
+def test_the_dry_run_says_a_file_waits_for_its_hours_as_the_daemon_would(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    later = hours_from_now(2, 3)
+    source = tmp_path / "config.toml"
+    source.write_text(
+        f'[files]\nstate_dir = "{tmp_path / "state"}"\noutbox = "{tmp_path / "out"}"\n'
+        f'[[inbox]]\npath = "{tmp_path / "in"}"\noutformat = "txt"\nsend_between = "{later}"\n',
+        encoding="utf-8",
+    )
+    scan = samplepdf.write_pdf(tmp_path / "in" / "x.pdf", ["x"])
+    assert main(["check", "--config", str(source), "--explain", str(scan)]) == EXIT_FILE
+    said = capsys.readouterr().out
+    assert "x.pdf: would be held, not sent" in said and f"sent at {later[:5]}" in said
+    source.write_text(source.read_text().replace(later, hours_from_now(-1, 1)))
+    assert main(["check", "--config", str(source), "--explain", str(scan)]) == 0
+    said = capsys.readouterr().out
+    assert "x.pdf: would be converted" in said
+    assert f"The result would be {tmp_path / 'out' / 'x.txt'}" in said

@@ -2,13 +2,15 @@
 
 Nothing here decides anything. Which inbox takes a file is watcher.inbox's `judge`; what the
 file is, whether it can be converted and whether the credit guard or the daily limit would
-hold it are watcher.preflight's `check_source` and `budget_hold`: the very functions the
-daemon asks before it sends a file. This module walks the files as the watcher would find
+hold it are watcher.preflight's `check_source` and `budget_hold`, whether its sending hours
+would make it wait is watcher.schedule's `wait_for`: the very functions the daemon asks
+before it sends a file. This module walks the files as the watcher would find
 them, asks those, and says the answers with the pages and what they would cost.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, fields, replace
 from enum import Enum
@@ -32,6 +34,7 @@ from watcher.preflight import (
     read_ends,
     reusable_result,
 )
+from watcher.schedule import wait_for
 from watcher.settle import SettleTracker
 from watcher.wording import count
 
@@ -121,13 +124,16 @@ def _explain_file(
     try:
         checked = check_source(path, outformat=rule.outformat)
     except FileRejected as exc:
-        details = [taken, exc.message, *_incomplete_note(config, path)]
+        details = [taken, exc.message, *_incomplete_note(rule, path)]
         details.append(
             f"It would be moved to {rule.as_rule(path).failed} with this reason beside it; "
             "nothing is sent or charged."
         )
         return Explanation(path, Outcome.REFUSED, 0, tuple(details))
     what = _what_it_is(path, checked, rule)
+    wait = wait_for(rule.send_between, rule.path, time.time())  # as the daemon asks, first
+    if wait is not None:
+        return Explanation(path, Outcome.HELD, 0, (taken, what, wait[1]))
     hold = budget_hold(checked.pages, budget, job_id=None)
     if hold is not None:
         return Explanation(path, Outcome.HELD, 0, (taken, what, hold.reason))
@@ -192,7 +198,7 @@ def _cost(pages: int) -> str:
     return f"about ${low:,.2f} to ${high:,.2f} at pdfocr.org's pack prices"
 
 
-def _incomplete_note(config: Config, path: Path) -> Iterator[str]:
+def _incomplete_note(rule: InboxRule, path: Path) -> Iterator[str]:
     """For a PDF without its end: that the daemon first waits for a writer to finish it."""
     try:
         with path.open("rb") as handle:
@@ -201,7 +207,7 @@ def _incomplete_note(config: Config, path: Path) -> Iterator[str]:
         return
     if not head.startswith(b"%PDF") or is_whole_pdf(head, tail):
         return
-    wait = SettleTracker(config.watch.settle_seconds, GIVE_UP_SECONDS).give_up_after
+    wait = SettleTracker(rule.settle_seconds, GIVE_UP_SECONDS).give_up_after
     yield (
         f"The daemon first waits {wait:.0f} s after it stops changing for its end to be "
         "written (a scanner or a copy may still be at it), then refuses it like this."

@@ -93,13 +93,19 @@ class SendSchedule:
         """Until when (epoch seconds) and why this job must wait before it is sent, or None
         when it may go now."""
         window = self._windows.get(job.inbox) if job.inbox else None
-        if window is None:
-            return None
-        moment = datetime.fromtimestamp(now)
-        if window.contains(moment):
-            return None
-        opening = window.next_opening(moment)
-        return opening.timestamp(), wait_reason(window, opening, job.inbox)
+        return wait_for(window, job.inbox, now)
+
+
+def wait_for(window: Window | None, inbox: Path | None, now: float) -> tuple[float, str] | None:
+    """Until when and why a file of this inbox must wait at `now` (None: it may go); the
+    daemon's question, and `check --explain`'s."""
+    if window is None:
+        return None
+    moment = datetime.fromtimestamp(now)
+    if window.contains(moment):
+        return None
+    opening = window.next_opening(moment)
+    return opening.timestamp(), wait_reason(window, opening, inbox)
 
 
 def _windows(config: Config) -> dict[Path, Window]:
