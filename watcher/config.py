@@ -175,7 +175,7 @@ class InboxRule(Rule):
         below = "subfolders too, kept in the output folders" if self.recursive else "no subfolders"
         originals = {
             "archive": f"originals to {self.archive}",
-            "delete": "originals deleted",
+            "delete": "originals deleted once converted",
             "keep": "originals kept in the inbox",
         }[self.after_success]
         hours = f"\n    sends only between {self.send_between}" if self.send_between else ""
@@ -187,9 +187,8 @@ class InboxRule(Rule):
         return (
             f"- {self.path}\n    takes {', '.join(self.patterns)} ({below}; settled after "
             f"{self.settle_seconds:g} s)\n    → {self.outformat}, {self.lang}, OCR {ocr}; "
-            f"results to {self.outbox} named {self.name!r}; {originals} (failed: {self.failed})"
-            + hours
-            + hooks
+            f"results to {self.outbox} named {self.name!r}\n    {originals} (failed: "
+            f"{self.failed})" + hours + hooks
         )
 
     def destinations(self, file: Path) -> str:
