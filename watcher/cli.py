@@ -612,7 +612,10 @@ def _first_sandbox_run(path: Path) -> None:
         inbox / "welcome.pdf",
         ["Welcome to pdfocr-watcher.", "This page was converted by the local sandbox."],
     )
-    print(f"Created {path} and a sample {inbox / 'welcome.pdf'} for this first sandbox run.")
+    print(
+        f"Created {path} and a sample {inbox / 'welcome.pdf'} for this first sandbox run.",
+        flush=True,  # before the log lines, also when the output is a file
+    )
 
 
 def _stop_on_signals(stop: threading.Event) -> None:
