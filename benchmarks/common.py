@@ -293,18 +293,20 @@ class SandboxProcess:
 
 
 class DaemonProcess:
-    """`python -m watcher run --config CFG --no-tray`, its stderr in a file beside the rules."""
+    """`python -m watcher run --config CFG --no-tray`, its stderr in a file in the state folder."""
 
     def __init__(self, setup: Setup):
         self.setup = setup
-        self.stderr_path = setup.root / "daemon.stderr"
+        # Not beside the rules file: the daemon watches that folder for edits, and every line
+        # written to a file there would be an event for it (a terminal or journald is not).
+        self.stderr_path = setup.state_dir / "daemon.stderr"
         self._stderr = self.stderr_path.open("wb")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("PDFOCR_WATCHER_CRASH_AFTER", None)
         env.pop("PDFOCR_API_KEY", None)
         self.started_at = time.time()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "watcher", "run", "--config", str(setup.config), "--no-tray"],
+            [*self.command(), "run", "--config", str(setup.config), "--no-tray"],
             cwd=str(REPO),
             env=env,
             stdin=subprocess.DEVNULL,
@@ -312,6 +314,10 @@ class DaemonProcess:
             stderr=self._stderr,
         )
         self.pid = self.process.pid
+
+    def command(self) -> list[str]:
+        """The program before its `run` arguments."""
+        return [sys.executable, "-m", "watcher"]
 
     def wait_started(self, timeout: float = 30.0) -> float:
         """Epoch seconds of the daemon's "starting" log line (Daemon.start was entered)."""

@@ -1,0 +1,262 @@
+"""Where the daemon's CPU goes per file, stage by stage (a profile, not a budget).
+
+The daemon runs as its own process (`python -m watcher run --no-tray`, started through this
+script with `--child`), on N one-page PDFs already in its inbox, settle_seconds = 0,
+concurrency 4, against the sandbox in its own process. Inside it, the functions of each
+stage are wrapped to add up the CPU time of the calling thread (CLOCK_THREAD_CPUTIME_ID:
+user + system time of that thread, so waiting for the network, the disk or the GIL does
+not count, and a loaded machine changes the figures little). Time is exclusive: a stage
+called inside another (a log line inside filing) counts for the inner one. What no stage
+claims is charged to its thread ("worker: runner and loop", "watch: settle thread",
+"watch: watchdog threads"...). Everything is divided by N: milliseconds of CPU per file.
+
+The bare client of throughput.py is measured in the same run (its CPU per file, this
+process), so the ratio daemon/bare is of one moment of the machine. The wrappers cost
+about 1 us per call, a few tens of calls per file (under 0.1 ms per file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (
+    DaemonProcess,
+    SandboxProcess,
+    budget,
+    count_jobs,
+    cpu_seconds,
+    figures,
+    machine,
+    note,
+    temp_root,
+    wait_until,
+    write_config,
+    write_pdfs,
+)
+
+CONCURRENCY = 4
+REPORT_ENV = "PDFOCR_BENCH_STAGE_REPORT"
+
+# -- inside the daemon ---------------------------------------------------------------------
+
+_totals: dict[str, int] = defaultdict(int)  # stage -> thread CPU ns
+_calls: dict[str, int] = defaultdict(int)
+_claimed_by_thread: dict[str, int] = defaultdict(int)  # thread group -> ns claimed by stages
+_local = threading.local()
+_totals_lock = threading.Lock()
+_clock = time.thread_time_ns
+
+
+def _group(name: str) -> str:
+    if name.startswith("worker-"):
+        return "worker: runner and loop"
+    if name == "inbox-settle":
+        return "watch: settle thread"
+    if name == "MainThread":
+        return "main thread"
+    if name in ("housekeeping", "intake"):
+        return name
+    return "watch: watchdog threads"  # the observer and its emitters (unnamed threads)
+
+
+def _timed(stage: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        stack = getattr(_local, "stack", None)
+        if stack is None:
+            stack = _local.stack = []
+        started = _clock()
+        stack.append(0)  # CPU of the stages called inside this one
+        try:
+            return function(*args, **kwargs)
+        finally:
+            spent = _clock() - started
+            inner = stack.pop()
+            if stack:
+                stack[-1] += spent
+            with _totals_lock:
+                _totals[stage] += spent - inner
+                _calls[stage] += 1
+                if not stack:
+                    _claimed_by_thread[_group(threading.current_thread().name)] += spent
+
+    return wrapper
+
+
+def _wrap(owner: Any, name: str, stage: str) -> None:
+    original = getattr(owner, name)
+    wrapped = _timed(stage, original)
+    setattr(owner, name, wrapped)
+    for module in list(sys.modules.values()):  # names imported with `from x import name`
+        ours = getattr(module, "__name__", "").startswith("watcher") and module is not owner
+        if ours and getattr(module, name, None) is original:
+            setattr(module, name, wrapped)
+
+
+def _instrument() -> None:
+    import watcher.api as api
+    import watcher.daemon as daemon
+    import watcher.filing as filing
+    import watcher.inbox as inbox
+    import watcher.intake as intake
+    import watcher.journal as journal
+    import watcher.preflight as preflight
+    import watcher.runner as runner
+    import watcher.stations as stations
+
+    writes = ("move", "update", "add_many", "close_submission", "set_meta", "release_held")
+    reads = ("claim", "release", "twins", "next_due", "counts", "get", "jobs", "result_copied")
+    for name in writes:
+        _wrap(journal.Journal, name, "journal: writes (commit + fsync)")
+    for name in reads:
+        _wrap(journal.Journal, name, "journal: reads (claim, twins, counts)")
+    _wrap(api.PdfOcrClient, "upload", "http: upload")
+    _wrap(api.PdfOcrClient, "poll", "http: poll")
+    _wrap(api.PdfOcrClient, "download", "http: download (+ staged file written, synced)")
+    _wrap(preflight, "inspect_file", "preflight (page count)")
+    _wrap(intake, "file_hash", "hash (SHA-256, source and result)")
+    _wrap(intake, "new_job", "intake (stat, name)")
+    for name in ("_place_result", "_put_original_away"):
+        _wrap(runner.JobRunner, name, "filing (result placed, original archived)")
+    _wrap(filing, "remove_quietly", "filing (result placed, original archived)")
+    for name in ("_source_problem", "_still_ours"):
+        _wrap(runner.JobRunner, name, "source checks (stat)")
+    for name in ("admit", "before_submit", "finished"):
+        _wrap(stations.SharedInboxes, name, "claims (shared inbox)")
+    for name in ("_job_changed", "_notify", "_record"):
+        _wrap(daemon.Daemon, name, "daemon: job-change hooks (tray snapshot, notices)")
+    _wrap(inbox.InboxWatcher, "_hand_on", "watch: hand-on to the daemon")
+    _wrap(inbox.InboxWatcher, "_on_event", "watch: our event handler")
+    _wrap(logging.Logger, "_log", "logging (format, file, stderr)")
+    _wrap(os, "fsync", "fsync (result files)")
+
+
+def _report(path: Path) -> None:
+    threads = defaultdict(int)
+    for thread in threading.enumerate():
+        if thread.ident is None:
+            continue
+        try:
+            clock = time.pthread_getcpuclockid(thread.ident)
+            threads[_group(thread.name)] += time.clock_gettime_ns(clock)
+        except OSError:
+            continue
+    with _totals_lock:
+        stages = dict(_totals)
+        calls = dict(_calls)
+        claimed = dict(_claimed_by_thread)
+    for group, total in threads.items():
+        if group != "main thread":
+            stages[group] = max(0, total - claimed.get(group, 0))
+    report = {"stages": stages, "calls": calls, "process_cpu_ns": time.process_time_ns()}
+    path.write_text(json.dumps(report))
+
+
+def child(argv: list[str]) -> int:
+    """The daemon, instrumented; SIGUSR1 writes the report to $PDFOCR_BENCH_STAGE_REPORT."""
+    import watcher.cli as cli
+
+    _instrument()
+    report = Path(os.environ[REPORT_ENV])
+    signal.signal(signal.SIGUSR1, lambda *_: _report(report))
+    return cli.main(argv)
+
+
+# -- the benchmark -------------------------------------------------------------------------
+
+
+class InstrumentedDaemon(DaemonProcess):
+    """The daemon started through `profile_stages.py --child`."""
+
+    def command(self) -> list[str]:
+        return [sys.executable, str(Path(__file__).resolve()), "--child"]
+
+
+def run_daemon(root: Path, url: str, key: str, count: int, report: Path) -> dict[str, Any]:
+    setup = write_config(
+        root, endpoint=url, key=key, concurrency=CONCURRENCY, settle_seconds=0.0, polling="never"
+    )
+    write_pdfs(setup.inboxes[0], count)
+    os.environ[REPORT_ENV] = str(report)
+    try:
+        with InstrumentedDaemon(setup) as daemon:
+            daemon.wait_started()
+            cpu_before = cpu_seconds(daemon.pid)
+            wait_until(
+                lambda: count_jobs(setup.journal, "done") >= count or not daemon.alive(),
+                timeout=max(120.0, count * 0.5),
+                what=f"{count} jobs done",
+            )
+            if count_jobs(setup.journal, "done") < count:
+                raise RuntimeError(f"not all done:\n{daemon.stderr_tail()}")
+            cpu = cpu_seconds(daemon.pid) - cpu_before
+            os.kill(daemon.pid, signal.SIGUSR1)
+            wait_until(report.exists, timeout=30, interval=0.05, what="the stage report")
+            time.sleep(0.2)  # written whole (it is small)
+    finally:
+        os.environ.pop(REPORT_ENV, None)
+    result: dict[str, Any] = json.loads(report.read_text())
+    result["cpu_after_start"] = cpu
+    return result
+
+
+def main() -> int:
+    from throughput import bare_run  # the same bare client as the throughput benchmark
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--files", type=int, default=400)
+    parser.add_argument("--quick", action="store_true", help="a few seconds, for smoke tests")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folders")
+    parser.add_argument("--json", type=Path, help="also write the per-stage figures here")
+    args = parser.parse_args()
+    count = 20 if args.quick else args.files
+    print(f"profile_stages: {count} one-page PDFs, concurrency {CONCURRENCY}; {machine()}")
+    with temp_root("stages", args.keep) as root:
+        sources = write_pdfs(root / "bare-in", count, prefix="bare")
+        with SandboxProcess() as box:
+            before = time.process_time()
+            bare_run(box.url, box.key, sources, root / "bare-out", "pdf")
+            bare_ms = (time.process_time() - before) / count * 1000
+        with SandboxProcess() as box:
+            result = run_daemon(root / "daemon", box.url, box.key, count, root / "report.json")
+    stages: dict[str, int] = result["stages"]
+    calls: dict[str, int] = result["calls"]
+    total_ms = sum(stages.values()) / 1e6 / count
+    print(f"  {'stage':<52} {'ms CPU/file':>11} {'share':>6} {'calls/file':>10}")
+    for stage, spent in sorted(stages.items(), key=lambda item: -item[1]):
+        per_file = spent / 1e6 / count
+        share = per_file / total_ms * 100 if total_ms else 0.0
+        per = calls.get(stage, 0) / count
+        shown = f"{per:.1f}" if stage in calls else ""
+        print(f"  {stage:<52} {per_file:>11.3f} {share:>5.1f}% {shown:>10}")
+    print(f"  {'all threads but main':<52} {total_ms:>11.3f}")
+    daemon_ms = result["cpu_after_start"] / count * 1000
+    note(
+        f"daemon process {daemon_ms:.2f} ms CPU per file from Daemon.start (/proc, with the "
+        f"wrappers), bare client {bare_ms:.2f} ms: ratio {daemon_ms / bare_ms:.2f}"
+    )
+    if args.json:
+        args.json.write_text(json.dumps({"files": count, "bare_ms": bare_ms, **result}))
+    figures("profile_stages", files=count, daemon_ms_per_file=daemon_ms, bare_ms_per_file=bare_ms)
+    budget(True, "none: a profile (see throughput.py for the budget on CPU per file)")
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--child"]:
+        sys.exit(child(sys.argv[2:]))
+    sys.exit(main())
