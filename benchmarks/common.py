@@ -1,7 +1,7 @@
 """Shared helpers of the benchmarks: rules files, a sandbox and a daemon in their own processes,
 and what /proc says about a process.
 
-Every benchmark prints one `<name> figures: ...` line and one `budget: met|MISSED ...` line
+Every benchmark prints one `<name> figures: ...` line and one `budget: PASS|FAIL ...` line
 per budget, and exits 0 whether or not a budget is met (figures are information); only a
 crash exits non-zero. All traffic stays on 127.0.0.1.
 """
@@ -46,7 +46,7 @@ def figures(name: str, **values: object) -> None:
 
 
 def budget(met: bool, what: str) -> bool:
-    print(f"budget: {'met' if met else 'MISSED'} - {what}", flush=True)
+    print(f"budget: {'PASS' if met else 'FAIL'} - {what}", flush=True)
     return met
 
 
@@ -252,6 +252,7 @@ class SandboxProcess:
         self,
         *,
         seconds_per_page: float = 0.0,
+        cut_after: float = 100.0,
         credits: int = 10**9,
         record: Path | None = None,
         workdir: Path | None = None,
@@ -265,6 +266,8 @@ class SandboxProcess:
             str(credits),
             "--seconds-per-page",
             str(seconds_per_page),
+            "--cut-after",
+            str(cut_after),
         ]
         if record is not None:
             command += ["--record", str(record)]

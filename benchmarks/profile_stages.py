@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -180,10 +181,109 @@ def child(argv: list[str]) -> int:
 
 
 class InstrumentedDaemon(DaemonProcess):
-    """The daemon started through `profile_stages.py --child`."""
+    """The daemon started through `profile_stages.py --child`; with `serialized`, under
+    valgrind (`--tool=none`), which runs one thread at a time: a thread's CPU time then
+    grows with the work it does, not with how it competes for the GIL and the caches."""
+
+    serialized = False
 
     def command(self) -> list[str]:
-        return [sys.executable, str(Path(__file__).resolve()), "--child"]
+        valgrind = ["valgrind", "--tool=none", "--quiet"] if self.serialized else []
+        return [*valgrind, sys.executable, str(Path(__file__).resolve()), "--child"]
+
+
+def _callgrind(out: Path) -> list[str]:
+    return ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable]
+
+
+def _instructions(out: Path) -> int:
+    """Instructions executed (user space), from a callgrind output file."""
+    for line in out.read_text().splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    raise RuntimeError(f"no totals in {out}")
+
+
+class CallgrindDaemon(DaemonProcess):
+    """`python -m watcher` under callgrind (every thread, serialized: the count does not
+    depend on the machine's load)."""
+
+    out: Path
+
+    def command(self) -> list[str]:
+        return [*_callgrind(self.out), "-m", "watcher"]
+
+
+def daemon_instructions(root: Path, url: str, key: str, count: int) -> int:
+    setup = write_config(
+        root, endpoint=url, key=key, concurrency=CONCURRENCY, settle_seconds=0.0, polling="never"
+    )
+    write_pdfs(setup.inboxes[0], count)
+    CallgrindDaemon.out = root / "callgrind.out"
+    with CallgrindDaemon(setup) as daemon:
+        daemon.wait_started(timeout=600)
+        wait_until(
+            lambda: count_jobs(setup.journal, "done") >= count or not daemon.alive(),
+            timeout=max(600.0, count * 3.0),
+            interval=0.5,
+            what=f"{count} jobs done",
+        )
+        if count_jobs(setup.journal, "done") < count:
+            raise RuntimeError(f"not all done:\n{daemon.stderr_tail()}")
+        time.sleep(1.0 if count else 3.0)  # the start-up run idles a moment too
+    return _instructions(CallgrindDaemon.out)
+
+
+def bare_instructions(root: Path, url: str, key: str, count: int) -> int:
+    out = root / f"bare-{count}.callgrind"
+    sources = write_pdfs(root / f"bare-in-{count}", count, prefix="bare")
+    subprocess.run(
+        [
+            *_callgrind(out),
+            str(Path(__file__).resolve()),
+            "--bare-child",
+            url,
+            key,
+            str(root / f"bare-out-{count}"),
+            *map(str, sources),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return _instructions(out)
+
+
+def bare_child(argv: list[str]) -> int:
+    from throughput import bare_run
+
+    url, key, outdir, *files = argv
+    bare_run(url, key, [Path(name) for name in files], Path(outdir), "pdf")
+    return 0
+
+
+def callgrind_figures(root: Path, count: int) -> None:
+    """Instructions per file, daemon and bare client, each minus its own run with no files
+    (start-up, imports): a measure of work that a loaded machine does not change."""
+    per_file = {}
+    for name, measure in (("daemon", daemon_instructions), ("bare", bare_instructions)):
+        totals = []
+        for files in (0, count):
+            with SandboxProcess() as box:
+                totals.append(measure(root / f"{name}-{files}", box.url, box.key, files))
+        per_file[name] = (totals[1] - totals[0]) / count
+        note(f"{name}: {totals[0]:,} instructions with no files, {totals[1]:,} with {count}")
+    ratio = per_file["daemon"] / per_file["bare"]
+    note(
+        f"instructions per file (callgrind, user space): daemon {per_file['daemon'] / 1e6:.2f} M, "
+        f"bare {per_file['bare'] / 1e6:.2f} M: ratio {ratio:.2f}"
+    )
+    figures(
+        "profile_stages_callgrind",
+        files=count,
+        daemon_minstr_per_file=per_file["daemon"] / 1e6,
+        bare_minstr_per_file=per_file["bare"] / 1e6,
+        ratio=ratio,
+    )
 
 
 def run_daemon(root: Path, url: str, key: str, count: int, report: Path) -> dict[str, Any]:
@@ -194,11 +294,11 @@ def run_daemon(root: Path, url: str, key: str, count: int, report: Path) -> dict
     os.environ[REPORT_ENV] = str(report)
     try:
         with InstrumentedDaemon(setup) as daemon:
-            daemon.wait_started()
+            daemon.wait_started(timeout=600)
             cpu_before = cpu_seconds(daemon.pid)
             wait_until(
                 lambda: count_jobs(setup.journal, "done") >= count or not daemon.alive(),
-                timeout=max(120.0, count * 0.5),
+                timeout=max(600.0, count * 3.0),
                 what=f"{count} jobs done",
             )
             if count_jobs(setup.journal, "done") < count:
@@ -222,7 +322,27 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a few seconds, for smoke tests")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folders")
     parser.add_argument("--json", type=Path, help="also write the per-stage figures here")
+    parser.add_argument(
+        "--callgrind",
+        type=int,
+        metavar="N",
+        help="instead: instructions per file of the daemon and the bare client, N files, under "
+        "valgrind's callgrind (minutes; independent of the machine's load)",
+    )
+    parser.add_argument(
+        "--serialized",
+        action="store_true",
+        help="run the daemon under valgrind --tool=none: one thread at a time, so the figures "
+        "are of work done, not of contention (slow: about a minute for 100 files)",
+    )
     args = parser.parse_args()
+    InstrumentedDaemon.serialized = args.serialized
+    if args.callgrind:
+        print(f"profile_stages --callgrind: {args.callgrind} one-page PDFs; {machine()}")
+        with temp_root("callgrind", args.keep) as root:
+            callgrind_figures(root, args.callgrind)
+        budget(True, "none: a profile (see throughput.py for the budget)")
+        return 0
     count = 20 if args.quick else args.files
     print(f"profile_stages: {count} one-page PDFs, concurrency {CONCURRENCY}; {machine()}")
     with temp_root("stages", args.keep) as root:
@@ -259,4 +379,6 @@ def main() -> int:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"]:
         sys.exit(child(sys.argv[2:]))
+    if sys.argv[1:2] == ["--bare-child"]:
+        sys.exit(bare_child(sys.argv[2:]))
     sys.exit(main())

@@ -17,11 +17,11 @@ import contextlib
 import errno
 import filecmp
 import os
+import random
 import re
 import shutil
 import string
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -223,15 +223,9 @@ def written_whole(target: Path, *, encoding: str | None = None) -> Iterator[IO[A
     file, which the daemon's start-up sweep removes."""
     written: Path | None = None
     try:
-        with tempfile.NamedTemporaryFile(
-            "w" if encoding else "wb",
-            encoding=encoding,
-            dir=target.parent,
-            prefix=STAGING_PREFIX,
-            suffix=".part",
-            delete=False,
-        ) as temp:
-            written = Path(temp.name)
+        temp = _new_temporary(target.parent, encoding)
+        written = Path(temp.name)
+        with temp:
             yield temp
             temp.flush()
             mode = new_file_mode()
@@ -244,6 +238,35 @@ def written_whole(target: Path, *, encoding: str | None = None) -> Iterator[IO[A
     except BaseException:
         remove_quietly(written)  # closed first: Windows removes no open file
         raise
+
+
+# Temporary names need only be unlikely to meet (O_EXCL settles a meeting): a generator
+# seeded once at import, instead of tempfile's, which asks the OS for the process id and
+# for random bytes for every name. An explicit buffer size spares the terminal check.
+_names = random.Random()
+_BUFFER = 64 * 1024
+_EXTRA_FLAGS = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+
+
+def _new_temporary(folder: Path, encoding: str | None) -> IO[Any]:
+    """A new hidden file in `folder`, 0600 (whatever the umask), open for writing."""
+    for _ in range(100):
+        path = folder / f"{STAGING_PREFIX}{_names.getrandbits(48):012x}.part"
+        try:
+            return open(
+                path,
+                "x" if encoding else "xb",
+                buffering=_BUFFER,
+                encoding=encoding,
+                opener=_private_exclusive,
+            )
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(folder))
+
+
+def _private_exclusive(path: str, flags: int) -> int:
+    return os.open(path, flags | _EXTRA_FLAGS, 0o600)
 
 
 def copy_whole(source: Path, target: Path) -> None:
@@ -264,9 +287,16 @@ def same_content(path: Path, other: Path) -> bool:
         return False
 
 
+def ensure_folder(folder: Path) -> None:
+    """Creates `folder` (and its parents) if it is not there: one look when it is, where
+    `mkdir(exist_ok=True)` costs two system calls (each a hand-over of the GIL) per file."""
+    if not folder.is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+
+
 def move_without_overwrite(source: Path, folder: Path, name: str | None = None) -> Path:
     """Moves a file into `folder` under a free name and returns where it went."""
-    folder.mkdir(parents=True, exist_ok=True)
+    ensure_folder(folder)
     for candidate in candidate_names(folder, name or source.name):
         try:
             link_without_overwrite(source, candidate)

@@ -10,6 +10,7 @@ own accord, so a mistake here stops there instead of paying twice.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
@@ -38,6 +39,7 @@ from watcher.errors import (
 from watcher.filing import (
     candidate_names,
     copy_whole,
+    ensure_folder,
     link_without_overwrite,
     move_without_overwrite,
     reason_path,
@@ -304,9 +306,11 @@ class JobRunner:
         return budget_hold(pages, budget, job_id=job.id)
 
     def _source_problem(self, job: Job) -> str | None:
-        if not job.source.exists():
+        try:
+            stat = job.source.stat()  # one look for both questions
+        except OSError:
             return "it was removed from the inbox before it was sent; nothing was charged"
-        if not self._still_ours(job):
+        if not self._still_ours(job, stat):
             return "it changed after it was queued; the new version is converted instead"
         return None
 
@@ -316,7 +320,7 @@ class JobRunner:
         if twin is None or twin.output is None:
             return None
         try:
-            job.rule.outbox.mkdir(parents=True, exist_ok=True)
+            ensure_folder(job.rule.outbox)
             copy_whole(twin.output, job.staged)  # a staged result is always whole
         except OSError as exc:
             return self._disk_trouble(job, job.rule.outbox, exc)
@@ -433,7 +437,7 @@ class JobRunner:
     def _fetch(self, job: Job) -> Job | None:
         """Downloads the result; the job's next move if that failed, None if it worked."""
         try:
-            job.rule.outbox.mkdir(parents=True, exist_ok=True)
+            ensure_folder(job.rule.outbox)
             self._client.download(job.link or "", job.staged, job.rule.outformat)
         except BadDownload as exc:
             if job.attempts + 1 >= DOWNLOAD_ATTEMPTS:
@@ -502,11 +506,11 @@ class JobRunner:
         if job.output is not None:  # placed by an earlier try (or an older version)
             return job.output
         staged = job.staged
-        if not staged.exists():
-            raise ResultMissing(f"the staged result of job {job.id} is missing")
         # Known before it gets a name an inbox may see (a link keeps its identity): an outbox
-        # that is an inbox after all never takes our own result for a new file.
-        self._own_files.remember(staged, folder=job.rule.outbox)
+        # that is an inbox after all never takes our own result for a new file. Its look at
+        # the staged file is also the check that it is there.
+        if not self._own_files.remember(staged, folder=job.rule.outbox) and not staged.exists():
+            raise ResultMissing(f"the staged result of job {job.id} is missing")
         for candidate in candidate_names(job.rule.outbox, job_result_name(job)):
             try:
                 link_without_overwrite(staged, candidate)
@@ -529,13 +533,15 @@ class JobRunner:
             return str(move_without_overwrite(job.source, job.rule.archive))
         return None
 
-    def _still_ours(self, job: Job) -> bool:
+    def _still_ours(self, job: Job, stat: os.stat_result | None = None) -> bool:
         """The original is still in its place, unchanged (not a new file under its name).
-        The same bytes put back under a new inode (a sync tool's write-and-rename) are."""
-        try:
-            stat = job.source.stat()
-        except OSError:
-            return False
+        The same bytes put back under a new inode (a sync tool's write-and-rename) are.
+        `stat`: the original's, when the caller has just looked."""
+        if stat is None:
+            try:
+                stat = job.source.stat()
+            except OSError:
+                return False
         if job.is_original(stat):
             return True
         same_look = stat.st_size == job.size and stat.st_mtime_ns == job.mtime_ns
