@@ -55,6 +55,7 @@ REPORT_ENV = "PDFOCR_BENCH_STAGE_REPORT"
 # -- inside the daemon ---------------------------------------------------------------------
 
 _totals: dict[str, int] = defaultdict(int)  # stage -> thread CPU ns
+_walls: dict[str, int] = defaultdict(int)  # stage -> wall-clock ns (waits included)
 _calls: dict[str, int] = defaultdict(int)
 _claimed_by_thread: dict[str, int] = defaultdict(int)  # thread group -> ns claimed by stages
 _local = threading.local()
@@ -80,17 +81,19 @@ def _timed(stage: str, function: Callable[..., Any]) -> Callable[..., Any]:
         stack = getattr(_local, "stack", None)
         if stack is None:
             stack = _local.stack = []
-        started = _clock()
-        stack.append(0)  # CPU of the stages called inside this one
+        started, wall_started = _clock(), time.perf_counter_ns()
+        stack.append([0, 0])  # CPU and wall time of the stages called inside this one
         try:
             return function(*args, **kwargs)
         finally:
-            spent = _clock() - started
-            inner = stack.pop()
+            spent, wall = _clock() - started, time.perf_counter_ns() - wall_started
+            inner, inner_wall = stack.pop()
             if stack:
-                stack[-1] += spent
+                stack[-1][0] += spent
+                stack[-1][1] += wall
             with _totals_lock:
                 _totals[stage] += spent - inner
+                _walls[stage] += wall - inner_wall
                 _calls[stage] += 1
                 if not stack:
                     _claimed_by_thread[_group(threading.current_thread().name)] += spent
@@ -158,12 +161,18 @@ def _report(path: Path) -> None:
             continue
     with _totals_lock:
         stages = dict(_totals)
+        walls = dict(_walls)
         calls = dict(_calls)
         claimed = dict(_claimed_by_thread)
     for group, total in threads.items():
         if group != "main thread":
             stages[group] = max(0, total - claimed.get(group, 0))
-    report = {"stages": stages, "calls": calls, "process_cpu_ns": time.process_time_ns()}
+    report = {
+        "stages": stages,
+        "walls": walls,
+        "calls": calls,
+        "process_cpu_ns": time.process_time_ns(),
+    }
     path.write_text(json.dumps(report))
 
 
@@ -356,13 +365,15 @@ def main() -> int:
     stages: dict[str, int] = result["stages"]
     calls: dict[str, int] = result["calls"]
     total_ms = sum(stages.values()) / 1e6 / count
-    print(f"  {'stage':<52} {'ms CPU/file':>11} {'share':>6} {'calls/file':>10}")
+    walls: dict[str, int] = result["walls"]
+    print(f"  {'stage':<52} {'ms CPU/file':>11} {'share':>6} {'calls/file':>10} {'ms wall':>8}")
     for stage, spent in sorted(stages.items(), key=lambda item: -item[1]):
         per_file = spent / 1e6 / count
         share = per_file / total_ms * 100 if total_ms else 0.0
         per = calls.get(stage, 0) / count
         shown = f"{per:.1f}" if stage in calls else ""
-        print(f"  {stage:<52} {per_file:>11.3f} {share:>5.1f}% {shown:>10}")
+        wall = f"{walls[stage] / 1e6 / count:.3f}" if stage in walls else ""
+        print(f"  {stage:<52} {per_file:>11.3f} {share:>5.1f}% {shown:>10} {wall:>8}")
     print(f"  {'all threads but main':<52} {total_ms:>11.3f}")
     daemon_ms = result["cpu_after_start"] / count * 1000
     note(

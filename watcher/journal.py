@@ -2,8 +2,9 @@
 
 Every write commits before it returns, with synchronous=FULL, because the caller's next line
 is a side effect (an upload, a rename) that the journal must already know about if the power
-goes. One connection serves all threads behind a lock: the daemon writes a few rows per file,
-far below what a single connection sustains, and a lock keeps claim-and-update atomic.
+goes. One connection writes for all threads behind a lock: the daemon writes a few rows per
+file, far below what a single connection sustains. Reads go through a second connection,
+which WAL lets see every commit without waiting for the one under way.
 """
 
 from __future__ import annotations
@@ -223,6 +224,17 @@ class Journal:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._migrate()
+        # Reads have a connection and a lock of their own: in WAL mode they see every commit
+        # made before they start, without waiting for the commit (and its fsync) under way.
+        # Measured with 4 workers, a claim used to wait 4-5 ms per file behind the writes.
+        if str(path) == ":memory:":  # a second connection would be another database
+            self._reader, self._read_lock = self._db, self._lock
+        else:
+            self._reader = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+            self._reader.row_factory = sqlite3.Row
+            self._reader.execute("PRAGMA busy_timeout=5000")
+            self._read_lock = threading.RLock()
+        self._claim_lock = threading.Lock()  # two workers never get the same job
         # The meta facts are written only by the one daemon that owns this state folder (and
         # through this object), so a copy in memory answers reads without waiting for the lock
         # a commit holds. Another process reading them opens its own Journal.
@@ -255,8 +267,15 @@ class Journal:
         return cls(state_dir / JOURNAL_FILE_NAME)
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, self._read_lock:
             self._db.close()
+            self._reader.close()
+
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """The connection for reads, under its lock."""
+        with self._read_lock:
+            yield self._reader
 
     @contextmanager
     def _writing(self) -> Iterator[sqlite3.Connection]:
@@ -320,16 +339,16 @@ class Journal:
     def result_copied(self, new: NewJob) -> Job | None:
         """The job whose result this new file is a copy of, in the same format: converting
         it again would be paid for nothing, and in a loop where an outbox feeds an inbox."""
-        with self._lock:
-            row = self._db.execute(
+        with self._reading() as db:
+            row = db.execute(
                 "SELECT * FROM jobs WHERE output_hash = ? AND outformat = ? LIMIT 1",
                 (new.content_hash, new.rule.outformat),
             ).fetchone()
         return job_from_row(row) if row else None
 
     def get(self, job_id: int) -> Job | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        with self._reading() as db:
+            row = db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return job_from_row(row) if row else None
 
     def move(self, job: Job, target: JobState, **changes: Any) -> Job:
@@ -433,8 +452,8 @@ class Journal:
 
     def submissions(self, job_id: int) -> list[tuple[SubmissionOutcome, float, str]]:
         """(outcome, when, remote name) of every submission of a job, oldest first."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._reading() as db:
+            rows = db.execute(
                 "SELECT outcome, sent_at, remote_name FROM submissions WHERE job_id = ? "
                 "ORDER BY id",
                 (job_id,),
@@ -451,11 +470,11 @@ class Journal:
         twin is held for the user's say (it may be at the service: sending the same bytes
         again could pay twice without being asked). A pause that ends
         further away than any the daemon sets means the clock was set back: it is over. One
-        query decides it all, so a claim holds the lock for one statement.
+        query decides it all, on the read connection: a claim never waits for a commit.
         """
         now = time.time() if now is None else now
         states = [state for state in _ACTIVE if send or state != JobState.QUEUED.value]
-        with self._lock:
+        with self._claim_lock, self._reading() as db:
             with self._claims_lock:
                 claimed = tuple(self._claimed)
             # Per state, the index (state, not_before, id) is walked in order and stops at the
@@ -471,7 +490,7 @@ class Journal:
                 f"  AND (twin.state IN ({_PLACEHOLDERS}) OR (twin.state = ? AND twin.hold = ?)))) "
                 "ORDER BY not_before, id LIMIT 1)"
             )
-            row = self._db.execute(
+            row = db.execute(
                 "SELECT * FROM jobs WHERE id = (SELECT id FROM ("
                 + " UNION ALL ".join(first for _ in states)
                 + ") ORDER BY not_before, id LIMIT 1)",
@@ -503,8 +522,8 @@ class Journal:
     def twins(self, job: Job) -> list[Job]:
         """Other jobs for the same bytes with the same settings, newest first."""
         rule = job.rule
-        with self._lock:
-            rows = self._db.execute(
+        with self._reading() as db:
+            rows = db.execute(
                 "SELECT * FROM jobs WHERE content_hash = ? AND outformat = ? AND lang = ? "
                 "AND ocr = ? AND id != ? ORDER BY id DESC",
                 (job.content_hash, rule.outformat, rule.lang, int(rule.ocr), job.id),
@@ -513,8 +532,8 @@ class Journal:
 
     def next_due(self, after: float) -> float | None:
         """When the next deferred job falls due, so idle workers can sleep until then."""
-        with self._lock:
-            row = self._db.execute(
+        with self._reading() as db:
+            row = db.execute(
                 f"SELECT MIN(not_before) FROM jobs WHERE state IN ({_PLACEHOLDERS}) "
                 "AND not_before > ?",
                 (*_ACTIVE, after),
@@ -531,8 +550,8 @@ class Journal:
         if limit is not None:
             query += " LIMIT ?"
             params.append(limit)
-        with self._lock:
-            rows = self._db.execute(query, params).fetchall()
+        with self._reading() as db:
+            rows = db.execute(query, params).fetchall()
         return [job_from_row(row) for row in rows]
 
     def counts(self, states: Iterable[JobState] = ()) -> dict[JobState, int]:
@@ -542,14 +561,14 @@ class Journal:
         query = "SELECT state, COUNT(*) FROM jobs"
         if wanted:
             query += f" WHERE state IN ({','.join('?' * len(wanted))})"
-        with self._lock:
-            rows = self._db.execute(query + " GROUP BY state", wanted).fetchall()
+        with self._reading() as db:
+            rows = db.execute(query + " GROUP BY state", wanted).fetchall()
         return {JobState(state): count for state, count in rows}
 
     def pages_charged_on(self, day: str) -> int:
         """Pages sent (or possibly sent) on a local day, 'YYYY-MM-DD', for the daily limit."""
-        with self._lock:
-            row = self._db.execute(
+        with self._reading() as db:
+            row = db.execute(
                 "SELECT (SELECT COALESCE(SUM(pages), 0) FROM jobs WHERE charged_on = ?) "
                 f"+ (SELECT COALESCE(SUM(pages), 0) FROM ({_RESENT}) WHERE day = ?)",
                 (day, day),
@@ -559,8 +578,8 @@ class Journal:
     def spend(self, since_day: str) -> list[tuple[str, str, int]]:
         """(day, inbox, pages) sent since a day, newest day first, for `status`; compacted
         jobs count through their daily totals."""
-        with self._lock:
-            rows = self._db.execute(
+        with self._reading() as db:
+            rows = db.execute(
                 "SELECT day, inbox, SUM(pages) FROM ("
                 "  SELECT charged_on AS day, COALESCE(inbox, '') AS inbox, pages FROM jobs"
                 "  WHERE charged_on >= ? AND pages > 0"
@@ -622,8 +641,8 @@ class Journal:
         return removed
 
     def history_counts(self) -> dict[JobState, int]:
-        with self._lock:
-            rows = self._db.execute("SELECT state, SUM(jobs) FROM history GROUP BY state")
+        with self._reading() as db:
+            rows = db.execute("SELECT state, SUM(jobs) FROM history GROUP BY state")
             return {JobState(state): int(count) for state, count in rows.fetchall()}
 
     def release_held(self, *, approve: bool, due_before: float | None = None) -> int:
