@@ -8,7 +8,9 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -427,3 +429,44 @@ def test_compaction_keeps_what_stops_a_second_payment(journal: Journal, tmp_path
     assert [job.source.name for job in journal.jobs()] == ["stuck.pdf"]
     copy = new_job(tmp_path, "copy.pdf", "h-result")
     assert journal.add(copy) is None  # a copy of the folded job's result, same format
+
+
+def test_moves_asked_for_at_once_are_committed_together_each_with_its_own_outcome(
+    journal: Journal, tmp_path: Path
+) -> None:
+    added = [journal.add(new_job(tmp_path, f"g{n}.pdf", f"h{n}")) for n in range(6)]
+    jobs = [job for job in added if job is not None]
+    stale = jobs[0]
+    journal.move(stale, JobState.DROPPED, error="gone")  # the copy below is out of date
+    outcomes: dict[int, object] = {}
+
+    def move(job: Job) -> None:
+        try:
+            outcomes[job.id] = journal.move(job, JobState.FAILED, error=f"e{job.id}").state
+        except RuntimeError as exc:
+            outcomes[job.id] = exc
+
+    def until(condition: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 30
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert condition()
+
+    threads = [threading.Thread(target=move, args=(job,)) for job in [*jobs[1:], stale]]
+    with journal._lock:  # the writer is busy: the first move waits, the others queue up
+        threads[0].start()
+        until(lambda: journal._committing)
+        for thread in threads[1:]:
+            thread.start()
+        until(lambda: len(journal._pending) == len(jobs) - 1)  # they go in as one group
+    for thread in threads:
+        thread.join(30)
+    assert isinstance(outcomes[stale.id], RuntimeError)  # refused alone...
+    assert [outcomes[job.id] for job in jobs[1:]] == [JobState.FAILED] * 5  # ...the rest kept
+    reopened = Journal(journal.path)
+    try:
+        on_disk = {job.id: (job.state, job.error) for job in reopened.jobs()}
+    finally:
+        reopened.close()
+    assert on_disk[stale.id] == (JobState.DROPPED, "gone")
+    assert all(on_disk[job.id] == (JobState.FAILED, f"e{job.id}") for job in jobs[1:])

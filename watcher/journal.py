@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import fields, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +208,18 @@ class JournalError(WatcherError):
     """The journal cannot be written: the daemon must not act on anything it cannot record."""
 
 
+@dataclass
+class _PendingMove:
+    """A move asked for, waiting for the commit that takes it (Journal._write)."""
+
+    job: Job
+    target: JobState
+    changes: dict[str, Any]
+    done: bool = False
+    result: Job | None = None
+    error: Exception | None = None
+
+
 class Journal:
     def __init__(self, path: Path | str):
         self.path = path
@@ -235,6 +247,9 @@ class Journal:
             self._reader.execute("PRAGMA busy_timeout=5000")
             self._read_lock = threading.RLock()
         self._claim_lock = threading.Lock()  # two workers never get the same job
+        self._group = threading.Condition()  # guards the two below (see _write)
+        self._pending: list[_PendingMove] = []
+        self._committing = False
         # The meta facts are written only by the one daemon that owns this state folder (and
         # through this object), so a copy in memory answers reads without waiting for the lock
         # a commit holds. Another process reading them opens its own Journal.
@@ -362,10 +377,67 @@ class Journal:
         return self._write(job, job.state, changes)
 
     def _write(self, job: Job, target: JobState, changes: dict[str, Any]) -> Job:
-        with self._writing() as db:  # the meta copy changes in the order of the commits
-            moved = self._update(db, job, target, changes)
+        """One move, committed (and synced) before it returns. Moves that workers ask for
+        while a commit is under way wait for it, then go in together, in one commit: one
+        fsync for all of them instead of one each (group commit). Each still returns only
+        once its own move is on disk, so every side effect still follows its record."""
+        mine = _PendingMove(job, target, changes)
+        with self._group:
+            self._pending.append(mine)
+            while self._committing and not mine.done:
+                self._group.wait()
+            batch = None
+            if not mine.done:  # nobody is committing: this thread commits what waits
+                self._committing = True
+                batch, self._pending = self._pending, []
+        if batch is not None:
+            try:
+                self._commit_moves(batch)
+            finally:
+                with self._group:
+                    for move in batch:
+                        if move.result is None and move.error is None:  # interrupted
+                            move.error = JournalError(f"the journal {self.path} was not written")
+                        move.done = True
+                    self._committing = False
+                    self._group.notify_all()
+        if mine.error is not None:
+            raise mine.error
+        assert mine.result is not None
         self._crash_if_asked(job, target)
-        return moved
+        return mine.result
+
+    def _commit_moves(self, batch: list[_PendingMove]) -> None:
+        """Commits moves and gives each its result or its own error: a move the journal
+        refuses (SpendRefused, a job changed under us) is undone alone (a savepoint), the
+        others are committed; a commit that fails fails them all."""
+        if len(batch) == 1:  # one statement in autocommit mode: the shortest hold
+            move = batch[0]
+            try:
+                with self._writing() as db:  # the meta copy changes in the order of commits
+                    move.result = self._update(db, move.job, move.target, move.changes)
+            except Exception as exc:
+                move.error = exc
+            return
+        meta = dict(self._meta)
+        try:
+            with self._transaction() as db:
+                for move in batch:
+                    db.execute("SAVEPOINT one_move")
+                    try:
+                        move.result = self._update(db, move.job, move.target, move.changes)
+                    except sqlite3.OperationalError:
+                        raise  # the journal cannot be written: the whole commit fails
+                    except Exception as exc:
+                        db.execute("ROLLBACK TO one_move")
+                        move.error = exc
+                    db.execute("RELEASE one_move")
+        except Exception as exc:
+            self._meta.clear()
+            self._meta.update(meta)  # nothing of this group was committed
+            for move in batch:
+                move.result = None
+                move.error = JournalError(str(exc)) if isinstance(exc, JournalError) else exc
 
     def _update(
         self, db: sqlite3.Connection, job: Job, target: JobState, changes: dict[str, Any]
