@@ -150,6 +150,26 @@ def test_the_mtime_is_credited_up_to_one_settle_period() -> None:
     )
 
 
+def test_a_file_seen_empty_then_written_at_once_is_taken_at_its_due_look() -> None:
+    """Seen by its creation event, before its bytes were written; written at once after:
+    at the due look it has changed, but stood still since for the settle time (its mtime
+    says so), so it is taken then, not one pause later (pickup_latency.py's p99 was 200 ms)."""
+    world = make_world()
+    world.files[SCAN] = written(0, 100.0)
+    world.contents[SCAN] = WHOLE
+    world.tracker.seen(SCAN, world.files[SCAN], world.now, world.wall, "rule")
+    world.files[SCAN] = written(10, 100.001)  # the write, an instant later
+    world.now = 102.001
+    assert world.step() == [(SCAN, Ready())]
+    # Written again a moment before the look: a pause (min_pause), then the settle time.
+    world.now += 1
+    world.write(SCAN, 0)
+    world.files[SCAN] = written(20, world.now + 1.95)
+    world.now += 2.0
+    [(_, decision)] = world.step()
+    assert decision == Wait(pytest.approx(world.now + 1.95))
+
+
 def test_any_change_restarts_the_settle_clock() -> None:
     world = make_world()
     world.write(SCAN, 10)

@@ -282,8 +282,17 @@ class SettleTracker(Generic[T]):
             return Dropped()
         if state != candidate.state:
             candidate.state = state
-            candidate.since = self._still_since(state, now, wall, self._settle_of(candidate))
-        elif now >= candidate.since + self._settle_of(candidate):
+            settle = self._settle_of(candidate)
+            candidate.since = self._still_since(state, now, wall, settle)
+            # Changed since it was last seen (seen as it was created, empty, and written just
+            # after): due when its mtime says it will have stood still for the settle time,
+            # as a file first seen in this state would be, at once if that is past. Only a
+            # file written a moment ago waits for min_pause: no tight loop on a busy file.
+            if wall - state.mtime_ns / 1e9 < self.min_pause:
+                return self._queue_look(look.path, candidate, self._settle_time(candidate, now))
+            if now < candidate.since + settle:
+                return self._queue_look(look.path, candidate, candidate.since + settle)
+        if now >= candidate.since + self._settle_of(candidate):
             return Inspect()
         return self._queue_look(look.path, candidate, self._settle_time(candidate, now))
 
