@@ -159,6 +159,8 @@ def test_a_file_seen_empty_then_written_at_once_is_taken_at_its_due_look() -> No
     world.contents[SCAN] = WHOLE
     world.tracker.seen(SCAN, world.files[SCAN], world.now, world.wall, "rule")
     world.files[SCAN] = written(10, 100.001)  # the write, an instant later
+    world.now = 102.0  # the look is due 2 s after the sighting, 1 ms before 2 s after the write
+    assert world.step() == [(SCAN, Wait(pytest.approx(102.001)))]  # not 0.2 s later
     world.now = 102.001
     assert world.step() == [(SCAN, Ready())]
     # Written again a moment before the look: a pause (min_pause), then the settle time.
