@@ -114,7 +114,7 @@ def main() -> int:
         polled = results["true"]
         note(
             "polling = true (information, same budgets): "
-            f"{'met' if polled['cpu_per_min'] < 0.3 and polled['rss_mb'] < 80 else 'MISSED'}"
+            f"{'PASS' if polled['cpu_per_min'] < 0.3 and polled['rss_mb'] < 80 else 'FAIL'}"
         )
     return 0
 
