@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from watcher import __version__, autostart, doctor
+from watcher import __version__, autostart, commands_control, doctor
 from watcher.config import (
     API_KEY_ENV,
     Config,
@@ -39,7 +39,6 @@ from watcher.instance import AlreadyRunning, InstanceLock, daemon_running
 from watcher.jobs import HoldKind, Job, JobState, Rule
 from watcher.journal import (
     JOURNAL_FILE_NAME,
-    META_BREAKER,
     META_HOLD,
     META_MODE,
     META_PAGES,
@@ -199,11 +198,6 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--last", type=int, default=10, metavar="N", help="recent jobs to show")
     status.set_defaults(handler=command_status)
 
-    retry = commands.add_parser("retry", parents=[common], help="queue failed or held jobs again")
-    retry.add_argument("jobs", nargs="*", type=int, metavar="JOB")
-    retry.add_argument("--failed", action="store_true", help="every failed job")
-    retry.set_defaults(handler=command_retry)
-
     sandbox = commands.add_parser("sandbox", help="serve the local stand-in of the pdfocr.org API")
 
     def seconds(text: str) -> float:  # argparse names it: "invalid seconds value: '-1'"
@@ -268,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sandbox.add_argument("--seed", type=int, help="seed of the random faults and lost jobs")
     sandbox.set_defaults(handler=command_sandbox)
+    commands_control.register(commands, common)
     autostart.register(commands, common)
     doctor.register(commands, common)
     return parser
@@ -595,7 +590,8 @@ def command_run(args: argparse.Namespace) -> int:
             _stop_on_signals(daemon.stop_event)
             try:
                 daemon.start()
-                present(daemon, no_tray=args.no_tray)
+                with commands_control.serving(daemon, state_dir):
+                    present(daemon, no_tray=args.no_tray)
             finally:
                 daemon.stop()
                 daemon.close()
@@ -656,11 +652,13 @@ def _status_report(
 ) -> dict[str, object]:
     live_dir = config.files.state_dir
     sandbox_running = daemon_running(sandbox_state_dir(live_dir))
+    running = sandbox_running if sandbox else daemon_running(live_dir) and not sandbox_running
     pages_at = journal.get_meta(META_PAGES_AT)
     pages = journal.get_meta(META_PAGES)
     return {
         "world": "sandbox" if sandbox else "live",
-        "running": sandbox_running if sandbox else daemon_running(live_dir) and not sandbox_running,
+        "running": running,
+        "live": commands_control.live_report(live_dir) if running else None,
         "other_world_running": not sandbox and sandbox_running,
         "other_world_journal": not sandbox and has_sandbox_journal(live_dir),
         "mode": journal.get_meta(META_MODE) or "unknown",
@@ -713,6 +711,7 @@ def _print_status(report: dict[str, object]) -> None:
     if report["other_world_running"]:
         running += " (a SANDBOX daemon is running: pdfocr-watcher status --sandbox)"
     print(f"{mark}Daemon: {running}")
+    commands_control.print_live(report["live"])
     if report["held"]:
         print(f"{mark}QUEUE HELD: {report['held']}")
     if report["service_problem"]:
@@ -754,56 +753,6 @@ def _print_status(report: dict[str, object]) -> None:
         print(
             "The SANDBOX keeps its own journal, not counted here: pdfocr-watcher status --sandbox"
         )
-
-
-def command_retry(args: argparse.Namespace) -> int:
-    if not args.jobs and not args.failed:
-        print(
-            "pdfocr-watcher: name job numbers (see `pdfocr-watcher status`) or use --failed",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
-    config = load_optional_config(args)
-    journal = Journal.in_folder(config.files.state_dir)
-    try:
-        if args.failed:
-            # Not the files held because the service may already have them: sending those
-            # again may be charged twice, so each is named by the user (`retry JOB`).
-            held = journal.jobs(states=(JobState.HELD,))
-            unsure = [job for job in held if job.hold is HoldKind.UNCERTAIN]
-            jobs = journal.jobs(states=(JobState.FAILED,))
-            jobs += [job for job in held if job.hold is not HoldKind.UNCERTAIN]
-            if unsure:
-                numbers = " ".join(str(job.id) for job in unsure)
-                print(
-                    f"{count(len(unsure), 'held file')} the service may already have "
-                    f"{'is' if len(unsure) == 1 else 'are'} left alone; "
-                    f"to send them again (which may be charged twice): pdfocr-watcher retry "
-                    f"{numbers}"
-                )
-        else:
-            jobs = [job for job in map(journal.get, args.jobs) if job is not None]
-        retried = sum(_retry(journal, job) for job in jobs)
-        approved = any(job.hold is HoldKind.UNCERTAIN for job in jobs)
-        if approved and journal.get_meta(META_BREAKER) is not None:
-            # The user has looked at what the service lost: the circuit breaker is theirs.
-            journal.set_meta(META_BREAKER, None)
-            print(
-                "The queue stopped because the service lost files goes on: now if no "
-                "pdfocr-watcher is running, else at its next start or with Resume queue."
-            )
-    finally:
-        journal.close()
-    print(f"{count(retried, 'job')} queued again.")
-    return EXIT_OK if retried or not args.jobs else EXIT_FAILED
-
-
-def _retry(journal: Journal, job: Job) -> bool:
-    from watcher.runner import requeue
-
-    problem = requeue(journal, job)
-    print(f"#{job.id} {job.display_name}: {problem or 'queued again'}")
-    return problem is None
 
 
 def command_sandbox(args: argparse.Namespace) -> int:
