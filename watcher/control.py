@@ -117,7 +117,7 @@ def socket_path(state_dir: Path) -> Path:
     path = state_dir.absolute() / SOCKET_FILE_NAME
     if len(os.fsencode(path)) <= MAX_SOCKET_PATH:
         return path
-    digest = hashlib.sha256(os.fsencode(state_dir.absolute())).hexdigest()[:24]
+    digest = hashlib.sha256(os.fsencode(state_dir.absolute())).hexdigest()[:16]
     return _runtime_dir() / f"pdfocr-watcher-{digest}.sock"
 
 
