@@ -156,7 +156,12 @@ class _UnixListener:
         """The next caller, or None for one that is not this user (Linux tells us)."""
         sock, _ = self._sock.accept()
         if hasattr(socket, "SO_PEERCRED"):
-            creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            try:
+                creds = sock.getsockopt(
+                    socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")
+                )
+            except OSError:
+                creds = struct.pack("3i", 0, -1, -1)  # gone already, or unknown: not ours
             _pid, uid, _gid = struct.unpack("3i", creds)
             if uid != os.geteuid():
                 log.warning("refused a control connection from user id %d", uid)
@@ -165,8 +170,10 @@ class _UnixListener:
         return _SocketChannel(sock, REQUEST_SECONDS)
 
     def wake(self) -> None:
-        """Ends a blocked accept() by connecting to ourselves (closing a listening socket
-        from another thread does not wake it everywhere)."""
+        """Ends a blocked accept(): Linux wakes it on shutdown(), other systems when we
+        connect to ourselves (which fails if someone removed the socket file)."""
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as sock:
             sock.settimeout(1.0)
             sock.connect(str(self.path))
@@ -388,9 +395,10 @@ class ControlServer:
             try:
                 channel = listener.accept()
             except OSError as exc:
-                if not self._closing.is_set():
-                    log.error("the control channel stopped (%s)", exc)
-                return
+                if not self._closing.is_set():  # out of file handles, say: try again soon
+                    log.warning("a control connection could not be taken (%s)", exc)
+                    self._closing.wait(1.0)
+                continue
             if channel is None:
                 continue
             try:
