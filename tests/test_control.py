@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -79,7 +80,7 @@ def controlled(daemon: Daemon) -> Iterator[None]:
 def test_pause_keeps_a_dropped_file_queued_until_resume_and_status_shows_it_under_way(
     make_sandbox, tmp_path: Path
 ) -> None:
-    box = make_sandbox(seconds_per_page=1.0, cut_after=0.2)
+    box = make_sandbox(seconds_per_page=6.0, cut_after=0.2)  # time for two `status` calls
     rules = write_rules(tmp_path, box)
     with daemon_process(rules):
         sock = tmp_path / "state" / "control.sock"
@@ -104,7 +105,7 @@ def test_pause_keeps_a_dropped_file_queued_until_resume_and_status_shows_it_unde
         live = json.loads(cli(rules, "status", "--json").stdout)["live"]
         assert live["paused"] is False
         assert [job["file"] for job in live["jobs"]] == ["memo.pdf"]
-        wait_for(lambda: (tmp_path / "outbox" / "memo.txt").exists(), what="converted")
+        wait_for(lambda: (tmp_path / "outbox" / "memo.txt").exists(), timeout=60, what="converted")
     assert len(box.ledger()) == 1
 
 
@@ -322,3 +323,35 @@ def test_the_socket_is_created_mode_0600_whatever_the_umask(tmp_path: Path) -> N
         assert [p.name for p in tmp_path.iterdir()] == ["control.sock"]  # no staging left
     finally:
         server.close()
+
+
+def test_after_a_kill_the_left_socket_answers_nothing_and_the_next_start_replaces_it(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    rules = write_rules(tmp_path, sandbox)
+    sock = tmp_path / "state" / "control.sock"
+    with daemon_process(rules) as process:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    assert stat.S_ISSOCK(sock.lstat().st_mode)  # left behind by the kill
+    assert "nothing to pause" in cli(rules, "pause").stdout
+    with daemon_process(rules):
+        assert "Paused until" in cli(rules, "pause", "--for", "10m").stdout
+
+
+def test_retry_says_when_a_paused_daemon_will_send_and_unknown_requests_are_refused(
+    sandbox: Sandbox, tmp_path: Path, make_daemon: MakeDaemon, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = write_rules(tmp_path, sandbox)
+    daemon = make_daemon(rules)
+    (tmp_path / "inbox" / "to-text" / "empty.pdf").write_bytes(b"")
+    wait_for(lambda: daemon.journal.counts().get(JobState.FAILED) == 1, what="failed")
+    with controlled(daemon):
+        daemon.pause(None)
+        assert main(["retry", "1", "1", "--config", str(rules)]) == 0
+        said = capsys.readouterr().out
+        assert said.count("#1 empty.pdf: queued again") == 1
+        assert "1 job queued again; they are sent when the pause ends (resumed)" in said
+        refused = ask(tmp_path / "state", {"command": "dance"})
+        assert refused is not None and refused["ok"] is False
+        assert "does not know the command 'dance'" in refused["error"]
