@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_FAILED = 0, 1
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2  # as in cli
 STOP_WAIT_SECONDS = 60.0  # the daemon lets a request in the middle finish (up to a few s)
 IN_PROGRESS = {
     JobState.UPLOADING: "uploading",
@@ -41,6 +41,7 @@ IN_PROGRESS = {
     JobState.FILING: "filing the result",
 }
 LIVE_JOBS_SHOWN = 20
+STATUS_SECONDS = 10.0  # `status` still prints the journal's report if the daemon is slow
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -96,7 +97,7 @@ def command_pause(args: argparse.Namespace) -> int:
     request = {"command": "pause", "seconds": args.duration, "tomorrow": args.until_tomorrow}
     reply = _ask(state_dir, request)
     if reply is None:
-        print(f"No pdfocr-watcher is running on {state_dir}: there is nothing to pause.")
+        _none_running(state_dir, "there is nothing to pause.")
         return EXIT_FAILED
     return _said(reply)
 
@@ -105,9 +106,10 @@ def command_resume(args: argparse.Namespace) -> int:
     state_dir = _config(args).files.state_dir
     reply = _ask(state_dir, {"command": "resume"})
     if reply is None:
-        print(
-            f"No pdfocr-watcher is running on {state_dir}: there is nothing to resume (a pause "
-            "ends with the daemon). Held files wait for `pdfocr-watcher retry JOB`."
+        _none_running(
+            state_dir,
+            "there is nothing to resume (a pause ends with the daemon). Held files wait for "
+            "`pdfocr-watcher retry JOB`.",
         )
         return EXIT_OK
     return _said(reply)
@@ -117,7 +119,7 @@ def command_stop(args: argparse.Namespace) -> int:
     state_dir = _config(args).files.state_dir
     reply = _ask(state_dir, {"command": "stop"})
     if reply is None:
-        print(f"No pdfocr-watcher is running on {state_dir}: there is nothing to stop.")
+        _none_running(state_dir, "there is nothing to stop.")
         return EXIT_OK
     if _said(reply) != EXIT_OK:
         return EXIT_FAILED
@@ -140,7 +142,7 @@ def command_retry(args: argparse.Namespace) -> int:
             "pdfocr-watcher: name job numbers (see `pdfocr-watcher status`) or use --failed",
             file=sys.stderr,
         )
-        return 2
+        return EXIT_USAGE
     state_dir = _config(args).files.state_dir
     request = {"command": "retry", "jobs": args.jobs, "failed": args.failed}
     reply = ask(state_dir, request)
@@ -185,10 +187,15 @@ def _ask(state_dir: Path, request: Message) -> Message | None:
     reply = ask(state_dir, request)
     if reply is None and daemon_running(state_dir):
         raise WatcherError(
-            f"pdfocr-watcher runs on {state_dir} but does not answer on its control channel "
+            f"pdfocr-watcher runs with the state folder {state_dir} but does not answer on its "
+            "control channel "
             "(it may be starting: try again in a moment; its log says why otherwise)"
         )
     return reply
+
+
+def _none_running(state_dir: Path, then: str) -> None:
+    print(f"No pdfocr-watcher is running with the state folder {state_dir}: {then}")
 
 
 def _said(reply: Message) -> int:
@@ -275,7 +282,7 @@ def live_report(state_dir: Path) -> dict[str, Any] | None:
     if not daemon_running(state_dir):
         return None
     try:
-        reply = ask(state_dir, {"command": "status"})
+        reply = ask(state_dir, {"command": "status"}, timeout=STATUS_SECONDS)
     except ControlError as exc:
         return {"error": str(exc)}
     if reply is None:

@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 SOCKET_FILE_NAME = "control.sock"
 KEY_FILE_NAME = "control.key"
-REPLY_SECONDS = 30.0  # a retry moves originals back from the failed folder: it may take a while
+REPLY_SECONDS = 60.0  # `retry --failed` moves every original back: it may take a while
 REQUEST_SECONDS = 5.0  # a caller that connects and says nothing is dropped after this
 MAX_MESSAGE = 1 << 20
 # sun_path holds 108 bytes on Linux, 104 on macOS and the BSDs, with the terminating NUL.
