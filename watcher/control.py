@@ -32,7 +32,6 @@ import sys
 import tempfile
 import threading
 from collections.abc import Callable
-from multiprocessing import AuthenticationError, connection
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -255,10 +254,19 @@ def _connect_unix(state_dir: Path, timeout: float) -> _Channel | None:
 # -- Windows: a named pipe and a key ---------------------------------------------------------
 
 
+class _Bytes(Protocol):
+    """What we use of a multiprocessing connection (a PipeConnection on Windows)."""
+
+    def send_bytes(self, buf: bytes) -> None: ...
+    def recv_bytes(self, maxlength: int | None = None) -> bytes: ...
+    def poll(self, timeout: float | None = 0.0) -> bool: ...
+    def close(self) -> None: ...
+
+
 class _ConnectionChannel:
     """A multiprocessing connection, used only through its byte messages (never pickled)."""
 
-    def __init__(self, conn: connection.Connection, timeout: float):
+    def __init__(self, conn: _Bytes, timeout: float):
         self._conn = conn
         self._timeout = timeout
 
@@ -287,6 +295,8 @@ class _KeyedListener:
     challenge is exchanged after accept, with the caller's timeout."""
 
     def __init__(self, address: str, family: str, key_file: Path):
+        from multiprocessing import connection  # only here: the commands start quicker
+
         self._address, self._family = address, family
         self._key = _write_key(key_file)
         try:
@@ -298,6 +308,8 @@ class _KeyedListener:
             ) from None
 
     def accept(self) -> _Channel | None:
+        from multiprocessing import AuthenticationError, connection
+
         conn = self._listener.accept()
         try:
             connection.deliver_challenge(conn, self._key)
@@ -309,6 +321,8 @@ class _KeyedListener:
         return _ConnectionChannel(conn, REQUEST_SECONDS)
 
     def wake(self) -> None:
+        from multiprocessing import connection
+
         with contextlib.suppress(OSError):
             connection.Client(self._address, family=self._family).close()
 
@@ -329,6 +343,8 @@ def _write_key(path: Path) -> bytes:
 
 
 def _connect_keyed(address: str, family: str, key_file: Path, timeout: float) -> _Channel | None:
+    from multiprocessing import AuthenticationError, connection
+
     try:
         key = bytes.fromhex(key_file.read_text(encoding="ascii").strip())
     except FileNotFoundError:
