@@ -12,9 +12,9 @@ derived from the state folder's path.
 
 Windows: a named pipe whose name derives from the state folder; each side proves to the other
 that it knows a random key that the daemon writes at start into `control.key` in the state
-folder (readable by the user's account only, as the user's profile folders are). This path
-is written for Windows but has not been run there; the key exchange itself is tested here on
-a Unix socket.
+folder: the folder's permissions guard the key (the default state folder, in the user's
+profile, is the user's alone). This path is written for Windows but has not been run there;
+the key exchange itself is tested here on a Unix socket.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ MAX_MESSAGE = 1 << 20
 # sun_path holds 108 bytes on Linux, 104 on macOS and the BSDs, with the terminating NUL.
 MAX_SOCKET_PATH = 100
 _HEADER = struct.Struct("!I")
-# Windows has no Unix sockets here: a named pipe (multiprocessing's family) and a key instead.
+# Python has no Unix sockets on Windows: a named pipe (multiprocessing's family) and a key instead.
 KEYED_FAMILY: str | None = "AF_PIPE" if sys.platform == "win32" else None
 
 Message = dict[str, Any]
@@ -99,13 +99,13 @@ class _SocketChannel:
         return _decode(self._exactly(size))
 
     def _exactly(self, size: int) -> bytes:
-        data = b""
+        data = bytearray()
         while len(data) < size:
             chunk = self._sock.recv(size - len(data))
             if not chunk:
                 raise ControlError("the other side of the control channel hung up")
             data += chunk
-        return data
+        return bytes(data)
 
     def close(self) -> None:
         self._sock.close()
