@@ -355,3 +355,62 @@ def test_retry_says_when_a_paused_daemon_will_send_and_unknown_requests_are_refu
         refused = ask(tmp_path / "state", {"command": "dance"})
         assert refused is not None and refused["ok"] is False
         assert "does not know the command 'dance'" in refused["error"]
+
+
+NOBODY = 65534
+
+
+def connect_as_nobody(path: Path) -> str:
+    """Connects to `path` and sends a request from a forked child that has become another
+    user; what happened, in a word."""
+    pid = os.fork()
+    if pid == 0:  # the child: only socket calls, then out
+        code = 1
+        try:
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.settimeout(10)
+                sock.connect(str(path))
+                payload = json.dumps({"command": "stop"}).encode()
+                sock.sendall(len(payload).to_bytes(4, "big") + payload)
+                code = 0 if sock.recv(100) else 3
+        except PermissionError:
+            code = 2
+        except ConnectionError:  # reset or broken pipe: closed on us with our request unread
+            code = 3
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return {0: "answered", 2: "refused by the file mode", 3: "hung up"}.get(
+        os.waitstatus_to_exitcode(status), "failed"
+    )
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0 or not hasattr(socket, "SO_PEERCRED"),
+    reason="becoming another user needs root; the user id check needs Linux",
+)
+def test_another_user_can_neither_open_the_socket_nor_be_answered_through_a_loose_one(
+    request: pytest.FixtureRequest,
+) -> None:
+    state_dir = Path(tempfile.mkdtemp())  # /tmp: another user can reach the socket's folder
+    request.addfinalizer(lambda: shutil.rmtree(state_dir))
+    state_dir.chmod(0o755)
+    asked: list[control.Message] = []
+
+    def handle(message: control.Message) -> control.Message:
+        asked.append(message)
+        return {"ok": True}
+
+    server = ControlServer(state_dir, handle).start()
+    try:
+        assert connect_as_nobody(socket_path(state_dir)) == "refused by the file mode"
+        socket_path(state_dir).chmod(0o666)  # loosened by someone: the user id check remains
+        assert connect_as_nobody(socket_path(state_dir)) == "hung up"
+        assert asked == []
+        assert ask(state_dir, {"command": "status"}) == {"ok": True}
+        assert asked == [{"command": "status"}]
+    finally:
+        server.close()
