@@ -51,7 +51,12 @@ def register(
 ) -> None:
     """Adds `pause`, `resume`, `stop` and `retry` to the command line (cli.py calls this)."""
     pause = commands.add_parser(
-        "pause", parents=[common], help="stop sending new files for a while (the daemon runs on)"
+        "pause",
+        parents=[common],
+        help="stop sending new files for a while (the daemon runs on)",
+        description="The running daemon sends no new file: for DURATION, until tomorrow "
+        "08:00, or, with neither, until `pdfocr-watcher resume`. What the service has already "
+        "is finished and filed.",
     )
     how_long = pause.add_mutually_exclusive_group()
     how_long.add_argument(
