@@ -414,3 +414,37 @@ def test_another_user_can_neither_open_the_socket_nor_be_answered_through_a_loos
         assert asked == [{"command": "status"}]
     finally:
         server.close()
+
+
+def test_retry_takes_the_numbers_from_the_world_status_shows(
+    sandbox: Sandbox, tmp_path: Path, make_daemon: MakeDaemon, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After the demo only the sandbox has a journal: `retry` acts there, in the running
+    sandbox daemon or in its journal, and never starts a live journal by asking."""
+    rules = write_rules(tmp_path, sandbox)
+    state = tmp_path / "state"
+    (tmp_path / "inbox" / "to-text" / "empty.pdf").write_bytes(b"")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "watcher", "run", "--sandbox", "--no-tray", "--config", str(rules)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: journal_states(state / "sandbox") == ["failed"], timeout=60, what="failed")
+        retried = cli(rules, "retry", "1")
+        assert retried.returncode == 0, retried.stderr
+        assert "#1 empty.pdf: queued again" in retried.stdout
+        assert "is on them now" in retried.stdout
+        wait_for(lambda: journal_states(state / "sandbox") == ["failed"], what="failed again")
+        assert cli(rules, "stop").returncode == 0
+        process.wait(timeout=30)
+    finally:
+        stop_process(process)
+    offline = cli(rules, "retry", "--failed")
+    assert "queued again in the SANDBOX journal" in offline.stdout
+    assert not (state / "journal.sqlite3").exists()
+
+    daemon = make_daemon(rules)  # a live one now: the sandbox's numbers are not its own
+    with controlled(daemon):
+        assert main(["retry", "--sandbox", "1", "--config", str(rules)]) == 1
+        assert "runs live" in capsys.readouterr().err

@@ -53,6 +53,7 @@ from watcher.wording import count
 from watcher.world import (
     SANDBOX_SERVICE_FOLDER,
     has_sandbox_journal,
+    journal_world,
     sandbox_state_dir,
     set_apart_old_sandbox_journal,
 )
@@ -627,10 +628,8 @@ def command_status(args: argparse.Namespace) -> int:
     """The live world's journal; the sandbox's with --sandbox, or when only it has one (a
     first look after the demo). The two are never added together."""
     config = load_optional_config(args)
-    live_dir = config.files.state_dir
-    live_journal = live_dir / JOURNAL_FILE_NAME
-    sandbox = args.sandbox or (not live_journal.exists() and has_sandbox_journal(live_dir))
-    journal_path = (sandbox_state_dir(live_dir) if sandbox else live_dir) / JOURNAL_FILE_NAME
+    folder, sandbox = journal_world(config.files.state_dir, sandbox=args.sandbox)
+    journal_path = folder / JOURNAL_FILE_NAME
     if not journal_path.exists():
         world = "SANDBOX journal" if sandbox else "journal"
         print(f"No {world} yet at {journal_path}: the daemon has not run with these rules.")

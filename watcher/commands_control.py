@@ -24,7 +24,8 @@ from watcher.control import ControlError, ControlServer, Message, ask
 from watcher.errors import WatcherError
 from watcher.instance import daemon_running
 from watcher.jobs import HoldKind, Job, JobState
-from watcher.journal import META_BREAKER, META_HOLD, Journal
+from watcher.journal import JOURNAL_FILE_NAME, META_BREAKER, META_HOLD, Journal
+from watcher.world import journal_world
 
 if TYPE_CHECKING:
     from watcher.config import Config
@@ -79,6 +80,7 @@ def register(
     retry = commands.add_parser("retry", parents=[common], help="queue failed or held jobs again")
     retry.add_argument("jobs", nargs="*", type=int, metavar="JOB")
     retry.add_argument("--failed", action="store_true", help="every failed job")
+    retry.add_argument("--sandbox", action="store_true", help="jobs of the sandbox's own journal")
     retry.set_defaults(handler=command_retry)
 
 
@@ -142,6 +144,9 @@ def command_stop(args: argparse.Namespace) -> int:
 
 
 def command_retry(args: argparse.Namespace) -> int:
+    """Job numbers are those `status` shows: of the live journal, or of the sandbox's (with
+    --sandbox, or when only it has a journal), so the running daemon is asked only when it
+    runs in that world."""
     if not args.jobs and not args.failed:
         print(
             "pdfocr-watcher: name job numbers (see `pdfocr-watcher status`) or use --failed",
@@ -149,12 +154,17 @@ def command_retry(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     state_dir = _config(args).files.state_dir
-    request = {"command": "retry", "jobs": args.jobs, "failed": args.failed}
+    folder, sandbox = journal_world(state_dir, sandbox=args.sandbox)
+    request = {"command": "retry", "jobs": args.jobs, "failed": args.failed, "sandbox": sandbox}
     reply = ask(state_dir, request)
     if reply is not None:
         return _said(reply)
+    world = "SANDBOX journal" if sandbox else "journal"
+    if not (folder / JOURNAL_FILE_NAME).exists():
+        print(f"No {world} yet at {folder}: there is nothing to retry.")
+        return EXIT_FAILED
     running = daemon_running(state_dir)
-    journal = Journal.in_folder(state_dir)
+    journal = Journal.in_folder(folder)
     try:
         outcome = requeue_jobs(journal, args.jobs, every_failed=args.failed)
         if outcome.approved and journal.get_meta(META_BREAKER) is not None:
@@ -167,10 +177,10 @@ def command_retry(args: argparse.Namespace) -> int:
         journal.close()
     if outcome.queued:
         outcome.lines.append(
-            f"{_jobs(outcome.queued)} queued again; "
+            f"{_jobs(outcome.queued)} queued again in the {world}; "
             + (
                 "the running pdfocr-watcher, which does not answer on its control channel, "
-                "takes them within 30 seconds."
+                "takes them within 30 seconds if it runs in that world."
                 if running
                 else "they are sent when pdfocr-watcher starts (`pdfocr-watcher run`)."
             )
@@ -433,6 +443,18 @@ def _retry(daemon: Daemon, request: Message) -> Message:
     numbers, every_failed = request.get("jobs"), request.get("failed") is True
     if not isinstance(numbers, list) or not all(type(n) is int for n in numbers):
         return {"ok": False, "error": f"job numbers are whole numbers, not {numbers!r}"}
+    if request.get("sandbox") is not daemon.sandbox:  # the numbers are another journal's
+        if daemon.sandbox:
+            error = (
+                "the running pdfocr-watcher runs on the SANDBOX, and these are the live "
+                "journal's jobs: add --sandbox for the sandbox's, or stop it first"
+            )
+        else:
+            error = (
+                "the running pdfocr-watcher runs live, and these are the SANDBOX journal's "
+                "jobs: stop it first (`pdfocr-watcher stop`)"
+            )
+        return {"ok": False, "error": error}
     outcome = requeue_jobs(daemon.journal, numbers, every_failed=every_failed)
     if every_failed:
         daemon.acknowledge_failures()

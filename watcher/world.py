@@ -81,3 +81,12 @@ def set_apart_old_sandbox_journal(config: Config) -> Path | None:
         if part.exists():
             os.replace(part, target.with_name(target.name + suffix))
     return target
+
+
+def journal_world(state_dir: Path, *, sandbox: bool) -> tuple[Path, bool]:
+    """The state folder whose journal a command reads, and whether it is the sandbox's: the
+    sandbox's when asked (`--sandbox`), or when only it has a journal (a first look after
+    the demo)."""
+    if sandbox or (not (state_dir / JOURNAL_FILE_NAME).exists() and has_sandbox_journal(state_dir)):
+        return sandbox_state_dir(state_dir), True
+    return state_dir, False
