@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from watcher.control import ControlError, ControlServer, Message, ask
-from watcher.errors import WatcherError
+from watcher.errors import EXIT_OK, WatcherError
 from watcher.instance import daemon_running
 from watcher.jobs import HoldKind, Job, JobState
 from watcher.journal import JOURNAL_FILE_NAME, META_BREAKER, META_HOLD, Journal
+from watcher.wording import count
 from watcher.world import journal_world
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2  # as in cli
+EXIT_FAILED, EXIT_USAGE = 1, 2  # as in cli
 STOP_WAIT_SECONDS = 60.0  # the daemon lets a request in the middle finish (up to a few s)
 IN_PROGRESS = {
     JobState.UPLOADING: "uploading",
@@ -177,7 +178,7 @@ def command_retry(args: argparse.Namespace) -> int:
         journal.close()
     if outcome.queued:
         outcome.lines.append(
-            f"{_jobs(outcome.queued)} queued again in the {world}; "
+            f"{count(outcome.queued, 'job')} queued again in the {world}; "
             + (
                 "the running pdfocr-watcher, which does not answer on its control channel, "
                 "takes them within 30 seconds if it runs in that world."
@@ -223,10 +224,6 @@ def _said(reply: Message) -> int:
     return EXIT_OK if reply.get("complete", True) else EXIT_FAILED
 
 
-def _jobs(count: int) -> str:
-    return "1 job" if count == 1 else f"{count} jobs"
-
-
 @dataclass
 class Requeued:
     """What a retry did, per job, in words."""
@@ -257,7 +254,8 @@ def requeue_jobs(journal: Journal, numbers: Sequence[int], *, every_failed: bool
         if unsure:
             numbers_left = " ".join(str(job.id) for job in unsure)
             outcome.lines.append(
-                f"{len(unsure)} held file(s) the service may already have are left alone; "
+                f"{count(len(unsure), 'held file')} the service may already have "
+                f"{'is' if len(unsure) == 1 else 'are'} left alone; "
                 f"to send them again (which may be charged twice): pdfocr-watcher retry "
                 f"{numbers_left}"
             )
@@ -427,7 +425,8 @@ def _resume(daemon: Daemon) -> Message:
         lines.append(f"The held queue goes on (it was held: {queue_hold.split(' — ')[0]}).")
     if budget:
         lines.append(
-            f"{budget} file(s) held by the credit guard or the daily page limit are sent now."
+            f"{count(budget, 'file')} held by the credit guard or the daily page limit "
+            f"{'is' if budget == 1 else 'are'} sent now."
         )
     if unsure:
         lines.append(
@@ -470,5 +469,5 @@ def _retry(daemon: Daemon, request: Message) -> Message:
             after = f"they are sent when the pause ends ({until(s.paused_until)})"
         else:
             after = "the running pdfocr-watcher is on them now"
-        outcome.lines.append(f"{_jobs(outcome.queued)} queued again; {after}.")
+        outcome.lines.append(f"{count(outcome.queued, 'job')} queued again; {after}.")
     return outcome.reply()
