@@ -19,8 +19,9 @@ from watcher.runner import JobRunner
 
 log = logging.getLogger(__name__)
 
-# A bound on sleeping: `pdfocr-watcher retry`, run in another process, re-queues jobs in the
-# journal without a way to wake us.
+# A bound on sleeping: `pdfocr-watcher retry` wakes the workers over the control channel, but a
+# journal changed with no channel to tell us (a daemon whose socket could not be made, another
+# process's requeue while we start) is seen at the next look.
 IDLE_CHECK_SECONDS = 30.0
 JOURNAL_RETRY_SECONDS = 5.0  # a journal that cannot be written stops this worker's work
 CRASH_RETRY_SECONDS = 60.0  # a job that hit a bug is tried again after this
