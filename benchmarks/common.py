@@ -1,5 +1,5 @@
 """Shared helpers of the benchmarks: rules files, a sandbox and a daemon in their own processes,
-and what /proc says about a process.
+the bare client the daemon is measured against, and what /proc says about a process.
 
 Every benchmark prints one `<name> figures: ...` line and one `budget: PASS|FAIL ...` line
 per budget, and exits 0 whether or not a budget is met (figures are information); only a
@@ -9,8 +9,10 @@ crash exits non-zero. All traffic stays on 127.0.0.1.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
+import queue
 import signal
 import socket
 import sqlite3
@@ -18,10 +20,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+
+import requests
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
@@ -215,6 +219,11 @@ def wait_until(condition, timeout: float, interval: float = 0.1, what: str = "")
     return False
 
 
+def last_filed(journal: Path) -> float:
+    """Epoch seconds of the journal's newest job change: its last job filed, once all are done."""
+    return float(query(journal, "SELECT MAX(updated_at) FROM jobs")[0][0] or 0)
+
+
 def log_time_of(log: Path, text: str) -> float | None:
     """Epoch seconds of the first log line containing `text` (the log has milliseconds)."""
     with contextlib.suppress(OSError):
@@ -338,6 +347,23 @@ class DaemonProcess:
             raise RuntimeError(f"the daemon did not start: {self.stderr_tail()}")
         return found[0]
 
+    def wait_done(self, count: int, timeout: float, interval: float = 0.1) -> None:
+        """Until `count` jobs are done in its journal; raises, with the jobs' states and its
+        last words, if it exits first or the time runs out."""
+        journal = self.setup.journal
+        wait_until(
+            lambda: count_jobs(journal, "done") >= count or not self.alive(),
+            timeout=timeout,
+            interval=interval,
+            what=f"{count} jobs done",
+        )
+        done = count_jobs(journal, "done")
+        if done < count:
+            states = query(journal, "SELECT state, COUNT(*) FROM jobs GROUP BY state")
+            raise RuntimeError(
+                f"daemon run: {done}/{count} done, states {states}\n{self.stderr_tail()}"
+            )
+
     def stderr_tail(self, lines: int = 15) -> str:
         with contextlib.suppress(OSError):
             return "\n".join(self.stderr_path.read_text(errors="replace").splitlines()[-lines:])
@@ -355,6 +381,77 @@ class DaemonProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def sandbox_charges(url: str) -> int:
+    """How many conversions the sandbox process at `url` has charged (its ledger)."""
+    base = url.rsplit("/", 1)[0]
+    return len(json.loads(requests.get(f"{base}/_sandbox/ledger", timeout=10).text)["charges"])
+
+
+# -- the bare client: what the daemon is measured against --------------------------------------
+
+
+def bare_client(
+    files: Sequence[Path], threads: int, convert: Callable[[requests.Session, Path], str | None]
+) -> float:
+    """`convert(session, path)` for every file, on `threads` threads with a requests session
+    each; returns the seconds from the threads' start to the last file through. `convert`
+    returns why a file failed, or None; a failure is raised once all are through."""
+    todo: queue.Queue[Path] = queue.Queue()
+    for path in files:
+        todo.put(path)
+    errors: list[str] = []
+
+    def work() -> None:
+        session = requests.Session()
+        while True:
+            try:
+                path = todo.get_nowait()
+            except queue.Empty:
+                break
+            error = convert(session, path)
+            if error is not None:
+                errors.append(f"{path.name}: {error}")
+        session.close()
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise RuntimeError(f"bare run: {len(errors)} failed, first: {errors[0]}")
+    return elapsed
+
+
+def bare_upload(
+    session: requests.Session, url: str, key: str, path: Path, remote: str, outformat: str
+) -> requests.Response:
+    """The upload of one file as `remote`, as the API's contract has it (OCR, English)."""
+    with path.open("rb") as handle:
+        return session.post(
+            url,
+            data={
+                "apikey": key,
+                "lang": "English",
+                "outformat": outformat,
+                "ocr": "1",
+                "filename": remote,
+            },
+            files={"file": (remote, handle, "application/octet-stream")},
+            timeout=120,
+        )
+
+
+def bare_download(session: requests.Session, link: str, target: Path) -> None:
+    with session.get(link, stream=True, timeout=120) as download:
+        download.raise_for_status()
+        with target.open("wb") as out:
+            for chunk in download.iter_content(64 * 1024):
+                out.write(chunk)
 
 
 def cpu_seconds(pid: int) -> float:

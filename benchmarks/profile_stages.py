@@ -38,7 +38,6 @@ from common import (
     DaemonProcess,
     SandboxProcess,
     budget,
-    count_jobs,
     cpu_seconds,
     figures,
     machine,
@@ -231,14 +230,7 @@ def daemon_instructions(root: Path, url: str, key: str, count: int) -> int:
     CallgrindDaemon.out = root / "callgrind.out"
     with CallgrindDaemon(setup) as daemon:
         daemon.wait_started(timeout=600)
-        wait_until(
-            lambda: count_jobs(setup.journal, "done") >= count or not daemon.alive(),
-            timeout=max(600.0, count * 3.0),
-            interval=0.5,
-            what=f"{count} jobs done",
-        )
-        if count_jobs(setup.journal, "done") < count:
-            raise RuntimeError(f"not all done:\n{daemon.stderr_tail()}")
+        daemon.wait_done(count, timeout=max(600.0, count * 3.0), interval=0.5)
         time.sleep(1.0 if count else 3.0)  # the start-up run idles a moment too
     return _instructions(CallgrindDaemon.out)
 
@@ -305,13 +297,7 @@ def run_daemon(root: Path, url: str, key: str, count: int, report: Path) -> dict
         with InstrumentedDaemon(setup) as daemon:
             daemon.wait_started(timeout=600)
             cpu_before = cpu_seconds(daemon.pid)
-            wait_until(
-                lambda: count_jobs(setup.journal, "done") >= count or not daemon.alive(),
-                timeout=max(600.0, count * 3.0),
-                what=f"{count} jobs done",
-            )
-            if count_jobs(setup.journal, "done") < count:
-                raise RuntimeError(f"not all done:\n{daemon.stderr_tail()}")
+            daemon.wait_done(count, timeout=max(600.0, count * 3.0))
             cpu = cpu_seconds(daemon.pid) - cpu_before
             os.kill(daemon.pid, signal.SIGUSR1)
             wait_until(report.exists, timeout=30, interval=0.05, what="the stage report")

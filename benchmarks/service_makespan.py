@@ -18,9 +18,7 @@ measures is that the daemon's journaling, checks and filing add nothing a user c
 from __future__ import annotations
 
 import argparse
-import queue
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -30,14 +28,15 @@ import requests
 from common import (
     DaemonProcess,
     SandboxProcess,
+    bare_client,
+    bare_download,
+    bare_upload,
     budget,
-    count_jobs,
     figures,
+    last_filed,
     machine,
     note,
-    query,
     temp_root,
-    wait_until,
     write_config,
 )
 
@@ -65,10 +64,6 @@ def bare_run(url: str, key: str, files: list[Path], outdir: Path, poll_interval:
     """Upload, poll after a 524 (at once, then every poll_interval), download; 8 threads.
     Returns the seconds from the first upload to the last file written."""
     outdir.mkdir(parents=True, exist_ok=True)
-    todo: queue.Queue[Path] = queue.Queue()
-    for path in files:
-        todo.put(path)
-    errors: list[str] = []
 
     def link_of(reply: requests.Response) -> str | None:
         try:
@@ -76,49 +71,21 @@ def bare_run(url: str, key: str, files: list[Path], outdir: Path, poll_interval:
         except (ValueError, KeyError, TypeError):
             return None  # a 524 page, or not ready yet
 
-    def work() -> None:
-        session = requests.Session()
-        while True:
-            try:
-                path = todo.get_nowait()
-            except queue.Empty:
-                break
-            remote = f"{path.stem}-bare.pdf"
-            fields = {"apikey": key, "lang": "English", "outformat": "pdf", "ocr": "1"}
-            with path.open("rb") as handle:
-                reply = session.post(
-                    url,
-                    data={**fields, "filename": remote},
-                    files={"file": (remote, handle, "application/octet-stream")},
-                    timeout=120,
-                )
-            link = link_of(reply)
-            deadline = time.monotonic() + 600
-            while link is None and time.monotonic() < deadline:
-                poll = {"apikey": key, "filename": remote, "outformat": "pdf"}
-                link = link_of(session.get(url, params=poll, timeout=30))
-                if link is None:
-                    time.sleep(poll_interval)
+    def convert(session: requests.Session, path: Path) -> str | None:
+        remote = f"{path.stem}-bare.pdf"
+        link = link_of(bare_upload(session, url, key, path, remote, "pdf"))
+        deadline = time.monotonic() + 600
+        while link is None and time.monotonic() < deadline:
+            poll = {"apikey": key, "filename": remote, "outformat": "pdf"}
+            link = link_of(session.get(url, params=poll, timeout=30))
             if link is None:
-                errors.append(f"{path.name}: no result")
-                continue
-            with session.get(link, stream=True, timeout=120) as download:
-                download.raise_for_status()
-                with (outdir / path.name).open("wb") as out:
-                    for chunk in download.iter_content(64 * 1024):
-                        out.write(chunk)
-        session.close()
+                time.sleep(poll_interval)
+        if link is None:
+            return "no result"
+        bare_download(session, link, outdir / path.name)
+        return None
 
-    threads = [threading.Thread(target=work) for _ in range(CONCURRENCY)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
-    if errors:
-        raise RuntimeError(f"bare run: {len(errors)} failed, first: {errors[0]}")
-    return elapsed
+    return bare_client(files, CONCURRENCY, convert)
 
 
 def daemon_run(
@@ -136,17 +103,8 @@ def daemon_run(
     write_batch(setup.inboxes[0], count, pages, "daemon")
     with DaemonProcess(setup) as daemon:
         started = daemon.wait_started()
-        finished = wait_until(
-            lambda: count_jobs(setup.journal, "done") >= count or not daemon.alive(),
-            timeout=600,
-            interval=0.05,
-            what=f"{count} jobs done",
-        )
-        if not finished or count_jobs(setup.journal, "done") < count:
-            states = query(setup.journal, "SELECT state, COUNT(*) FROM jobs GROUP BY state")
-            raise RuntimeError(f"daemon run: states {states}\n{daemon.stderr_tail()}")
-        last = query(setup.journal, "SELECT MAX(updated_at) FROM jobs")[0][0]
-    return float(last) - started
+        daemon.wait_done(count, timeout=600, interval=0.05)
+        return last_filed(setup.journal) - started
 
 
 def main() -> int:

@@ -12,11 +12,8 @@ first upload to its last download written. Budget: daemon >= 0.8 x bare files/s.
 from __future__ import annotations
 
 import argparse
-import json
-import queue
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -26,15 +23,17 @@ import requests
 from common import (
     DaemonProcess,
     SandboxProcess,
+    bare_client,
+    bare_download,
+    bare_upload,
     budget,
-    count_jobs,
     cpu_seconds,
     figures,
     machine,
     note,
     query,
+    sandbox_charges,
     temp_root,
-    wait_until,
     write_config,
     write_pdfs,
 )
@@ -45,54 +44,16 @@ CONCURRENCY = 4
 def bare_run(url: str, key: str, files: list[Path], outdir: Path, outformat: str) -> float:
     """Upload + download only, 4 threads; returns the seconds from first upload to last file."""
     outdir.mkdir(parents=True, exist_ok=True)
-    todo: queue.Queue[Path] = queue.Queue()
-    for path in files:
-        todo.put(path)
-    errors: list[str] = []
 
-    def work() -> None:
-        session = requests.Session()
-        while True:
-            try:
-                path = todo.get_nowait()
-            except queue.Empty:
-                break
-            remote = f"{path.stem}-bare.pdf"
-            with path.open("rb") as handle:
-                reply = session.post(
-                    url,
-                    data={
-                        "apikey": key,
-                        "lang": "English",
-                        "outformat": outformat,
-                        "ocr": "1",
-                        "filename": remote,
-                    },
-                    files={"file": (remote, handle, "application/octet-stream")},
-                    timeout=120,
-                )
-            body = reply.json()
-            link = body.get("data", {}).get("link")
-            if not link:
-                errors.append(f"{path.name}: {body}")
-                continue
-            with session.get(link, stream=True, timeout=120) as download:
-                download.raise_for_status()
-                with (outdir / f"{path.stem}.{outformat}").open("wb") as out:
-                    for chunk in download.iter_content(64 * 1024):
-                        out.write(chunk)
-        session.close()
+    def convert(session: requests.Session, path: Path) -> str | None:
+        body = bare_upload(session, url, key, path, f"{path.stem}-bare.pdf", outformat).json()
+        link = body.get("data", {}).get("link")
+        if not link:
+            return str(body)
+        bare_download(session, link, outdir / f"{path.stem}.{outformat}")
+        return None
 
-    threads = [threading.Thread(target=work) for _ in range(CONCURRENCY)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
-    if errors:
-        raise RuntimeError(f"bare run: {len(errors)} failed, first: {errors[0]}")
-    return elapsed
+    return bare_client(files, CONCURRENCY, convert)
 
 
 def daemon_run(root: Path, url: str, key: str, count: int, outformat: str) -> dict[str, float]:
@@ -109,18 +70,7 @@ def daemon_run(root: Path, url: str, key: str, count: int, outformat: str) -> di
     with DaemonProcess(setup) as daemon:
         started = daemon.wait_started()
         cpu_before = cpu_seconds(daemon.pid)
-        finished = wait_until(
-            lambda: count_jobs(setup.journal, "done") >= count or not daemon.alive(),
-            timeout=max(120.0, count * 0.5),
-            interval=0.1,
-            what=f"{count} jobs done",
-        )
-        done = count_jobs(setup.journal, "done")
-        if not finished or done < count:
-            states = query(setup.journal, "SELECT state, COUNT(*) FROM jobs GROUP BY state")
-            raise RuntimeError(
-                f"daemon run: {done}/{count} done, states {states}\n{daemon.stderr_tail()}"
-            )
+        daemon.wait_done(count, timeout=max(120.0, count * 0.5))
         cpu = cpu_seconds(daemon.pid) - cpu_before
         last = query(setup.journal, "SELECT MAX(updated_at), MIN(created_at) FROM jobs")[0]
         popen_at = daemon.started_at
@@ -133,11 +83,6 @@ def daemon_run(root: Path, url: str, key: str, count: int, outformat: str) -> di
         "first_journaled_after": last[1] - started,
         "cpu": cpu,
     }
-
-
-def ledger(url: str) -> int:
-    base = url.rsplit("/", 1)[0]
-    return len(json.loads(requests.get(f"{base}/_sandbox/ledger", timeout=10).text)["charges"])
 
 
 def main() -> int:
@@ -163,11 +108,11 @@ def main() -> int:
                     box.url, box.key, sources, root / f"bare-out-{run}", args.outformat
                 )
                 bare_cpu = time.process_time() - cpu_before
-                if ledger(box.url) != count:
+                if sandbox_charges(box.url) != count:
                     raise RuntimeError("the bare run was not charged once per file")
             with SandboxProcess() as box:
                 result = daemon_run(root / f"daemon-{run}", box.url, box.key, count, args.outformat)
-                charged = ledger(box.url)
+                charged = sandbox_charges(box.url)
             bare_rates.append(count / bare_seconds)
             daemon_rates.append(count / result["seconds"])
             ratios.append(daemon_rates[-1] / bare_rates[-1])

@@ -21,14 +21,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import requests
 from common import (
     DaemonProcess,
     SandboxProcess,
@@ -36,9 +34,10 @@ from common import (
     budget,
     count_jobs,
     figures,
+    last_filed,
     machine,
     note,
-    query,
+    sandbox_charges,
     temp_root,
     wait_until,
     write_config,
@@ -75,11 +74,6 @@ def station_setups(root: Path, url: str, key: str, stations: int, shared: bool) 
     return setups
 
 
-def charges(url: str) -> int:
-    base = url.rsplit("/", 1)[0]
-    return len(json.loads(requests.get(f"{base}/_sandbox/ledger", timeout=10).text)["charges"])
-
-
 def batch_run(root: Path, count: int, stations: int, shared: bool) -> tuple[float, list[int]]:
     """Makespan of `count` files dropped into the inbox of `stations` running daemons (moved
     in one after another, as a copy or a scanner's batch arrives); and the jobs each did."""
@@ -107,12 +101,9 @@ def batch_run(root: Path, count: int, stations: int, shared: bool) -> tuple[floa
             ):
                 tails = "\n".join(daemon.stderr_tail() for daemon in daemons)
                 raise RuntimeError(f"{done()}/{count} done\n{tails}")
-            last = max(
-                float(query(setup.journal, "SELECT MAX(updated_at) FROM jobs")[0][0] or 0)
-                for setup in setups
-            )
+            last = max(last_filed(setup.journal) for setup in setups)
             per_station = [count_jobs(setup.journal, "done") for setup in setups]
-        charged = charges(box.url)
+        charged = sandbox_charges(box.url)
     results = len([p for p in setups[0].outbox.iterdir() if not p.name.startswith(".")])
     if charged != count or results != count or sum(per_station) != count:
         raise RuntimeError(
