@@ -26,7 +26,7 @@ from watcher.sandbox import Sandbox
 MakeDaemon = Callable[..., Daemon]
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 20.0, what: str = "") -> None:
+def wait_for(condition: Callable[[], object], timeout: float = 30.0, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():

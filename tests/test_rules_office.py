@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from test_daemon import MakeDaemon, wait_for
 
 from watcher import samplepdf
 from watcher.cli import EXIT_FILE, main
@@ -29,16 +30,13 @@ from watcher.sandbox import Sandbox
 from watcher.schedule import parse_window
 from watcher.settle import FileState, Inspect, SettleTracker, Wait
 
-MakeDaemon = Callable[..., Daemon]
 
-
-def wait_for(condition: Callable[[], object], timeout: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what or condition}")
+def refusal(source: Path, text: str) -> ConfigError:
+    """What load_config refuses a rules file of `text` with (the test fails if it loads)."""
+    source.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(source, env={})
+    return caught.value
 
 
 def tree(folder: Path) -> list[str]:
@@ -244,14 +242,11 @@ def test_an_unsafe_name_template_is_refused_with_file_line_and_key(
     tmp_path: Path, template: str, words: str
 ) -> None:
     source = tmp_path / "config.toml"
-    source.write_text(
+    error = refusal(
+        source,
         f'[[inbox]]\npath = "in"\noutformat = "txt"\n\n[[inbox]]\npath = "in2"\noutformat = "txt"\n'
         f'lang = "German"\nname = "{template}"\n',
-        encoding="utf-8",
     )
-    with pytest.raises(ConfigError) as caught:
-        load_config(source, env={})
-    error = caught.value
     assert (error.key, error.line) == ("inbox[2].name", 9)
     assert str(error).startswith(f"{source}:9: inbox[2].name: ")
     assert words in error.message
@@ -271,19 +266,13 @@ def test_values_put_into_a_name_bring_no_separator() -> None:
 
 def test_a_bad_per_inbox_setting_is_refused_with_its_line(tmp_path: Path) -> None:
     source = tmp_path / "config.toml"
-    source.write_text(
-        '[[inbox]]\npath = "in"\noutformat = "txt"\npatterns = []\n', encoding="utf-8"
-    )
-    with pytest.raises(ConfigError) as caught:
-        load_config(source, env={})
-    assert (caught.value.key, caught.value.line) == ("inbox[1].patterns", 4)
-    source.write_text(
+    error = refusal(source, '[[inbox]]\npath = "in"\noutformat = "txt"\npatterns = []\n')
+    assert (error.key, error.line) == ("inbox[1].patterns", 4)
+    error = refusal(
+        source,
         '[[inbox]]\npath = "in"\noutformat = "txt"\nsettle_seconds = -1\nafter_success = "x"\n',
-        encoding="utf-8",
     )
-    with pytest.raises(ConfigError) as caught:
-        load_config(source, env={})
-    assert (caught.value.key, caught.value.line) == ("inbox[1].settle_seconds", 4)
+    assert (error.key, error.line) == ("inbox[1].settle_seconds", 4)
 
 
 def test_check_shows_each_inbox_and_explain_says_where_the_result_goes(
@@ -410,13 +399,12 @@ def test_a_failing_or_hanging_command_is_logged_and_shown_and_the_result_stays(
 def test_a_bad_command_is_refused_with_file_line_and_key(
     tmp_path: Path, hook: str, words: str
 ) -> None:
-    source = tmp_path / "config.toml"
-    source.write_text(f'[[inbox]]\npath = "in"\noutformat = "txt"\n{hook}\n', encoding="utf-8")
-    with pytest.raises(ConfigError) as caught:
-        load_config(source, env={})
+    error = refusal(
+        tmp_path / "config.toml", f'[[inbox]]\npath = "in"\noutformat = "txt"\n{hook}\n'
+    )
     key = hook.split(" ")[0]
-    assert (caught.value.key, caught.value.line) == (f"inbox[1].{key}", 4)
-    assert words in caught.value.message
+    assert (error.key, error.line) == (f"inbox[1].{key}", 4)
+    assert words in error.message
 
 
 def test_a_command_named_plainly_is_found_on_path_and_shown_by_check(
@@ -538,16 +526,13 @@ def test_a_window_says_whether_now_is_inside_and_when_it_opens(
 def test_bad_sending_hours_are_refused_with_file_line_and_key(
     tmp_path: Path, table: str, value: str, words: str
 ) -> None:
-    source = tmp_path / "config.toml"
     inbox = '[[inbox]]\npath = "in"\noutformat = "txt"\n'
     setting = f'send_between = "{value}"\n'
     text = inbox + setting if table == "inbox" else f"[watch]\n{setting}\n{inbox}"
-    source.write_text(text, encoding="utf-8")
-    with pytest.raises(ConfigError) as caught:
-        load_config(source, env={})
+    error = refusal(tmp_path / "config.toml", text)
     key, line = ("inbox[1].send_between", 4) if table == "inbox" else ("watch.send_between", 2)
-    assert (caught.value.key, caught.value.line) == (key, line)
-    assert words in caught.value.message
+    assert (error.key, error.line) == (key, line)
+    assert words in error.message
 
 
 def test_sending_hours_from_watch_apply_to_every_inbox_unless_it_sets_its_own(
