@@ -114,6 +114,10 @@ def test_tooltips_say_the_state_and_the_credit() -> None:
     assert tooltip(snap(**MAKES[TrayState.WORKING], paused_until=math.inf)) == (
         "Converting 3 of 10 · paused until resumed"
     )
+    # Paused with files only waiting: nothing converts, so it is not "Converting 1 of 1".
+    waiting = snap(queued=1, batch_total=1, paused_until=math.inf)
+    assert tray_state(waiting) is TrayState.PAUSED
+    assert tooltip(waiting) == "Paused until resumed · 1 file waiting"
 
 
 @pytest.mark.parametrize(

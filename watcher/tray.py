@@ -79,7 +79,9 @@ def tray_state(s: Snapshot) -> TrayState:
         return TrayState.HELD
     if s.service_problem:
         return TrayState.OFFLINE
-    if s.queued + s.in_flight > 0:
+    # Paused, files only wait: nothing is converting. What the service already has is still
+    # finished (in flight), and that is working.
+    if s.in_flight > 0 or (s.queued > 0 and s.paused_until is None):
         return TrayState.WORKING
     if s.paused_until is not None:
         return TrayState.PAUSED
@@ -256,7 +258,8 @@ def status_line(s: Snapshot) -> str:
     if state is TrayState.OFFLINE:
         return f"Offline, retrying: {s.service_problem}"
     if state is TrayState.PAUSED:
-        return f"Paused until {until(s.paused_until)}"
+        waiting = f" · {count(s.queued, 'file')} waiting" if s.queued else ""
+        return f"Paused until {until(s.paused_until)}{waiting}"
     if state is TrayState.IDLE:
         return "Idle"
     if s.batch_total:
