@@ -48,6 +48,17 @@ def restore_logging() -> Iterator[None]:
 
 
 @pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A temporary HOME and XDG_CONFIG_HOME, so nothing is written in the real ones."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "xdg-config"))
+    monkeypatch.delenv("PDFOCR_API_KEY", raising=False)
+    return home
+
+
+@pytest.fixture
 def make_sandbox(tmp_path: Path) -> Iterator[Callable[..., Sandbox]]:
     """Factory for started sandboxes with custom settings (Sandbox keyword arguments);
     every sandbox it made is stopped after the test."""

@@ -43,6 +43,20 @@ def readme_command(number: int, *extra: str) -> list[str]:
     return [str(SYSTEM_PYTHON), *arguments, *extra]
 
 
+def watcher_version(
+    python: Path | str, cwd: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """`python -m watcher --version` from a clone: the least a start does, set-up included."""
+    return subprocess.run(
+        [str(python), "-m", "watcher", "--version"],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
 def names(requirements: list[Requirement] | None) -> set[str]:
     assert requirements is not None
     return {r.name for r in requirements}
@@ -527,14 +541,7 @@ def test_command_1_sets_up_a_fresh_clone_with_debians_python_and_converts_the_sa
         assert seen.stdout.strip() == "pystray._appindicator True", seen.stdout + seen.stderr
 
     # The next start goes straight to the environment, saying nothing about set-up.
-    again = subprocess.run(
-        [str(SYSTEM_PYTHON), "-m", "watcher", "--version"],
-        cwd=first_run.clone,
-        env=first_run.env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    again = watcher_version(SYSTEM_PYTHON, first_run.clone, first_run.env)
     assert (again.returncode, again.stdout.strip(), again.stderr) == (
         0,
         "pdfocr-watcher 0.1.0",
@@ -582,14 +589,7 @@ def test_a_clone_where_set_up_cannot_work_gets_words_not_a_traceback(
         pyproject = (copy / "pyproject.toml").read_text(encoding="utf-8")
         pyproject = pyproject.replace('"pystray>=0.19"', '"pystray~=0.19"')
         (copy / "pyproject.toml").write_text(pyproject, encoding="utf-8")
-    result = subprocess.run(
-        [str(SYSTEM_PYTHON), "-m", "watcher", "--version"],
-        cwd=copy,
-        env=fresh_user_env(tmp_path / "home"),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = watcher_version(SYSTEM_PYTHON, copy, fresh_user_env(tmp_path / "home"))
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert said.format(copy=copy) in result.stderr
 
@@ -601,14 +601,7 @@ def test_the_users_own_virtualenv_is_left_to_them_with_the_command_that_complete
     theirs = tmp_path / "their-venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(theirs)], check=True)
     python = bootstrap.venv_python(theirs)
-    result = subprocess.run(
-        [str(python), "-m", "watcher", "--version"],
-        cwd=copy,
-        env=fresh_user_env(tmp_path / "home"),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = watcher_version(python, copy, fresh_user_env(tmp_path / "home"))
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert f"This virtual environment ({theirs}) lacks watchdog" in result.stderr
     assert f"`{python} -m pip install -e '{copy}[sandbox]'`" in result.stderr

@@ -24,16 +24,6 @@ linux_only = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "xdg-config"))
-    monkeypatch.delenv("PDFOCR_API_KEY", raising=False)
-    return home
-
-
 def rules_for(home: Path, endpoint: str, key: str) -> Path:
     path = home / "rules" / "config.toml"
     write_starter_config(path, api_key=key, home=home)

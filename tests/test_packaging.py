@@ -58,17 +58,6 @@ def run_command(*argv: str) -> int:
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A temporary HOME and XDG_CONFIG_HOME, so nothing is written in the real ones."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "xdg-config"))
-    monkeypatch.delenv("PDFOCR_API_KEY", raising=False)
-    return home
-
-
-@pytest.fixture
 def rules(home: Path) -> Path:
     """A starter rules file with a key in the temporary HOME (autostart refuses a keyless one)."""
     path = home / "xdg-config" / "pdfocr-watcher" / "config.toml"
