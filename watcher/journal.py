@@ -2,9 +2,11 @@
 
 Every write commits before it returns, with synchronous=FULL, because the caller's next line
 is a side effect (an upload, a rename) that the journal must already know about if the power
-goes. One connection writes for all threads behind a lock: the daemon writes a few rows per
-file, far below what a single connection sustains. Reads go through a second connection,
-which WAL lets see every commit without waiting for the one under way.
+goes. The one exception is a move in `UNSYNCED_MOVES` (watcher.jobs): a power cut that loses
+it costs a poll by name, never a payment, and the next synced commit makes it durable too.
+One connection writes for all threads behind a lock: the daemon writes a few rows per file,
+far below what a single connection sustains. Reads go through a second connection, which WAL
+lets see every commit without waiting for the one under way.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from watcher.jobs import (
     FIXED_AT_CREATION,
     MAX_CUT_BEFORE_SENT,
     MAX_DEFER_SECONDS,
+    UNSYNCED_MOVES,
     HoldKind,
     IllegalTransition,
     Job,
@@ -234,6 +237,7 @@ class Journal:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
+        self._synced = True  # the writer's level now: FULL, or NORMAL for UNSYNCED_MOVES
         self._db.execute("PRAGMA busy_timeout=5000")
         self._migrate()
         # Reads have a connection and a lock of their own: in WAL mode they see every commit
@@ -293,15 +297,21 @@ class Journal:
             yield self._reader
 
     @contextmanager
-    def _writing(self) -> Iterator[sqlite3.Connection]:
+    def _writing(self, synced: bool = True) -> Iterator[sqlite3.Connection]:
         """The connection, for writing under the lock; a journal that cannot be written
-        becomes a JournalError the daemon can explain."""
+        becomes a JournalError the daemon can explain. `synced=False` only for moves in
+        UNSYNCED_MOVES: their commit skips the fsync (WAL, synchronous=NORMAL); the WAL is
+        written in order and its frames are checksummed in a chain, so a power cut loses at
+        most the newest commits, never one before a commit that was synced."""
         with self._lock:
             try:
                 if self._db.in_transaction:
                     # Only a COMMIT that failed (a full disk) leaves one open here; a statement
                     # run inside it would look committed and be lost with it.
                     self._db.execute("ROLLBACK")
+                if synced is not self._synced:
+                    self._db.execute(f"PRAGMA synchronous={'FULL' if synced else 'NORMAL'}")
+                    self._synced = synced
                 yield self._db
             except sqlite3.OperationalError as exc:
                 raise JournalError(
@@ -310,12 +320,12 @@ class Journal:
                 ) from None
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, synced: bool = True) -> Iterator[sqlite3.Connection]:
         """Several statements committed together. Most writes are one statement, committed on
         its own (the connection is in autocommit mode): SQLite lets go of Python's GIL for
         every statement and must win it back before the journal's lock is released, so a
         write of one statement keeps the other threads waiting the shortest time."""
-        with self._writing() as db:
+        with self._writing(synced) as db:
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
@@ -411,17 +421,18 @@ class Journal:
         """Commits moves and gives each its result or its own error: a move the journal
         refuses (SpendRefused, a job changed under us) is undone alone (a savepoint), the
         others are committed; a commit that fails fails them all."""
+        synced = any((move.job.state, move.target) not in UNSYNCED_MOVES for move in batch)
         if len(batch) == 1:  # one statement in autocommit mode: the shortest hold
             move = batch[0]
             try:
-                with self._writing() as db:  # the meta copy changes in the order of commits
+                with self._writing(synced) as db:  # the meta copy changes in the order of commits
                     move.result = self._update(db, move.job, move.target, move.changes)
             except Exception as exc:
                 move.error = exc
             return
         meta = dict(self._meta)
         try:
-            with self._transaction() as db:
+            with self._transaction(synced) as db:
                 for move in batch:
                     db.execute("SAVEPOINT one_move")
                     try:
@@ -470,7 +481,7 @@ class Journal:
         if changes.get("available_pages") is not None:  # what the trigger wrote
             self._meta[META_PAGES] = str(changes["available_pages"])
             self._meta[META_PAGES_AT] = str(now)
-        return replace(job, state=target, updated_at=now, **changes)
+        return job.evolve(state=target, updated_at=now, **changes)
 
     def _crash_if_asked(self, job: Job, target: JobState) -> None:
         if target is not job.state and self._crash_after == target.value:
