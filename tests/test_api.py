@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import http.server
 import importlib.util
 import threading
@@ -57,7 +58,8 @@ def test_upload_and_download_each_format(
     assert result.available_pages == 1000 - 2
     dest = tmp_path / f"out.{outformat}"
     written = client.download(result.link, dest, outformat)
-    assert dest.stat().st_size == written > 0
+    assert dest.stat().st_size == written.size > 0
+    assert written.sha256 == hashlib.sha256(dest.read_bytes()).hexdigest()
     if outformat == "txt":
         assert "Quarterly report" in dest.read_text()
     if outformat == "pdf":

@@ -6,6 +6,7 @@ to try, over and over. The real-HTTP versions of these stories are in test_daemo
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import threading
 import time
 from collections import Counter
@@ -18,7 +19,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from watcher import samplepdf
-from watcher.api import ClientSettings, ConversionResult, ConversionService, PdfOcrClient, RemoteJob
+from watcher.api import (
+    ClientSettings,
+    ConversionResult,
+    ConversionService,
+    Downloaded,
+    PdfOcrClient,
+    RemoteJob,
+)
 from watcher.errors import (
     ConversionCut,
     CutBeforeSent,
@@ -27,6 +35,7 @@ from watcher.errors import (
     TransientError,
     UnknownRemoteName,
 )
+from watcher.filing import written_whole
 from watcher.jobs import (
     MAX_CUT_BEFORE_SENT,
     HoldKind,
@@ -99,9 +108,11 @@ class ScriptedService:
             raise UnknownRemoteName("File not found")
         return self._result(job)
 
-    def download(self, link: str, dest: Path, outformat: str) -> int:
-        dest.write_bytes(b"converted " + link.encode())
-        return dest.stat().st_size
+    def download(self, link: str, dest: Path, outformat: str) -> Downloaded:
+        body = b"converted " + link.encode()
+        with written_whole(dest) as out:  # as the real client writes it (its folder made)
+            out.write(body)
+        return Downloaded(len(body), hashlib.sha256(body).hexdigest())
 
     @staticmethod
     def _result(job: RemoteJob) -> ConversionResult:

@@ -13,6 +13,7 @@ each request: urllib3's pools by default, an in-memory sandbox in the runner's u
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import json
 import logging
@@ -122,6 +123,15 @@ class RemoteJob:
 class ConversionResult:
     link: str
     available_pages: int | None
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    """A result written whole: its size, and its SHA-256 (by which a copy of it coming back
+    into an inbox is known), taken as it streamed in instead of reading it back."""
+
+    size: int
+    sha256: str
 
 
 @dataclass(frozen=True)
@@ -250,7 +260,7 @@ class ConversionService(Protocol):
 
     def poll(self, job: RemoteJob) -> ConversionResult | None: ...
 
-    def download(self, link: str, dest: Path, outformat: str) -> int: ...
+    def download(self, link: str, dest: Path, outformat: str) -> Downloaded: ...
 
 
 class PdfOcrClient:
@@ -451,23 +461,23 @@ class PdfOcrClient:
             return False
         return port is None or port == self._endpoint_port
 
-    def download(self, link: str, dest: Path, outformat: str) -> int:
+    def download(self, link: str, dest: Path, outformat: str) -> Downloaded:
         """Fetches the result to `dest` through a temporary file and an atomic rename.
 
         A body shorter than announced, larger than the cap, or not a valid file of the
-        expected format never reaches `dest`. Returns the number of bytes written.
+        expected format never reaches `dest`.
         """
         response = self._open_download(link)
         whole = False
         try:
             with written_whole(dest) as out:
-                written, head, tail = self._stream_to(response, out)
+                downloaded, head, tail = self._stream_to(response, out)
                 whole = True
                 out.flush()  # the format check reads it by name
                 _check_result(Path(out.name), outformat, head, tail)
         finally:
             response.close(whole=whole)
-        return written
+        return downloaded
 
     def _open_download(self, link: str) -> Response:
         """The result's response, its body not yet read; redirects are followed here, one
@@ -492,9 +502,9 @@ class PdfOcrClient:
             url = urljoin(url, location)
         raise BadDownload("downloading the result failed: the service redirected in a loop")
 
-    def _stream_to(self, response: Response, out: IO[bytes]) -> tuple[int, bytes, bytes]:
-        """Writes the body to `out`; returns its size and its first and last bytes, so that
-        the format check need not read the file again."""
+    def _stream_to(self, response: Response, out: IO[bytes]) -> tuple[Downloaded, bytes, bytes]:
+        """Writes the body to `out`; returns what was written and its first and last bytes,
+        so that neither the format check nor the result's hash need read the file again."""
         announced = response.headers.get("content-length", "")
         expected = int(announced) if announced.isdigit() else None
         limit = self._settings.max_result_bytes
@@ -502,12 +512,14 @@ class PdfOcrClient:
             raise FileRejected(f"the result is larger ({expected:,} bytes) than the cap")
         written = 0
         head = tail = b""
+        digest = hashlib.sha256()
         try:
             for chunk in response.stream(DOWNLOAD_CHUNK):
                 written += len(chunk)
                 if written > limit:
                     raise FileRejected(f"the result is larger than the cap ({limit:,} bytes)")
                 out.write(chunk)
+                digest.update(chunk)
                 if len(head) < len(PDF_MAGIC):
                     head += chunk[: len(PDF_MAGIC) - len(head)]
                 tail = (tail + chunk[-EOF_SEARCH_BYTES:])[-EOF_SEARCH_BYTES:]
@@ -515,7 +527,7 @@ class PdfOcrClient:
             raise BadDownload("the download was cut before the end") from None
         if expected is not None and written != expected:
             raise BadDownload(f"the download was cut: {written:,} of {expected:,} bytes arrived")
-        return written, head, tail
+        return Downloaded(written, digest.hexdigest()), head, tail
 
 
 def _lost_reply(exc: TransportError, *, sent_whole: bool) -> ApiError:

@@ -21,8 +21,6 @@ import random
 import re
 import shutil
 import string
-import sys
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -34,51 +32,6 @@ STAGING_PREFIX = ".pdfocr-"
 ERROR_SUFFIX = ".error.txt"
 MAX_NAME_BYTES = 255  # the common file-name limit (ext4, APFS, NTFS counts UTF-16 units)
 NEW_FILE_MODE = 0o666  # what `open` asks for; the umask takes its bits away
-_PROC_STATUS = "/proc/self/status"
-
-
-def _umask_from_proc() -> int | None:
-    """The umask in force now, read without changing it: Linux 4.7+ reports it in
-    /proc/self/status. None where it does not (other systems, older kernels)."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        with open(_PROC_STATUS, encoding="ascii", errors="replace") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return int(line.split(":", 1)[1].strip(), 8)
-    except (OSError, ValueError):
-        pass
-    return None
-
-
-def _umask_by_setting_it() -> int:
-    """The umask, read the only other way there is: setting it and setting it back. For the
-    moment between the two it is 077, so a file another thread creates then is its owner's
-    alone, never open to others. Called once, at import (under the import lock, before the
-    daemon starts a thread), and under a lock besides."""
-    with _umask_lock:
-        umask = os.umask(0o077)
-        os.umask(umask)
-    return umask
-
-
-_umask_lock = threading.Lock()
-# The fallback's value: a process keeps the umask it started with (the daemon never sets it).
-_proc_umask = _umask_from_proc()
-_umask_at_import = _umask_by_setting_it() if _proc_umask is None else _proc_umask
-
-
-def current_umask() -> int:
-    """The umask, thread-safely: read afresh where the system reports it (Linux), otherwise
-    as it was when this module was imported."""
-    umask = _umask_from_proc()
-    return _umask_at_import if umask is None else umask
-
-
-def new_file_mode() -> int:
-    """The permissions any new file of the user's gets: 0644 under umask 022, 0600 under 077."""
-    return NEW_FILE_MODE & ~current_umask() & 0o777
 
 
 def staging_path(outbox: Path, job_id: int, remote_name: str, outformat: str) -> Path:
@@ -194,10 +147,12 @@ def candidate_names(folder: Path, name: str) -> Iterator[Path]:
         yield folder / _fit(stem, f" ({number}){suffix}")
 
 
-def link_without_overwrite(source: Path, target: Path) -> None:
-    """Makes `target` the same file as `source`; FileExistsError if the name is taken."""
+def link_without_overwrite(source: Path, target: Path) -> bool:
+    """Makes `target` the same file as `source`; FileExistsError if the name is taken.
+    Returns True for a hard link, False for a copy (a file system without hard links)."""
     try:
         os.link(source, target)
+        return True
     except FileExistsError:
         raise
     except OSError as exc:
@@ -205,35 +160,36 @@ def link_without_overwrite(source: Path, target: Path) -> None:
             raise
         # File systems without hard links (FAT, some shares): reserve the name exclusively,
         # then copy over our own reservation (given up again if the copy fails).
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, NEW_FILE_MODE)
         os.close(fd)
         try:
             shutil.copyfile(source, target)
         except BaseException:
             remove_quietly(target)
             raise
+        return False
 
 
 @contextmanager
 def written_whole(target: Path, *, encoding: str | None = None) -> Iterator[IO[Any]]:
     """A hidden temporary file beside `target` to write (text when `encoding` is given).
-    When the block ends it is given the mode the umask gives new files (the temporary file
-    is 0600 while it is written), synced and renamed onto `target`, which so appears only
-    complete; when the block fails it is removed. A kill in between leaves only the hidden
-    file, which the daemon's start-up sweep removes."""
+    It is created with the mode the umask gives new files (the kernel applies it, as for
+    any file the user's programs create: 0644 under 022, 0600 under 077); when the block
+    ends it is synced and renamed onto `target`, which so appears only complete; when the
+    block fails it is removed. A kill in between leaves only the hidden file, which the
+    daemon's start-up sweep removes."""
     written: Path | None = None
     try:
-        temp = _new_temporary(target.parent, encoding)
+        try:
+            temp = _new_temporary(target.parent, encoding)
+        except FileNotFoundError:  # its folder is gone (or not made yet): made, once
+            target.parent.mkdir(parents=True, exist_ok=True)
+            temp = _new_temporary(target.parent, encoding)
         written = Path(temp.name)
         with temp:
             yield temp
             temp.flush()
-            mode = new_file_mode()
-            if hasattr(os, "fchmod"):
-                os.fchmod(temp.fileno(), mode)  # before the sync, which so covers it too
             os.fsync(temp.fileno())
-        if not hasattr(os, "fchmod"):  # Windows (before 3.13): only read-only is kept
-            os.chmod(written, mode)
         os.replace(written, target)
     except BaseException:
         remove_quietly(written)  # closed first: Windows removes no open file
@@ -249,7 +205,7 @@ _EXTRA_FLAGS = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
 
 
 def _new_temporary(folder: Path, encoding: str | None) -> IO[Any]:
-    """A new hidden file in `folder`, 0600 (whatever the umask), open for writing."""
+    """A new hidden file in `folder`, open for writing."""
     for _ in range(100):
         path = folder / f"{STAGING_PREFIX}{_names.getrandbits(48):012x}.part"
         try:
@@ -258,15 +214,15 @@ def _new_temporary(folder: Path, encoding: str | None) -> IO[Any]:
                 "x" if encoding else "xb",
                 buffering=_BUFFER,
                 encoding=encoding,
-                opener=_private_exclusive,
+                opener=_exclusive,
             )
         except FileExistsError:
             continue
     raise FileExistsError(errno.EEXIST, "no free temporary name", str(folder))
 
 
-def _private_exclusive(path: str, flags: int) -> int:
-    return os.open(path, flags | _EXTRA_FLAGS, 0o600)
+def _exclusive(path: str, flags: int) -> int:
+    return os.open(path, flags | _EXTRA_FLAGS, NEW_FILE_MODE)
 
 
 def copy_whole(source: Path, target: Path) -> None:
@@ -287,21 +243,20 @@ def same_content(path: Path, other: Path) -> bool:
         return False
 
 
-def ensure_folder(folder: Path) -> None:
-    """Creates `folder` (and its parents) if it is not there: one look when it is, where
-    `mkdir(exist_ok=True)` costs two system calls (each a hand-over of the GIL) per file."""
-    if not folder.is_dir():
-        folder.mkdir(parents=True, exist_ok=True)
-
-
 def move_without_overwrite(source: Path, folder: Path, name: str | None = None) -> Path:
-    """Moves a file into `folder` under a free name and returns where it went."""
-    ensure_folder(folder)
+    """Moves a file into `folder` (made if it is missing) under a free name and returns
+    where it went. The folder is made only when the move finds it missing: a look first
+    would cost a system call per file (each a hand-over of the GIL under load)."""
     for candidate in candidate_names(folder, name or source.name):
         try:
             link_without_overwrite(source, candidate)
         except FileExistsError:
             continue
+        except FileNotFoundError:
+            if folder.is_dir():
+                raise  # the source is gone
+            folder.mkdir(parents=True, exist_ok=True)
+            return move_without_overwrite(source, folder, name)
         except OSError as exc:
             if exc.errno != errno.EXDEV:
                 raise

@@ -16,12 +16,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from watcher.api import ConversionResult, ConversionService, RemoteJob, renamed
+from watcher.api import ConversionResult, ConversionService, Downloaded, RemoteJob, renamed
 from watcher.config import ApiSettings
 from watcher.errors import (
     AccountError,
@@ -39,7 +39,6 @@ from watcher.errors import (
 from watcher.filing import (
     candidate_names,
     copy_whole,
-    ensure_folder,
     link_without_overwrite,
     move_without_overwrite,
     reason_path,
@@ -256,7 +255,7 @@ class JobRunner:
                 )
             sent_at = time.time()
             try:  # the claim on a shared inbox says it first: a station taking over polls
-                self._guard.before_submit(replace(job, sent_at=sent_at, **learned))
+                self._guard.before_submit(job.evolve(sent_at=sent_at, **learned))
             except TakenOver as exc:
                 log.info("%s: %s", job.display_name, exc)
                 return self._journal.move(job, JobState.DROPPED, error=str(exc))
@@ -320,7 +319,6 @@ class JobRunner:
         if twin is None or twin.output is None:
             return None
         try:
-            ensure_folder(job.rule.outbox)
             copy_whole(twin.output, job.staged)  # a staged result is always whole
         except OSError as exc:
             return self._disk_trouble(job, job.rule.outbox, exc)
@@ -428,17 +426,17 @@ class JobRunner:
         under a name that is this job's alone, so one found here (after a kill, or a disk
         error while filing) is filed without being fetched again, and filing finds its own
         earlier work instead of repeating it."""
-        if not job.staged.exists():
-            failed = self._fetch(job)
-            if failed is not None:
-                return failed
-        return self._file(job)
+        if job.staged.exists():
+            return self._file(job)
+        fetched = self._fetch(job)
+        if isinstance(fetched, Job):
+            return fetched
+        return self._file(job, fetched.sha256)
 
-    def _fetch(self, job: Job) -> Job | None:
-        """Downloads the result; the job's next move if that failed, None if it worked."""
+    def _fetch(self, job: Job) -> Job | Downloaded:
+        """Downloads the result; the job's next move if that failed."""
         try:
-            ensure_folder(job.rule.outbox)
-            self._client.download(job.link or "", job.staged, job.rule.outformat)
+            return self._client.download(job.link or "", job.staged, job.rule.outformat)
         except BadDownload as exc:
             if job.attempts + 1 >= DOWNLOAD_ATTEMPTS:
                 return self._fail(
@@ -452,18 +450,18 @@ class JobRunner:
             return self._fail(job, exc.message, advice=_SERVICE_ADVICE)
         except OSError as exc:
             return self._disk_trouble(job, job.rule.outbox, exc)
-        return None
 
     # -- filing: result into the outbox, original away (DOWNLOADING or FILING) -----------
 
-    def _file(self, job: Job) -> Job:
+    def _file(self, job: Job, result_hash: str | None = None) -> Job:
         """Result placed, original put away, then DONE with both places in one write. The
         staged name goes last: until DONE is journaled it is what a retry places again. When
         the original cannot be put away, the result's name is journaled, so that the retries
-        never place it again (not even after someone took it out of the outbox)."""
+        never place it again (not even after someone took it out of the outbox).
+        `result_hash`: the staged result's SHA-256 when it was just downloaded."""
         try:
             output = self._place_result(job)
-            output_hash = job.output_hash or _digest(output)
+            output_hash = job.output_hash or result_hash or _digest(output)
         except ResultMissing:
             return self._fail(
                 job,
@@ -513,12 +511,13 @@ class JobRunner:
             raise ResultMissing(f"the staged result of job {job.id} is missing")
         for candidate in candidate_names(job.rule.outbox, job_result_name(job)):
             try:
-                link_without_overwrite(staged, candidate)
+                linked = link_without_overwrite(staged, candidate)
             except FileExistsError:
                 if same_content(candidate, staged):
                     return candidate
                 continue
-            self._own_files.remember(candidate, folder=job.rule.outbox)  # a copy: a new inode
+            if not linked:  # a copy: a new inode, registered in its turn
+                self._own_files.remember(candidate, folder=job.rule.outbox)
             return candidate
         raise FileExistsError(f"no free name for the result in {job.rule.outbox}")
 
