@@ -89,6 +89,35 @@ def test_a_move_is_durable_and_seen_by_a_fresh_connection(journal: Journal, tmp_
     reopened.close()
 
 
+def test_only_the_results_link_is_committed_without_a_sync_of_its_own(
+    journal: Journal, tmp_path: Path
+) -> None:
+    """A move that guards a payment or a file is synced (FULL); the result's link is not
+    (NORMAL: a power cut that loses it costs a poll by name), and the next write is again."""
+
+    def level_of_last_commit() -> int:
+        return int(journal._db.execute("PRAGMA synchronous").fetchone()[0])
+
+    full, normal = 2, 1
+    job = journal.add(new_job(tmp_path))
+    assert job is not None and level_of_last_commit() == full
+    job = journal.move(job, JobState.UPLOADING, sent_at=5.0)
+    assert level_of_last_commit() == full
+    job = journal.move(job, JobState.DOWNLOADING, link="https://service/doc/a.docx")
+    assert level_of_last_commit() == normal
+    journal.move(job, JobState.DONE, output=tmp_path / "a.docx")
+    assert level_of_last_commit() == full
+    other = journal.add(new_job(tmp_path, "b.pdf", "h2"))
+    assert other is not None
+    other = journal.move(other, JobState.UPLOADING, sent_at=6.0)
+    other = journal.move(other, JobState.WAITING_FOR_RESULT)
+    assert level_of_last_commit() == full
+    journal.move(other, JobState.DOWNLOADING, link="https://service/doc/b.docx")
+    assert level_of_last_commit() == normal
+    assert journal.add(new_job(tmp_path, "c.pdf", "h3")) is not None
+    assert level_of_last_commit() == full
+
+
 def test_the_same_file_seen_again_is_not_a_new_job(journal: Journal, tmp_path: Path) -> None:
     assert journal.add(new_job(tmp_path)) is not None
     assert journal.add(new_job(tmp_path)) is None
