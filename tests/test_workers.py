@@ -21,6 +21,7 @@ from watcher.journal import Journal
 from watcher.runner import JobRunner, SubmitGuard, Timing
 from watcher.sandbox.memory import MemorySandbox
 from watcher.transport import Response, Transport
+from watcher.turns import ServiceTurns
 from watcher.workers import CRASH_RETRY_SECONDS, WorkerPool
 
 FAST = Timing(poll_interval=0.0, max_wait=30.0, lost_after=5.0)
@@ -83,13 +84,24 @@ class Setup:
     def client(self, key: str | None = None) -> PdfOcrClient:
         return PdfOcrClient(ClientSettings(self.box.url, key or self.box.key), self.transport)
 
-    def runner(self, key: str | None = None) -> JobRunner:
-        return JobRunner(self.journal, self.client(key), FAST, stop=self.stop, guard=self.guard)
-
-    def pool(self, runner: JobRunner, concurrency: int = 1) -> WorkerPool:
-        return WorkerPool(
-            self.journal, runner, concurrency, stop=self.stop, on_hold=self.holds.append
+    def runner(
+        self,
+        key: str | None = None,
+        turns: int | None = None,
+        may_send: Callable[[], bool] = lambda: True,
+    ) -> JobRunner:
+        return JobRunner(
+            self.journal,
+            self.client(key),
+            FAST,
+            stop=self.stop,
+            guard=self.guard,
+            turns=ServiceTurns(turns, self.stop),
+            may_send=may_send,
         )
+
+    def pool(self, runner: JobRunner, workers: int = 1) -> WorkerPool:
+        return WorkerPool(self.journal, runner, workers, stop=self.stop, on_hold=self.holds.append)
 
     def add(self, name: str) -> Job:
         source = samplepdf.write_pdf(self.root / "inbox" / name, [f"text of {name}"])
@@ -153,7 +165,7 @@ def test_a_paused_queue_sends_nothing_but_finishes_what_is_at_the_service(
         on_change=lambda job: job.state is JobState.WAITING_FOR_RESULT and waiting.set(),
     ).advance(sent)
     assert at_service.state is JobState.WAITING_FOR_RESULT
-    pool = setup.pool(setup.runner(), concurrency=2)
+    pool = setup.pool(setup.runner(), workers=2)
     started.append(pool)
     pool.set_paused(True)
     pool.start()
@@ -187,7 +199,7 @@ def test_busy_counts_the_workers_with_a_job_and_stop_ends_them(
 ) -> None:
     jobs = [setup.add(f"doc{n}.pdf") for n in range(3)]
     setup.transport = gate = Gate(setup.box.transport)
-    pool = setup.pool(setup.runner(), concurrency=2)
+    pool = setup.pool(setup.runner(), workers=2)
     before = set(threading.enumerate())
     pool.start()
     mine = [t for t in set(threading.enumerate()) - before if t.name.startswith("worker-")]
@@ -229,3 +241,47 @@ def test_a_bug_while_advancing_a_job_defers_it_and_the_worker_goes_on(
     assert deferred is not None and deferred.state is JobState.QUEUED
     assert deferred.not_before > time.time() + CRASH_RETRY_SECONDS / 2
     assert setup.charged() == ["good"]
+
+
+def test_more_workers_than_turns_send_only_as_many_files_at_once_as_there_are_turns(
+    setup: Setup, started: list[WorkerPool]
+) -> None:
+    """Two turns, four workers: two files at the service, the two other workers' files
+    checked and counted but not yet marked as sent (a kill then leaves nothing uncertain)."""
+    jobs = [setup.add(f"doc{n}.pdf") for n in range(6)]
+    setup.transport = gate = Gate(setup.box.transport)
+    pool = setup.pool(setup.runner(turns=2), workers=4)
+    started.append(pool)
+    pool.start()
+    wait_for(lambda: len(gate.arrived) == 2 and pool.busy == 4, "two uploads, four busy")
+    time.sleep(0.3)  # time enough for a third upload, if a turn let it through
+    assert len(gate.arrived) == 2
+    states = sorted(setup.state(job).value for job in jobs)
+    assert states == ["queued"] * 4 + ["uploading"] * 2
+    gate.opened.set()
+    wait_for(lambda: all(setup.state(job) is JobState.DONE for job in jobs), "all six")
+    assert sorted(setup.charged()) == sorted(f"doc{n}" for n in range(6))
+
+
+def test_files_waiting_for_a_turn_are_not_sent_once_the_queue_is_paused(
+    setup: Setup, started: list[WorkerPool]
+) -> None:
+    """A pause (or a hold) that comes while files wait for a turn keeps them unsent; the
+    files already at the service are finished."""
+    jobs = [setup.add(f"doc{n}.pdf") for n in range(4)]
+    setup.transport = gate = Gate(setup.box.transport)
+    pools: list[WorkerPool] = []  # as the daemon wires it: the runner asks the pool
+    pool = setup.pool(setup.runner(turns=2, may_send=lambda: pools[0].may_send()), workers=4)
+    pools.append(pool)
+    started.append(pool)
+    pool.start()
+    wait_for(lambda: len(gate.arrived) == 2 and pool.busy == 4, "two uploads, two waiting")
+    pool.set_paused(True)
+    gate.opened.set()
+    wait_for(lambda: pool.busy == 0, "the two at the service finished, the others let go")
+    time.sleep(0.3)
+    assert sorted(setup.state(job).value for job in jobs) == ["done"] * 2 + ["queued"] * 2
+    assert len(setup.charged()) == 2
+    pool.set_paused(False)
+    wait_for(lambda: all(setup.state(job) is JobState.DONE for job in jobs), "all four")
+    assert len(setup.charged()) == 4

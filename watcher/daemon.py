@@ -42,8 +42,9 @@ from watcher.runner import JobRunner, requeue, timing
 from watcher.schedule import SendSchedule
 from watcher.stations import Admitted, SharedInboxes
 from watcher.status import RECENT_LIMIT, Notice, NoticeKind, Snapshot, StatusBoard
+from watcher.turns import ServiceTurns
 from watcher.wording import count
-from watcher.workers import WorkerPool
+from watcher.workers import WORKERS_PER_TURN, WorkerPool
 from watcher.world import in_sandbox
 
 log = logging.getLogger(__name__)
@@ -86,11 +87,13 @@ class Daemon:
             guard=self.stations,
             after_result=self.hooks.after_result,
             send_window=self.schedule.wait,
+            turns=ServiceTurns(self.config.api.concurrency, self.stop_event),
+            may_send=lambda: self.pool.may_send(),
         )
         self.pool = WorkerPool(
             self.journal,
             self.runner,
-            self.config.api.concurrency,
+            WORKERS_PER_TURN * self.config.api.concurrency,
             stop=self.stop_event,
             on_hold=self._hold,
             on_idle=self._notify,
@@ -137,15 +140,15 @@ class Daemon:
         self._compact_journal()
         done = self.journal.jobs(states=(JobState.DONE,), limit=RECENT_LIMIT)
         self.status.restore(self._active_count(), done)
+        breaker = self.journal.get_meta(META_BREAKER)
+        if breaker is not None:  # set before a restart: still the user's to lift, and held
+            self._hold(ServiceLosingJobs(breaker))  # before a worker can claim a file
         self.pool.start()
         self._intake.start()
         self.inbox.start()
         if self.rules_file is not None:
             self.rules_file.start()
         self._housekeeper.start()
-        breaker = self.journal.get_meta(META_BREAKER)
-        if breaker is not None:  # set before a restart: still the user's to lift
-            self._hold(ServiceLosingJobs(breaker))
         self._notify()
 
     def request_stop(self) -> None:

@@ -256,10 +256,12 @@ class Budget:
 
 
 def read_budget(journal: Journal, daily_limit: int) -> Budget:
-    """The budget as the journal knows it now."""
+    """The budget as the journal knows it now (today's pages are counted only against a
+    daily limit: a read per file saved where there is none)."""
     known = journal.get_meta(META_PAGES)
     balance = int(known) if known is not None else None
-    return Budget(balance, journal.pages_charged_on(local_day()), daily_limit)
+    sent_today = journal.pages_charged_on(local_day()) if daily_limit else 0
+    return Budget(balance, sent_today, daily_limit)
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,7 @@ from watcher.preflight import (
     read_budget,
     reusable_result,
 )
+from watcher.turns import ServiceTurns
 from watcher.wording import count
 
 log = logging.getLogger(__name__)
@@ -153,12 +154,17 @@ class JobRunner:
         guard: SubmitGuard | None = None,
         after_result: JobListener | None = None,
         send_window: SendWindow | None = None,
+        turns: ServiceTurns | None = None,
+        may_send: Callable[[], bool] = lambda: True,
     ):
         """`file_originals=False` (one-shot `convert`) leaves the user's files where they are;
         the daemon moves them to the archive or the failed folder. Every result placed is
         remembered in `own_files`, which the inbox watcher asks before it takes a file.
         `after_result` is told of each job that ended DONE or FAILED, once that is journaled
-        (the user's command after a result, watcher.hooks): it must not wait."""
+        (the user's command after a result, watcher.hooks): it must not wait. `turns` bounds
+        the jobs at the service at once (watcher.turns); none: no bound. `may_send` says
+        whether new files may be sent now (not while the queue is held or paused): a job
+        that waited for its turn asks it again before it is sent."""
         self._after_result = after_result or (lambda job: None)
         # Sending hours (watcher.schedule): until when a job must wait before it is sent.
         self._send_window = send_window or (lambda job, now: None)
@@ -173,6 +179,8 @@ class JobRunner:
         self._client = client
         self._timing = timing
         self._stop = stop or threading.Event()
+        self._turns = turns or ServiceTurns(None)
+        self._may_send = may_send
         self._on_change = on_change or (lambda job: None)
         self._on_service_state = on_service_state or (lambda problem: None)
         self._lost_at: deque[float] = deque(maxlen=LOST_JOBS_TRIP)  # monotonic times
@@ -195,9 +203,15 @@ class JobRunner:
             JobState.DOWNLOADING: self._download,
             JobState.FILING: self._file,
         }
-        while job.state in steps and not self._stop.is_set() and job.is_due(time.time()):
-            job = steps[job.state](job)
-            self._on_change(job)
+        try:
+            while job.state in steps and not self._stop.is_set() and job.is_due(time.time()):
+                moved = steps[job.state](job)
+                if moved is job:  # it must wait as it is (stopping, or the queue is held)
+                    break
+                job = moved
+                self._on_change(job)
+        finally:
+            self._turns.give_back()  # a job deferred, held or failed at the service
         if job.state.is_finished:
             self._guard.finished(job)
         if job.state in (JobState.DONE, JobState.FAILED):
@@ -241,6 +255,10 @@ class JobRunner:
                 hold=HoldKind.SCHEDULED,
                 **learned,
             )
+        # Its turn before it is marked as maybe at the service: a kill while it waits for
+        # one must leave a job that was surely not sent.
+        if not self._turns.take() or not self._may_send():
+            return job  # stopping, held or paused meanwhile: still QUEUED, not sent
         with self._budget_lock:
             hold = self._credit_guard(job, checked.pages)
             if hold is not None:
@@ -347,6 +365,8 @@ class JobRunner:
         remote = self._remote(job)
         started = time.monotonic()
         unknown_since: float | None = None
+        if not self._turns.take():  # kept through the polls: the conversion is under way
+            return job
         while not self._stop.is_set():
             now = time.monotonic()
             if now - started > self._timing.max_wait:
@@ -428,7 +448,10 @@ class JobRunner:
         earlier work instead of repeating it."""
         if job.staged.exists():
             return self._file(job)
+        if not self._turns.take():
+            return job
         fetched = self._fetch(job)
+        self._turns.give_back()  # filing needs only this computer
         if isinstance(fetched, Job):
             return fetched
         return self._file(job, fetched.sha256)

@@ -1,8 +1,10 @@
 """A fixed number of worker threads, each taking the next due job from the journal.
 
-`concurrency` threads means at most that many conversions in flight at the service: a worker
-stays with its job while it polls for the result. Idle workers sleep on a condition until a
-job arrives or the earliest deferred job is due, so an idle daemon costs no CPU.
+How many jobs are at the service at once is bounded apart (watcher.turns: a worker keeps its
+job's turn while it polls for the result); the daemon runs twice as many workers as turns, so
+that checking, counting and filing on this computer overlap the service's work. Idle
+workers sleep on a condition until a job arrives or the earliest deferred job is due, so an
+idle daemon costs no CPU.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ IDLE_CHECK_SECONDS = 30.0
 JOURNAL_RETRY_SECONDS = 5.0  # a journal that cannot be written stops this worker's work
 CRASH_RETRY_SECONDS = 60.0  # a job that hit a bug is tried again after this
 ACCOUNT_RETRY_SECONDS = 60.0  # a job whose request the account refused (queue held)
+# Workers per turn at the service: while one job of a pair is at the service, the other is
+# checked or filed here (a file's local work is about a third of its time with a fast service).
+WORKERS_PER_TURN = 2
 
 
 class WorkerPool:
@@ -33,7 +38,7 @@ class WorkerPool:
         self,
         journal: Journal,
         runner: JobRunner,
-        concurrency: int,
+        workers: int,
         *,
         stop: threading.Event,
         on_hold: Callable[[AccountError], None],
@@ -41,7 +46,7 @@ class WorkerPool:
     ):
         self._journal = journal
         self._runner = runner
-        self._concurrency = concurrency
+        self._workers = workers
         self._stop = stop
         self._on_hold = on_hold
         self._on_idle = on_idle
@@ -53,7 +58,7 @@ class WorkerPool:
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
-        for number in range(1, self._concurrency + 1):
+        for number in range(1, self._workers + 1):
             thread = threading.Thread(target=self._work, name=f"worker-{number}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -75,6 +80,10 @@ class WorkerPool:
     @property
     def held(self) -> bool:
         return self._held
+
+    def may_send(self) -> bool:
+        """New files may be sent: the queue is neither held nor paused."""
+        return not (self._held or self._paused)
 
     @property
     def busy(self) -> int:
