@@ -14,7 +14,7 @@ import threading
 __all__ = ["ServiceTurns"]
 
 # How often a worker waiting for a turn looks whether the daemon is stopping.
-_STOP_CHECK_SECONDS = 0.5
+_STOP_CHECK_SECONDS = 0.1
 
 
 class ServiceTurns:
