@@ -187,6 +187,9 @@ def log_path(state_dir: Path) -> Path:
 def setup_logging(state_dir: Path | None, *, verbose: bool = False) -> None:
     """Configures the root logger (a later call replaces the handlers)."""
     root = logging.getLogger()
+    # FORMAT names no process or thread: a record need not ask the OS for them (getpid is a
+    # system call, a hand-over of the GIL on a busy daemon, twice per file).
+    logging.logProcesses = logging.logThreads = logging.logMultiprocessing = False
     for handler in list(root.handlers):
         root.removeHandler(handler)
         handler.close()
