@@ -344,6 +344,33 @@ def test_a_command_runs_after_each_result_with_its_values_as_single_arguments(
     assert output.read_text() == "odd"
 
 
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or len(os.sched_getaffinity(0)) < 2,
+    reason="Linux with 2 cores or more",
+)
+def test_the_command_after_a_result_may_use_every_core(
+    sandbox: Sandbox, tmp_path: Path, make_daemon: MakeDaemon
+) -> None:
+    """The workers keep to one core while they convert (watcher.cores); a program they
+    start would inherit that, and the user's command must not."""
+    said = tmp_path / "cores.txt"
+    record = script(
+        tmp_path / "cores.py",
+        f"open({str(said)!r}, 'w').write(repr(sorted(os.sched_getaffinity(0))))",
+    )
+    inbox = tmp_path / "inbox"
+    make_daemon(
+        rules(
+            tmp_path,
+            sandbox,
+            f'[[inbox]]\npath = "{inbox}"\noutformat = "txt"\non_success = ["{record}"]\n',
+        )
+    )
+    samplepdf.write_pdf(inbox / "a.pdf", ["a"])
+    wait_for(lambda: said.exists() and said.read_text(), what="the command ran")
+    assert said.read_text() == repr(sorted(os.sched_getaffinity(0)))
+
+
 def test_a_failing_or_hanging_command_is_logged_and_shown_and_the_result_stays(
     sandbox: Sandbox, tmp_path: Path, make_daemon: MakeDaemon, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from watcher.cores import run_anywhere
 from watcher.jobs import ORIGINAL_DELETED, Job, JobState, readable
 
 if TYPE_CHECKING:
@@ -192,6 +193,7 @@ class HookRunner:
         return _Call(job, render(argv, values_for(job)), rule.hook_seconds, cwd)
 
     def _work(self) -> None:
+        run_anywhere()  # started by a worker, which may keep to one core: not its commands
         skipped = 0
         while (call := self._queue.get()) is not None:
             if self._stopping.is_set():

@@ -2,9 +2,9 @@
 
 How many jobs are at the service at once is bounded apart (watcher.turns: a worker keeps its
 job's turn while it polls for the result); the daemon runs twice as many workers as turns, so
-that checking, counting and filing on this computer overlap the service's work. Idle
-workers sleep on a condition until a job arrives or the earliest deferred job is due, so an
-idle daemon costs no CPU.
+that checking, counting and filing on this computer overlap the service's work. While a
+batch runs its workers keep to one core (watcher.cores). Idle workers sleep on a condition
+until a job arrives or the earliest deferred job is due, so an idle daemon costs no CPU.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from watcher.cores import current_core, keep_to
 from watcher.errors import AccountError
 from watcher.jobs import JobState
 from watcher.journal import Journal, JournalError
@@ -54,6 +55,7 @@ class WorkerPool:
         self._held = False
         self._paused = False
         self._busy = 0
+        self._batch_core: int | None = None  # the core a batch's workers keep to
         self._generation = 0  # counts wake-ups, so none is lost between a claim and a wait
         self._threads: list[threading.Thread] = []
 
@@ -100,9 +102,13 @@ class WorkerPool:
         self.wake()
 
     def _work(self) -> None:
+        kept_to: int | None = None  # the core this thread keeps to (watcher.cores)
         while not self._stop.is_set():
             with self._wakeup:
                 generation, idle = self._generation, self._held or self._paused
+                batch_core = self._batch_core
+            if batch_core is None and kept_to is not None:  # the batch is over
+                keep_to(kept_to := None)
             # Claimed outside the condition's lock, so a wake() never waits on the journal.
             # A held or paused queue still finishes what is at the service already.
             job = self._journal.claim(send=not idle)
@@ -113,6 +119,11 @@ class WorkerPool:
                 continue
             with self._wakeup:
                 self._busy += 1
+                if self._busy == 1:  # a batch begins: its workers keep to this core
+                    self._batch_core = current_core()
+                batch_core = self._batch_core
+            if batch_core != kept_to:
+                keep_to(kept_to := batch_core)
             try:
                 self._runner.advance(job)
             except AccountError as exc:
@@ -137,6 +148,8 @@ class WorkerPool:
                     self._generation += 1
                     self._wakeup.notify_all()
                     idle = self._busy == 0
+                    if idle:  # placed afresh next time
+                        self._batch_core = None
                 if idle:
                     # The job's last change was told while this worker still counted as
                     # busy: without this, a finished batch would be shown as converting.
