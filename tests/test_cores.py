@@ -1,56 +1,57 @@
-"""The workers of a batch share one core (Linux): a thread kept to a core, and let go."""
+"""While a batch runs the daemon keeps to one core (Linux): every thread, and what a thread
+starting a program does about it."""
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import threading
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Iterator
 
 import pytest
 
 from watcher import cores
 
-T = TypeVar("T")
 ALLOWED = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux") or len(ALLOWED) < 2, reason="Linux with 2 cores or more"
 )
 
 
-def in_a_thread(work: Callable[[], T]) -> T:
-    """Runs `work` in a thread of its own: a core kept to is the thread's, not the test's."""
-    result: list[T] = []
-    thread = threading.Thread(target=lambda: result.append(work()))
-    thread.start()
-    thread.join(10)
-    return result[0]
+def cores_of_every_thread() -> list[set[int]]:
+    return [os.sched_getaffinity(int(tid)) for tid in os.listdir("/proc/self/task")]
 
 
-def test_a_thread_keeps_to_the_core_it_is_on_then_may_run_anywhere_again() -> None:
-    def keep_then_let_go() -> tuple[int | None, set[int], set[int]]:
-        core = cores.current_core()
-        cores.keep_to(core)
-        kept = os.sched_getaffinity(0)
-        cores.run_anywhere()
-        return core, kept, os.sched_getaffinity(0)
-
-    core, kept, after = in_a_thread(keep_then_let_go)
+@pytest.fixture
+def kept() -> Iterator[int]:
+    """The process kept to the core this test runs on; let go afterwards, whatever happens."""
+    core = cores.current_core()
     assert core in ALLOWED
-    assert kept == {core}
-    assert after == ALLOWED
+    cores.keep_process_to(core)
+    try:
+        yield core
+    finally:
+        cores.keep_process_to(None)
 
 
-def test_a_thread_started_by_a_kept_thread_is_kept_too_until_it_lets_go() -> None:
-    """Why the hooks' thread calls run_anywhere: threads and programs inherit the cores."""
+def test_every_thread_keeps_to_the_core_then_may_run_anywhere_again(kept: int) -> None:
+    sleeping = threading.Event()
+    thread = threading.Thread(target=sleeping.wait, args=(10,))
+    thread.start()  # started by a kept thread: kept too
+    try:
+        assert cores_of_every_thread() == [{kept}] * len(cores_of_every_thread())
+        cores.keep_process_to(None)
+        assert all(found == ALLOWED for found in cores_of_every_thread())
+    finally:
+        sleeping.set()
+        thread.join(10)
 
-    def start_a_child() -> tuple[set[int], set[int]]:
-        cores.keep_to(cores.current_core())
-        inherited = in_a_thread(lambda: os.sched_getaffinity(0))
-        freed = in_a_thread(lambda: (cores.run_anywhere(), os.sched_getaffinity(0))[1])
-        return inherited, freed
 
-    inherited, freed = in_a_thread(start_a_child)
-    assert len(inherited) == 1
-    assert freed == ALLOWED
+def test_a_program_started_in_anywhere_may_use_every_core(kept: int) -> None:
+    show = [sys.executable, "-c", "import os; print(sorted(os.sched_getaffinity(0)))"]
+    inherited = subprocess.run(show, capture_output=True, text=True, check=True).stdout
+    assert inherited.strip() == str([kept])  # why the block is needed
+    with cores.anywhere():
+        freed = subprocess.run(show, capture_output=True, text=True, check=True).stdout
+    assert freed.strip() == str(sorted(ALLOWED))

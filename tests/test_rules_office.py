@@ -349,26 +349,32 @@ def test_a_command_runs_after_each_result_with_its_values_as_single_arguments(
     reason="Linux with 2 cores or more",
 )
 def test_the_command_after_a_result_may_use_every_core(
-    sandbox: Sandbox, tmp_path: Path, make_daemon: MakeDaemon
+    make_sandbox: Callable[..., Sandbox], tmp_path: Path, make_daemon: MakeDaemon
 ) -> None:
-    """The workers keep to one core while they convert (watcher.cores); a program they
-    start would inherit that, and the user's command must not."""
+    """The daemon keeps to one core while a batch runs (watcher.cores); a program it starts
+    would inherit that, and the user's command must not. Its command runs while a slower
+    file is still at the service, the batch still running."""
+    box = make_sandbox(seconds_per_page=0.5)
+    allowed = repr(sorted(os.sched_getaffinity(0)))  # before a batch keeps this process too
     said = tmp_path / "cores.txt"
     record = script(
         tmp_path / "cores.py",
-        f"open({str(said)!r}, 'w').write(repr(sorted(os.sched_getaffinity(0))))",
+        f"open({str(said)!r}, 'a').write(repr(sorted(os.sched_getaffinity(0))) + '\\n')",
     )
     inbox = tmp_path / "inbox"
-    make_daemon(
+    daemon = make_daemon(
         rules(
             tmp_path,
-            sandbox,
-            f'[[inbox]]\npath = "{inbox}"\noutformat = "txt"\non_success = ["{record}"]\n',
+            box,
+            f'[[inbox]]\npath = "{inbox}"\noutformat = "txt"\n'
+            f'on_success = ["{record}", "{{name}}"]\n',
         )
     )
-    samplepdf.write_pdf(inbox / "a.pdf", ["a"])
-    wait_for(lambda: said.exists() and said.read_text(), what="the command ran")
-    assert said.read_text() == repr(sorted(os.sched_getaffinity(0)))
+    samplepdf.write_pdf(inbox / "slow.pdf", ["slow"] * 8)
+    samplepdf.write_pdf(inbox / "quick.pdf", ["quick"])
+    wait_for(lambda: said.exists() and said.read_text(), what="the command after quick.pdf")
+    assert daemon.pool.busy == 1  # slow.pdf is still at the service: the batch runs
+    assert said.read_text().splitlines()[0] == allowed
 
 
 def test_a_failing_or_hanging_command_is_logged_and_shown_and_the_result_stays(

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from watcher.cores import run_anywhere
+from watcher.cores import anywhere
 from watcher.jobs import ORIGINAL_DELETED, Job, JobState, readable
 
 if TYPE_CHECKING:
@@ -193,7 +193,6 @@ class HookRunner:
         return _Call(job, render(argv, values_for(job)), rule.hook_seconds, cwd)
 
     def _work(self) -> None:
-        run_anywhere()  # started by a worker, which may keep to one core: not its commands
         skipped = 0
         while (call := self._queue.get()) is not None:
             if self._stopping.is_set():
@@ -213,15 +212,16 @@ class HookRunner:
         env = {key: value for key, value in os.environ.items() if key not in _SECRET_ENV}
         with tempfile.TemporaryFile() as output:
             try:
-                process = subprocess.Popen(
-                    call.argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=output,
-                    stderr=subprocess.STDOUT,
-                    cwd=call.cwd,
-                    env=env,
-                    start_new_session=os.name == "posix",  # its own group: stopped as one
-                )
+                with anywhere():  # the daemon may keep to one core: not the user's command
+                    process = subprocess.Popen(
+                        call.argv,
+                        stdin=subprocess.DEVNULL,
+                        stdout=output,
+                        stderr=subprocess.STDOUT,
+                        cwd=call.cwd,
+                        env=env,
+                        start_new_session=os.name == "posix",  # its own group: stopped as one
+                    )
             except OSError as exc:
                 return f"could not be started: {exc.strerror or exc}"
             status = self._wait(process, call.seconds)

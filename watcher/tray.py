@@ -29,6 +29,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from watcher.bootstrap import TRAY_PACKAGES
 from watcher.config import APP_NAME
+from watcher.cores import anywhere
 from watcher.wording import count
 
 if TYPE_CHECKING:
@@ -317,9 +318,10 @@ def open_path(path: Path | None) -> None:
             return
         opener = "open" if sys.platform == "darwin" else "xdg-open"
         quiet = subprocess.DEVNULL
-        subprocess.Popen(
-            [opener, str(path)], stdin=quiet, stdout=quiet, stderr=quiet, start_new_session=True
-        )
+        with anywhere():  # the daemon may keep to one core: not the program it starts
+            subprocess.Popen(
+                [opener, str(path)], stdin=quiet, stdout=quiet, stderr=quiet, start_new_session=True
+            )
     except Exception as exc:
         log.warning("could not open %s: %s", path, exc)
 

@@ -3,7 +3,7 @@
 How many jobs are at the service at once is bounded apart (watcher.turns: a worker keeps its
 job's turn while it polls for the result); the daemon runs twice as many workers as turns, so
 that checking, counting and filing on this computer overlap the service's work. While a
-batch runs its workers keep to one core (watcher.cores). Idle workers sleep on a condition
+batch runs the daemon keeps to one core (watcher.cores). Idle workers sleep on a condition
 until a job arrives or the earliest deferred job is due, so an idle daemon costs no CPU.
 """
 
@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from watcher.cores import current_core, keep_to
+from watcher.cores import current_core, keep_process_to
 from watcher.errors import AccountError
 from watcher.jobs import JobState
 from watcher.journal import Journal, JournalError
@@ -55,7 +55,6 @@ class WorkerPool:
         self._held = False
         self._paused = False
         self._busy = 0
-        self._batch_core: int | None = None  # the core a batch's workers keep to
         self._generation = 0  # counts wake-ups, so none is lost between a claim and a wait
         self._threads: list[threading.Thread] = []
 
@@ -78,6 +77,7 @@ class WorkerPool:
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        keep_process_to(None)  # a batch cut short by the stop let go of nothing
 
     @property
     def held(self) -> bool:
@@ -102,13 +102,9 @@ class WorkerPool:
         self.wake()
 
     def _work(self) -> None:
-        kept_to: int | None = None  # the core this thread keeps to (watcher.cores)
         while not self._stop.is_set():
             with self._wakeup:
                 generation, idle = self._generation, self._held or self._paused
-                batch_core = self._batch_core
-            if batch_core is None and kept_to is not None:  # the batch is over
-                keep_to(kept_to := None)
             # Claimed outside the condition's lock, so a wake() never waits on the journal.
             # A held or paused queue still finishes what is at the service already.
             job = self._journal.claim(send=not idle)
@@ -119,11 +115,8 @@ class WorkerPool:
                 continue
             with self._wakeup:
                 self._busy += 1
-                if self._busy == 1:  # a batch begins: its workers keep to this core
-                    self._batch_core = current_core()
-                batch_core = self._batch_core
-            if batch_core != kept_to:
-                keep_to(kept_to := batch_core)
+                if self._busy == 1:  # a batch begins: the daemon keeps to this core
+                    keep_process_to(current_core())
             try:
                 self._runner.advance(job)
             except AccountError as exc:
@@ -149,7 +142,7 @@ class WorkerPool:
                     self._wakeup.notify_all()
                     idle = self._busy == 0
                     if idle:  # placed afresh next time
-                        self._batch_core = None
+                        keep_process_to(None)
                 if idle:
                     # The job's last change was told while this worker still counted as
                     # busy: without this, a finished batch would be shown as converting.
