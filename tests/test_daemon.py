@@ -136,6 +136,24 @@ def test_a_slow_conversion_is_polled_and_charged_once(
     assert daemon.snapshot().available_pages == 998
 
 
+def test_a_file_waiting_for_its_turn_is_counted_once(
+    make_sandbox, tmp_path: Path, make_daemon: MakeDaemon
+) -> None:
+    """One turn at the service, two workers: the second file waits for its turn in a
+    worker's hands; the tray's "Converting N files" counts it once, not as queued and busy."""
+    box = make_sandbox(seconds_per_page=1.0)
+    rules = write_rules(tmp_path, box)
+    rules.write_text(rules.read_text().replace("concurrency = 2", "concurrency = 1"))
+    inbox = tmp_path / "inbox" / "to-text"
+    for name in ("a.pdf", "b.pdf", "c.pdf"):
+        samplepdf.write_pdf(inbox / name, [name] * 3)
+    daemon = make_daemon(rules)
+    wait_for(lambda: daemon.pool.busy == 2, what="one file at the service, one waiting")
+    snapshot = daemon.snapshot()
+    assert (snapshot.queued, snapshot.in_flight) == (1, 2)
+    assert len(box.ledger()) == 1
+
+
 def test_bad_files_land_in_failed_with_a_reason_and_cost_nothing(
     sandbox: Sandbox, tmp_path: Path, make_daemon: MakeDaemon
 ) -> None:

@@ -293,7 +293,7 @@ class Daemon:
     # -- what the user sees ----------------------------------------------------------------
 
     def snapshot(self) -> Snapshot:
-        counts = self.journal.counts(_SHOWN_STATES)
+        counts = self.journal.counts(_SHOWN_STATES, unclaimed=True)  # held ones: in_flight
         pages = self.journal.get_meta(META_PAGES)
         available = int(pages) if pages else None
         board = self.status.view()

@@ -637,13 +637,23 @@ class Journal:
             rows = db.execute(query, params).fetchall()
         return [job_from_row(row) for row in rows]
 
-    def counts(self, states: Iterable[JobState] = ()) -> dict[JobState, int]:
+    def counts(
+        self, states: Iterable[JobState] = (), *, unclaimed: bool = False
+    ) -> dict[JobState, int]:
         """Jobs per state; only the `states` asked for, when given, so that the daemon's
-        frequent counts of live jobs never walk a long history of finished ones."""
-        wanted = [state.value for state in states]
+        frequent counts of live jobs never walk a long history of finished ones.
+        `unclaimed`: leave out the jobs a worker holds (counted as in flight: a queued
+        file waiting for its turn at the service is not also waiting in the queue)."""
+        wanted: list[object] = [state.value for state in states]
+        conditions = [f"state IN ({','.join('?' * len(wanted))})"] if wanted else []
+        if unclaimed:
+            with self._claims_lock:
+                claimed = tuple(self._claimed)
+            conditions.append(f"id NOT IN ({','.join('?' * len(claimed))})")
+            wanted.extend(claimed)
         query = "SELECT state, COUNT(*) FROM jobs"
-        if wanted:
-            query += f" WHERE state IN ({','.join('?' * len(wanted))})"
+        if conditions:
+            query += " WHERE " + " AND ".join(conditions)
         with self._reading() as db:
             rows = db.execute(query + " GROUP BY state", wanted).fetchall()
         return {JobState(state): count for state, count in rows}
