@@ -644,18 +644,18 @@ class Journal:
         frequent counts of live jobs never walk a long history of finished ones.
         `unclaimed`: leave out the jobs a worker holds (counted as in flight: a queued
         file waiting for its turn at the service is not also waiting in the queue)."""
-        wanted: list[object] = [state.value for state in states]
-        conditions = [f"state IN ({','.join('?' * len(wanted))})"] if wanted else []
+        params: list[object] = [state.value for state in states]
+        conditions = [f"state IN ({','.join('?' * len(params))})"] if params else []
         if unclaimed:
             with self._claims_lock:
                 claimed = tuple(self._claimed)
             conditions.append(f"id NOT IN ({','.join('?' * len(claimed))})")
-            wanted.extend(claimed)
+            params.extend(claimed)
         query = "SELECT state, COUNT(*) FROM jobs"
         if conditions:
             query += " WHERE " + " AND ".join(conditions)
         with self._reading() as db:
-            rows = db.execute(query + " GROUP BY state", wanted).fetchall()
+            rows = db.execute(query + " GROUP BY state", params).fetchall()
         return {JobState(state): count for state, count in rows}
 
     def pages_charged_on(self, day: str) -> int:

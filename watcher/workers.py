@@ -104,7 +104,7 @@ class WorkerPool:
     def _work(self) -> None:
         while not self._stop.is_set():
             with self._wakeup:
-                generation, idle = self._generation, self._held or self._paused
+                generation, idle = self._generation, not self.may_send()
             # Claimed outside the condition's lock, so a wake() never waits on the journal.
             # A held or paused queue still finishes what is at the service already.
             job = self._journal.claim(send=not idle)

@@ -169,7 +169,6 @@ class Service:
         self._queued: Counter[str] = Counter()
         self.fired: Counter[str] = Counter()  # faults that happened, by kind (and "lose_job")
         self._running = 0
-        self._most_running = 0
         self._stopping = threading.Event()
 
     # -- what tests use --------------------------------------------------------------------
@@ -203,13 +202,6 @@ class Service:
         check_injection(kind, times)
         with self._lock:
             self._queued[kind] += times
-
-    @property
-    def most_at_once(self) -> int:
-        """The most conversions it ran at the same time, so far: what a client's
-        concurrency setting bounds."""
-        with self._lock:
-            return self._most_running
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         with self._lock:
@@ -349,7 +341,6 @@ class Service:
             self._ledger.append(charge)
             self._jobs[(filename, outformat)] = job
             self._running += 1
-            self._most_running = max(self._most_running, self._running)
         log.debug("charged %s for %s -> %s", count(pages, "page"), filename, outformat)
         worker = threading.Thread(target=self._convert, args=(job, data, kind, pages), daemon=True)
         worker.start()
