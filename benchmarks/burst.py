@@ -56,9 +56,7 @@ def make_files(folder: Path, count: int) -> list[Path]:
     return paths
 
 
-def run_case(
-    root: Path, count: int, *, at_start: bool, timeout: float, shared: bool
-) -> dict[str, float]:
+def run_case(root: Path, count: int, *, at_start: bool, timeout: float) -> dict[str, float]:
     with SandboxProcess() as box:
         setup = write_config(
             root,
@@ -67,7 +65,6 @@ def run_case(
             concurrency=4,
             settle_seconds=0.0,
             polling="false",
-            shared=shared,
         )
         inbox = setup.inboxes[0]
         staged = make_files(inbox if at_start else root / "staging", count)
@@ -114,22 +111,14 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=180.0, help="give up after (s)")
     parser.add_argument("--quick", action="store_true", help="a few seconds, for smoke tests")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folders")
-    parser.add_argument(
-        "--shared", action="store_true", help="the inbox shared by PCs: each file claimed"
-    )
     args = parser.parse_args()
     count, timeout = (200, 30.0) if args.quick else (args.files, args.timeout)
-    claims = ", each file claimed (shared inbox)" if args.shared else ""
-    print(
-        f"burst: {count} small PDFs in one inbox, sending held (key refused){claims}; {machine()}"
-    )
+    print(f"burst: {count} small PDFs in one inbox, sending held (key refused); {machine()}")
     results = {}
     with temp_root("burst", args.keep) as root:
         for at_start in (False, True):
             name = "at_start" if at_start else "appear"
-            result = run_case(
-                root / name, count, at_start=at_start, timeout=timeout, shared=args.shared
-            )
+            result = run_case(root / name, count, at_start=at_start, timeout=timeout)
             results[name] = result
             origin = "Daemon.start" if at_start else "the first file moved in"
             note(

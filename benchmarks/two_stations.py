@@ -6,7 +6,8 @@ N one-page PDFs arrive. Each station claims a file in the
 inbox's `.pdfocr-claims` folder before it journals it, so each file is converted, paid and
 filed once (checked: the sandbox charged N times, the outbox holds N results). The files
 are moved into the inbox one after another once both stations are watching (a copy or a
-scanner's batch arriving): each station claims what it sees settle first. The sandbox
+scanner's batch arriving): a station claims a file when one of its workers is free
+(watcher/stations.py), so the batch is shared by pace, not by who saw it first. The sandbox
 (its own process) takes 0.25 s per page, so that, as with the real service, the conversions
 in flight (4 per station) set the pace, not this machine's CPU.
 

@@ -18,7 +18,10 @@ from test_daemon import (
 
 from watcher import samplepdf
 from watcher.claims import CLAIMS_DIR
+from watcher.config import load_config
+from watcher.jobs import ACTIVE_STATES
 from watcher.sandbox import Sandbox
+from watcher.stations import SharedInboxes
 
 
 def station_rules(root: Path, box: Sandbox, station: str, *, lease: float = 60.0) -> Path:
@@ -74,3 +77,63 @@ def test_a_station_killed_after_sending_is_taken_over_without_a_second_charge(
     assert len(box.ledger()) == 1, "asked by name, not paid again"
     assert [job.remote_name for job in heir.journal.jobs()] == [box.ledger()[0].filename]
     assert files_in(tmp_path / "archive") == ["contract.pdf"]
+
+
+def test_a_busy_station_leaves_the_files_it_cannot_start_to_the_others(
+    make_sandbox, tmp_path: Path, make_daemon: MakeDaemon
+) -> None:
+    box = make_sandbox(seconds_per_page=1.0)
+    one = make_daemon(station_rules(tmp_path, box, "pc-one"))  # 2 turns, so 4 workers
+    names = [f"scan-{n:02d}.pdf" for n in range(10)]
+    for name in names:
+        samplepdf.write_pdf(tmp_path / "inbox" / name, [f"text of {name}"])
+    wait_for(lambda: files_in(tmp_path / "archive"), timeout=30, what="a first file filed")
+    unfinished = [job for job in one.journal.jobs() if job.state in ACTIVE_STATES]
+    assert len(unfinished) <= 4, "claimed only what its workers can take"
+    assert one.snapshot().batch_total == 10, "the waiting files are still its batch"
+    two = make_daemon(station_rules(tmp_path, box, "pc-two"))
+    wait_for(lambda: len(files_in(tmp_path / "archive")) == 10, timeout=60, what="all archived")
+    shares = [len(daemon.journal.jobs()) for daemon in (one, two)]
+    assert sum(shares) == 10 and shares[1] > 0, shares
+    assert len(box.ledger()) == 10, "each file paid once"
+
+
+def test_a_paused_station_claims_nothing_and_shows_what_waits(
+    sandbox: Sandbox, tmp_path: Path, make_daemon: MakeDaemon
+) -> None:
+    one = make_daemon(station_rules(tmp_path, sandbox, "pc-one"))
+    one.pause(None)
+    for name in ("a.pdf", "b.pdf"):
+        samplepdf.write_pdf(tmp_path / "inbox" / name, [name])
+    wait_for(lambda: one.snapshot().queued == 2, what="both files waiting")
+    assert one.journal.jobs() == [] and not list((tmp_path / "inbox" / CLAIMS_DIR).glob("*"))
+    two = make_daemon(station_rules(tmp_path, sandbox, "pc-two"))
+    wait_for(lambda: len(files_in(tmp_path / "archive")) == 2, what="converted by the other")
+    assert len(two.journal.jobs()) == 2 and len(sandbox.ledger()) == 2
+    one.unpause()
+    wait_for(lambda: one.snapshot().queued == 0, what="the paused station let them go")
+    assert one.journal.jobs() == [] and len(sandbox.ledger()) == 2
+
+
+def test_only_a_claim_taken_just_now_for_no_job_may_be_let_go(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """`new_claim` is what keeps a station from releasing, for a file it cannot read once
+    more, the claim its own job (of this run or an earlier one) holds: another station
+    would then send the file again."""
+    config = load_config(station_rules(tmp_path, sandbox, "pc-one"))
+    rule = config.inboxes[0]
+    scan = tmp_path / "inbox" / "scan.pdf"
+    samplepdf.write_pdf(scan, ["scan"])
+    station = SharedInboxes(config, tmp_path / "pc-one")
+    assert station.admit([(scan, rule)]) == ([], 1)
+    first = station.claim_next()
+    assert first is not None and first.new_claim
+    station.admit([(scan, rule)])  # offered again while its job runs
+    again = station.claim_next()
+    assert again is not None and not again.new_claim
+    after_restart = SharedInboxes(config, tmp_path / "pc-one")
+    after_restart.admit([(scan, rule)])
+    resumed = after_restart.claim_next()
+    assert resumed is not None and not resumed.new_claim
+    assert after_restart.claim_next() is None

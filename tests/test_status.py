@@ -87,6 +87,18 @@ def test_a_new_batch_starts_once_the_last_one_is_over() -> None:
     assert (board.view().done, board.view().total) == (0, 1)
 
 
+def test_files_another_station_took_end_the_batch_as_not_converted_here() -> None:
+    board, told = board_with_notices()
+    board.arrived(3)  # one journaled, two waiting in a shared inbox
+    board.finished(job(1, JobState.DONE, output="/o/1.docx"), queue_empty=lambda: False)
+    assert not told
+    board.passed_over(2, queue_empty=lambda: True)
+    assert [n.message for n in told] == [
+        "1 file converted, 2 not converted here (removed, changed or taken by another PC)"
+    ]
+    assert (board.view().done, board.view().total) == (3, 3)
+
+
 def test_failures_are_unseen_until_acknowledged() -> None:
     board, _ = board_with_notices()
     board.failed_before_journal("locked.pdf: it cannot be read (permission denied)")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from watcher.api import ClientSettings, PdfOcrClient
 from watcher.config import Config, InboxRule, check_runnable, load_config
-from watcher.errors import AccountError, ConfigError, ServiceLosingJobs
+from watcher.errors import AccountError, ConfigError, ServiceLosingJobs, WatcherError
 from watcher.filing import STAGING_PREFIX, set_aside
 from watcher.holds import QueueHolds
 from watcher.hooks import HookRunner
@@ -70,8 +70,10 @@ class Daemon:
         self.journal = Journal.in_folder(self.config.files.state_dir)
         self._client = PdfOcrClient(ClientSettings.from_rules(self.config.api))
         own_files = OwnFiles()  # results we placed: never taken for new files
-        self.stations = SharedInboxes(self.config, self.config.files.state_dir)
         self.status = StatusBoard()
+        self.stations = SharedInboxes(
+            self.config, self.config.files.state_dir, on_passed_over=self._passed_over
+        )
         self.holds = QueueHolds()
         self.hooks = HookRunner(self.config, self.journal, on_problem=self._hook_failed)
         self.schedule = SendSchedule(self.config)
@@ -97,6 +99,7 @@ class Daemon:
             stop=self.stop_event,
             on_hold=self._hold,
             on_idle=self._notify,
+            find_work=self.take_shared_file,
         )
         self.inbox = InboxWatcher(
             self.config, self.enqueue, own_files, on_unreadable=self.set_aside_unreadable
@@ -187,21 +190,67 @@ class Daemon:
     def enqueue(self, files: Sequence[ReadyFile]) -> list[Path]:
         """Journals complete files as jobs (before anything is sent), together in one commit,
         and wakes the workers; big files are hashed and journaled by the intake thread, so
-        that this (the watcher's thread) never waits for them. Returns the files that could
-        not be read, for the watcher to offer again at its next rescan.
+        that this (the watcher's thread) never waits for them. A shared inbox's files wait
+        for a free worker instead (`take_shared_file`). Returns the files that could not be
+        read, for the watcher to offer again at its next rescan.
 
         Raises when the journal cannot be written: the watcher then offers the files again,
         and nothing is sent for a job that is not recorded."""
+        admitted, waiting = self.stations.admit(files)
+        if waiting:
+            self.status.arrived(waiting)
+            self.pool.wake()
+        return self._journal_files(admitted)[1]
+
+    def take_shared_file(self) -> bool:
+        """Asked by a worker with nothing to do: claims the next file waiting in a shared
+        inbox and journals it (hashing a big one here: this worker is free). False when no
+        file waits. Claiming only what a free worker takes leaves the rest of a batch to the
+        other stations' free workers."""
+        admitted = self.stations.claim_next()
+        if admitted is None:
+            return False
+        path = admitted.path
+        try:
+            journaled, unread = self._journal_files([admitted], counted=True)
+        except WatcherError as exc:  # the journal cannot be written: offered again later
+            log.error("%s not taken yet: %s", readable(path.name), exc)
+            self._not_journaled(admitted, let_go=True)
+            self.inbox.release([path])
+            return False
+        if not journaled:  # a file known here already keeps its claim
+            self._not_journaled(admitted, let_go=bool(unread) or not path.exists())
+        self.inbox.handed_on([(path, admitted.rule)], set(unread))
+        return True
+
+    def _not_journaled(self, admitted: Admitted, *, let_go: bool) -> None:
+        self._passed_over(1)
+        if let_go and admitted.new_claim:
+            self.stations.let_go(admitted.path)
+
+    def _passed_over(self, count: int) -> None:
+        self.status.passed_over(count, queue_empty=self._queue_empty)
+        self._notify()
+
+    def _journal_files(
+        self, files: Sequence[Admitted], *, counted: bool = False
+    ) -> tuple[int, list[Path]]:
+        """Journals the files admitted, or hands big ones to the intake thread; returns how
+        many were journaled (or handed on) and those that could not be read. `counted`: the
+        files were counted in the batch when they began to wait in a shared inbox, and are
+        hashed here."""
         new_jobs: list[NewJob] = []
         unread: list[Path] = []
-        for admitted in self.stations.admit(files):
+        taken = 0  # adopted, or handed to the intake thread
+        for admitted in files:
             path, rule = admitted.path, admitted.rule
             if admitted.sent_as:
-                self._adopt(admitted)
+                taken += self._adopt(admitted)
                 continue
             try:
-                if path.stat().st_size > BIG_FILE_BYTES:
+                if not counted and path.stat().st_size > BIG_FILE_BYTES:
                     self._intake.submit(path, rule.as_rule(path), rule.path)
+                    taken += 1
                     continue
                 new_jobs.append(new_job(path, rule.as_rule(path), rule.path))
             except FileNotFoundError:
@@ -213,10 +262,9 @@ class Daemon:
                     exc.strerror or exc,
                 )
                 unread.append(path)
-        self._record(new_jobs)
-        return unread
+        return taken + self._record(new_jobs, counted=counted), unread
 
-    def _adopt(self, admitted: Admitted) -> None:
+    def _adopt(self, admitted: Admitted) -> bool:
         """A file taken over from a station that stopped after (maybe) sending it: journaled
         as sent under the name its claim recorded, so it is asked for by that name and never
         sent again by itself (held if the service does not know the name)."""
@@ -224,10 +272,10 @@ class Daemon:
             new = new_job(admitted.path, admitted.rule.as_rule(admitted.path), admitted.rule.path)
         except OSError as exc:
             log.warning("%s cannot be read (%s)", readable(admitted.path.name), exc)
-            return
+            return False
         added = self.journal.add(replace(new, remote_name=admitted.sent_as or new.remote_name))
         if added is None:
-            return
+            return False
         sent_at = admitted.sent_at or time.time()
         job = self.journal.move(
             added, JobState.UPLOADING, sent_at=sent_at, charged_on=local_day(sent_at)
@@ -235,17 +283,22 @@ class Daemon:
         job = self.journal.move(job, JobState.WAITING_FOR_RESULT)
         log.info("%s: asking for the result of %s by name", job.display_name, job.remote_name)
         self.pool.wake()
+        return True
 
-    def _record(self, new_jobs: list[NewJob]) -> None:
+    def _record(self, new_jobs: list[NewJob], *, counted: bool = False) -> int:
+        """Journals new jobs in one commit; returns how many were new. `counted`: already
+        counted in the batch (they waited in a shared inbox)."""
         jobs = self.journal.add_many(new_jobs)
         for job in jobs:
             log.info("%s: queued (job %d)", job.display_name, job.id)
         if len(jobs) < len(new_jobs):
             self._tell_own_copies(new_jobs, {job.source for job in jobs})
         if jobs:
-            self.status.arrived(len(jobs))
+            if not counted:
+                self.status.arrived(len(jobs))
             self.pool.wake()
             self._notify()
+        return len(jobs)
 
     def _tell_own_copies(self, offered: list[NewJob], added: set[Path]) -> None:
         """Says so, once per file, when a file was not taken because it is a copy of one
@@ -304,9 +357,10 @@ class Daemon:
             reason = newest[0].error if newest else ""
             held = f"{count(held_jobs, 'file')} waiting: {reason}"
         rules = self.config.inboxes
+        waiting = self.stations.waiting  # in a shared inbox, for a free worker to claim
         return Snapshot(
             sandbox=self.sandbox,
-            queued=counts.get(JobState.QUEUED, 0),
+            queued=counts.get(JobState.QUEUED, 0) + waiting,
             in_flight=self.pool.busy,
             batch_done=board.done,
             batch_total=board.total,
@@ -336,12 +390,15 @@ class Daemon:
 
     def _job_changed(self, job: Job) -> None:
         if job.state.is_finished:
-            self.status.finished(job, queue_empty=lambda: not self._active_count())
+            self.status.finished(job, queue_empty=self._queue_empty)
         elif job.state is JobState.HELD:
             self.status.tell(NoticeKind.HELD, "File held", f"{job.display_name}: {job.error}")
         if job.state is JobState.DOWNLOADING:
             self._check_credit()
         self._notify()
+
+    def _queue_empty(self) -> bool:
+        return not self.stations.waiting and not self._active_count()
 
     def _active_count(self) -> int:
         """Jobs still on their way, counted in the journal (not loaded: a burst has many)."""

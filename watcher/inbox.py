@@ -608,7 +608,7 @@ class InboxWatcher:
             unread = set(self._on_ready(files))
         except WatcherError as exc:  # the daemon's words (its journal cannot be written)
             log.error("%s not taken yet: %s", count(len(files), "file"), exc)
-            self._release(path for path, _ in files)
+            self.release(path for path, _ in files)
             return
         except Exception:
             if len(files) > 1:  # one odd file must not hold back the others: one at a time
@@ -616,13 +616,14 @@ class InboxWatcher:
                     self._hand_on([ready])
                 return
             log.exception("could not hand on %s", files[0][0].name)
-            self._release([files[0][0]])
+            self.release([files[0][0]])
             return
-        self._count_unread(files, unread)
+        self.handed_on(files, unread)
 
-    def _count_unread(self, files: list[ReadyFile], unread: set[Path]) -> None:
-        """After a hand-on: what the daemon could not read is one failed read more each
-        (and reported once too many), what it took has its failures forgotten."""
+    def handed_on(self, files: Sequence[ReadyFile], unread: set[Path]) -> None:
+        """After a hand-on (or the daemon's later look at a file it let wait): what it could
+        not read is one failed read more each (and reported once too many), what it took
+        has its failures forgotten."""
         now = time.monotonic()
         unreadable = []
         with self._cond:
@@ -636,7 +637,7 @@ class InboxWatcher:
         for path, rule, reason in unreadable:
             self._report_unreadable(path, rule, reason)
 
-    def _release(self, paths: Iterable[Path]) -> None:
+    def release(self, paths: Iterable[Path]) -> None:
         """Offer these files again the next time they are seen (at the next rescan)."""
         with self._cond:
             for path in paths:

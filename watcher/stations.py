@@ -7,13 +7,18 @@ it is released once the original has left the inbox. So exactly one station pays
 and a station that takes over a dead station's claim asks the service for the result by the
 recorded name instead of paying again (the journal then holds it if the service does not
 know the name, as for any submission that may have reached it).
+
+A station claims a file only when one of its workers is free to take it (`claim_next`, asked
+by a worker with nothing else to do): the files that settle while all are busy wait in the
+inbox, unclaimed, for whichever station frees a worker first. A station that claimed every
+file it saw settle would hold most of a batch while the other ran dry.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,57 +36,108 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Admitted:
     """A file this station may journal; `sent_as`/`sent_at` when it took over another
-    station's claim after that station had (maybe) sent it."""
+    station's claim after that station had (maybe) sent it. `new_claim`: claimed just now,
+    for no job of this station yet (so `let_go` may release it if it is not journaled)."""
 
     path: Path
     rule: InboxRule
     sent_as: str | None = None
     sent_at: float | None = None
+    new_claim: bool = False
 
 
 class SharedInboxes:
     """The claims of one station, for every inbox that is shared (`[watch] shared`)."""
 
-    def __init__(self, config: Config, state_dir: Path):
+    def __init__(
+        self,
+        config: Config,
+        state_dir: Path,
+        on_passed_over: Callable[[int], None] = lambda count: None,
+    ):
         self.lease_seconds = config.watch.claim_lease
         self._book = ClaimBook(station_id(state_dir), self.lease_seconds)
         self._lock = threading.Lock()  # guards the dicts below
         self._by_source: dict[Path, Claim] = {}
         self._taken: dict[Path, tuple[InboxRule, int, int]] = {}  # asked again later
+        self._waiting: dict[Path, Path] = {}  # file → its inbox: settled, not claimed yet
+        self._on_passed_over = on_passed_over  # waiting files that went to another station
         self._told: set[Path] = set()  # inboxes whose claims folder cannot be written
         self._shared: frozenset[Path] = frozenset()
+        self._rules: dict[Path, InboxRule] = {}
         self.update_config(config)
 
     def update_config(self, config: Config) -> None:
         shared = {r.path for r in config.inboxes if switched_on(config.watch.shared, r.path)}
         self._shared = frozenset(shared)
+        self._rules = {rule.path: rule for rule in config.inboxes}
 
     def is_shared(self, inbox: Path | None) -> bool:
         return inbox is not None and inbox in self._shared
 
-    def admit(self, files: Sequence[tuple[Path, InboxRule]]) -> list[Admitted]:
-        """The files this station may journal now: not in a shared inbox, or claimed by it.
-        Files another station has are asked about again by `housekeeping`."""
+    def admit(self, files: Sequence[tuple[Path, InboxRule]]) -> tuple[list[Admitted], int]:
+        """The files this station may journal now (those not in a shared inbox), and how
+        many more now wait in a shared inbox, in arrival order, until a worker asks for one
+        (`claim_next`)."""
         admitted: list[Admitted] = []
-        for path, rule in files:
-            if not self.is_shared(rule.path):
-                admitted.append(Admitted(path, rule))
+        with self._lock:
+            before = len(self._waiting)
+            for path, rule in files:
+                if self.is_shared(rule.path):
+                    self._waiting.pop(path, None)  # a new version goes to the back
+                    self._waiting[path] = rule.path
+                else:
+                    admitted.append(Admitted(path, rule))
+            return admitted, len(self._waiting) - before
+
+    @property
+    def waiting(self) -> int:
+        """Files in shared inboxes this station may take, not claimed by it yet."""
+        return len(self._waiting)
+
+    def claim_next(self) -> Admitted | None:
+        """For a worker with nothing to do: the first waiting file this station can claim
+        (those another station has are asked about again by `housekeeping`). None once no
+        file is waiting."""
+        while True:
+            with self._lock:
+                if not self._waiting:
+                    return None
+                path = next(iter(self._waiting))
+                inbox = self._waiting.pop(path)
+            rule = self._rules.get(inbox)  # the rules may have changed while it waited
+            if rule is None:  # no longer an inbox
+                self._on_passed_over(1)
                 continue
+            if not self.is_shared(inbox):
+                return Admitted(path, rule)
             try:
                 stat = path.stat()
             except OSError:
-                continue  # gone: the watcher's business
+                self._on_passed_over(1)  # gone: the watcher's business
+                continue
             outcome = self._book.claim(path, stat.st_size, stat.st_mtime_ns, inbox=rule.path)
             if isinstance(outcome, Claim):
-                admitted.append(self._held(path, rule, outcome))
-            elif isinstance(outcome, Taken):
+                return self._held(path, rule, outcome)
+            self._on_passed_over(1)
+            if isinstance(outcome, Taken):
                 self._taken_by_another(path, rule, stat.st_size, stat.st_mtime_ns, outcome)
             else:
                 self._unclaimable(rule.path, outcome)
-        return admitted
+
+    def let_go(self, path: Path) -> None:
+        """A file claimed just now (`Admitted.new_claim`) was not journaled: it could not be
+        read, or is gone. Its claim is released, so that it can be offered again, to any
+        station. Never for a file a job of this station holds: that would let another
+        station send it again."""
+        claim = self._forget(path)
+        if claim is not None:
+            self._end(claim, final=False)
 
     def _held(self, path: Path, rule: InboxRule, claim: Claim) -> Admitted:
         with self._lock:
+            # Else a job of ours holds it already (this run's, or an earlier run's: resumed).
+            new_claim = not claim.resumed and path not in self._by_source
             self._by_source[path] = claim
             self._taken.pop(path, None)
         if claim.taken_over_from:
@@ -92,8 +148,8 @@ class SharedInboxes:
                 f" after sending it as {claim.remote_name}" if claim.sent_at else "",
             )
         if claim.sent_at and claim.remote_name:
-            return Admitted(path, rule, claim.remote_name, claim.sent_at)
-        return Admitted(path, rule)
+            return Admitted(path, rule, claim.remote_name, claim.sent_at, new_claim)
+        return Admitted(path, rule, new_claim=new_claim)
 
     def _taken_by_another(
         self, path: Path, rule: InboxRule, size: int, mtime_ns: int, taken: Taken
@@ -136,15 +192,18 @@ class SharedInboxes:
         an original still there (kept after success, or a failed one that could not be
         moved) keeps a final claim, so that no other station converts, and pays, again."""
         claim = self._forget(job.source)
-        if claim is None:
-            return
+        if claim is not None:
+            self._end(claim, final=job.source.exists() and job.original_at is None)
+
+    @staticmethod
+    def _end(claim: Claim, *, final: bool) -> None:
         try:
-            if job.source.exists() and job.original_at is None:
+            if final:
                 claim.update(DONE)
             else:
                 claim.release()
         except (ClaimLost, OSError) as exc:
-            log.debug("%s: claim not released: %s", job.display_name, exc)
+            log.debug("%s: claim not released: %s", readable(claim.path.name), exc)
 
     def resume(self, jobs: Iterable[Job]) -> list[Job]:
         """After a restart: this station's claims for its unfinished jobs again. Returns the
@@ -175,6 +234,13 @@ class SharedInboxes:
                 self._book.sweep(inbox)
             except OSError as exc:
                 log.debug("sweeping the claims in %s: %s", inbox, exc)
+        with self._lock:
+            waiting = list(self._waiting)
+        gone = [path for path in waiting if not path.exists()]  # another station's now
+        with self._lock:
+            passed_over = sum(self._waiting.pop(path, None) is not None for path in gone)
+        if passed_over:
+            self._on_passed_over(passed_over)
         again: list[tuple[Path, InboxRule]] = []
         for path, (rule, size, mtime_ns) in taken.items():
             try:

@@ -113,7 +113,8 @@ class BoardView:
 
 @dataclass
 class _Batch:
-    """The files journaled since the queue was last empty, and how they ended."""
+    """The files journaled (or waiting in a shared inbox) since the queue was last empty, and
+    how they ended."""
 
     total: int = 0
     converted: int = 0
@@ -123,6 +124,13 @@ class _Batch:
     @property
     def finished(self) -> int:
         return self.converted + self.failed + self.not_converted
+
+    def summary_if_over(self) -> str | None:
+        """What the batch-finished notice says, once every file is finished; None before,
+        and for a batch in which nothing was converted (told by its failure notices alone)."""
+        if self.converted == 0 or self.finished < self.total:
+            return None
+        return self.summary()
 
     def summary(self) -> str:
         words = [f"{count(self.converted, 'file')} converted"]
@@ -203,7 +211,8 @@ class StatusBoard:
             self._recent.extend(r for r in map(RecentConversion.of, done) if r is not None)
 
     def arrived(self, count: int) -> None:
-        """Newly journaled jobs: a new batch if the last one is over."""
+        """Newly journaled jobs, or files waiting in a shared inbox for this station to claim
+        (not counted again once journaled): a new batch if the last one is over."""
         with self._lock:
             if self._batch.finished >= self._batch.total:
                 self._batch = _Batch()
@@ -223,14 +232,21 @@ class StatusBoard:
                 self._count_failure(f"{job.display_name}: {job.error}")
             else:
                 self._batch.not_converted += 1
-            # A batch in which nothing was converted is told by its failure notices alone.
-            batch_over = self._batch.converted > 0 and self._batch.finished >= self._batch.total
-            summary = self._batch.summary()
+            summary = self._batch.summary_if_over()
         if job.state is JobState.FAILED:
             self.tell(
                 NoticeKind.FILE_FAILED, "Conversion failed", f"{job.display_name}: {job.error}"
             )
-        if batch_over and queue_empty():
+        if summary and queue_empty():
+            self.tell(NoticeKind.BATCH_DONE, "Batch finished", summary)
+
+    def passed_over(self, count: int, *, queue_empty: Callable[[], bool]) -> None:
+        """Files counted in `arrived` while they waited in a shared inbox, which another
+        station took (or which went away) before this one claimed them."""
+        with self._lock:
+            self._batch.not_converted += count
+            summary = self._batch.summary_if_over()
+        if summary and queue_empty():
             self.tell(NoticeKind.BATCH_DONE, "Batch finished", summary)
 
     def failed_before_journal(self, text: str) -> None:

@@ -3,8 +3,10 @@
 How many jobs are at the service at once is bounded apart (watcher.turns: a worker keeps its
 job's turn while it polls for the result); the daemon runs twice as many workers as turns, so
 that checking, counting and filing on this computer overlap the service's work. While a
-batch runs the daemon keeps to one core (watcher.cores). Idle workers sleep on a condition
-until a job arrives or the earliest deferred job is due, so an idle daemon costs no CPU.
+batch runs the daemon keeps to one core (watcher.cores). A worker with no job due first asks
+for one more (`find_work`: a file waiting in a shared inbox, claimed only now), then sleeps
+on a condition until a job arrives or the earliest deferred job is due, so an idle daemon
+costs no CPU.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class WorkerPool:
         stop: threading.Event,
         on_hold: Callable[[AccountError], None],
         on_idle: Callable[[], None] = lambda: None,
+        find_work: Callable[[], bool] = lambda: False,
     ):
         self._journal = journal
         self._runner = runner
@@ -51,6 +54,7 @@ class WorkerPool:
         self._stop = stop
         self._on_hold = on_hold
         self._on_idle = on_idle
+        self._find_work = find_work  # journals one more job (from a shared inbox), if any
         self._wakeup = threading.Condition()
         self._held = False
         self._paused = False
@@ -109,6 +113,8 @@ class WorkerPool:
             # A held or paused queue still finishes what is at the service already.
             job = self._journal.claim(send=not idle)
             if job is None:
+                if not idle and self._found_work():
+                    continue
                 with self._wakeup:
                     if generation == self._generation:  # nothing happened since we looked
                         self._wakeup.wait(self._sleep_seconds())
@@ -147,6 +153,13 @@ class WorkerPool:
                     # The job's last change was told while this worker still counted as
                     # busy: without this, a finished batch would be shown as converting.
                     self._tell_idle()
+
+    def _found_work(self) -> bool:
+        try:
+            return self._find_work()
+        except Exception:
+            log.exception("looking for a file waiting in a shared inbox failed")
+            return False
 
     def _tell_idle(self) -> None:
         try:
