@@ -138,7 +138,7 @@ def _instrument() -> None:
     _wrap(filing, "remove_quietly", "filing (result placed, original archived)")
     for name in ("_source_problem", "_still_ours"):
         _wrap(runner.JobRunner, name, "source checks (stat)")
-    for name in ("admit", "before_submit", "finished"):
+    for name in ("admit", "claim_next", "before_submit", "finished"):
         _wrap(stations.SharedInboxes, name, "claims (shared inbox)")
     for name in ("_job_changed", "_notify", "_record"):
         _wrap(daemon.Daemon, name, "daemon: job-change hooks (tray snapshot, notices)")

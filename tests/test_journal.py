@@ -285,6 +285,25 @@ def test_the_journal_itself_refuses_a_second_submission(journal: Journal, tmp_pa
         journal.move(queued, JobState.UPLOADING, sent_at=2.0)
 
 
+def test_a_file_another_station_sent_is_journaled_as_sent_in_one_commit(
+    journal: Journal, tmp_path: Path
+) -> None:
+    """A station taking over a file another station may have sent records it waiting for
+    its result, never queued (a queued job is sent): one commit, with its submission."""
+    taken_over = new_job(tmp_path)
+    job = journal.add_sent(taken_over, sent_at=5.0)
+    assert job is not None and job.state is JobState.WAITING_FOR_RESULT
+    fresh = Journal.in_folder(tmp_path / "state")
+    again = fresh.get(job.id)
+    assert again is not None and again.state is JobState.WAITING_FOR_RESULT
+    assert again.sent_at == 5.0 and again.charged_on == local_day(5.0)
+    assert [o for o, _, _ in fresh.submissions(job.id)] == [SubmissionOutcome.MAY_HAVE_REACHED]
+    fresh.close()
+    assert journal.add_sent(taken_over, sent_at=6.0) is None  # known already
+    taken_over.source.unlink()
+    assert journal.add_sent(dataclasses.replace(taken_over, content_hash="h2"), 7.0) is None
+
+
 def test_a_submission_closed_as_never_sent_may_be_sent_again(
     journal: Journal, tmp_path: Path
 ) -> None:

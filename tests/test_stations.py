@@ -24,7 +24,9 @@ from watcher.sandbox import Sandbox
 from watcher.stations import SharedInboxes
 
 
-def station_rules(root: Path, box: Sandbox, station: str, *, lease: float = 60.0) -> Path:
+def station_rules(
+    root: Path, box: Sandbox, station: str, *, lease: float = 60.0, after_success: str = "archive"
+) -> Path:
     """One station's rules: its own state folder, the shared inbox and outbox."""
     rules = root / f"{station}.toml"
     rules.write_text(
@@ -32,7 +34,8 @@ def station_rules(root: Path, box: Sandbox, station: str, *, lease: float = 60.0
         "concurrency = 2\nlost_after = 5\n\n"
         f"[watch]\nsettle_seconds = 0.2\nshared = true\nclaim_lease = {lease}\n\n"
         f'[files]\noutbox = "{root / "outbox"}"\narchive = "{root / "archive"}"\n'
-        f'failed = "{root / "failed"}"\nstate_dir = "{root / station}"\n\n'
+        f'failed = "{root / "failed"}"\nstate_dir = "{root / station}"\n'
+        f'after_success = "{after_success}"\n\n'
         f'[[inbox]]\npath = "{root / "inbox"}"\noutformat = "txt"\n'
     )
     (root / "inbox").mkdir(exist_ok=True)
@@ -118,22 +121,84 @@ def test_a_paused_station_claims_nothing_and_shows_what_waits(
 def test_only_a_claim_taken_just_now_for_no_job_may_be_let_go(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
-    """`new_claim` is what keeps a station from releasing, for a file it cannot read once
+    """`fresh_claim` is what keeps a station from releasing, for a file it cannot read once
     more, the claim its own job (of this run or an earlier one) holds: another station
     would then send the file again."""
     config = load_config(station_rules(tmp_path, sandbox, "pc-one"))
     rule = config.inboxes[0]
     scan = tmp_path / "inbox" / "scan.pdf"
     samplepdf.write_pdf(scan, ["scan"])
-    station = SharedInboxes(config, tmp_path / "pc-one")
+    station = SharedInboxes(config, tmp_path / "pc-one", at_most=4)
     assert station.admit([(scan, rule)]) == ([], 1)
     first = station.claim_next()
-    assert first is not None and first.new_claim
-    station.admit([(scan, rule)])  # offered again while its job runs
+    assert first is not None and first.fresh_claim is not None and first.counted
+    assert station.admit([(scan, rule)]) == ([], 0)  # offered again while its job runs
     again = station.claim_next()
-    assert again is not None and not again.new_claim
-    after_restart = SharedInboxes(config, tmp_path / "pc-one")
+    assert again is not None and again.fresh_claim is None and not again.counted
+    station.let_go(first)  # a late let-go of the first look: the job's claim now
+    station.let_go(again)
+    after_restart = SharedInboxes(config, tmp_path / "pc-one", at_most=4)
     after_restart.admit([(scan, rule)])
     resumed = after_restart.claim_next()
-    assert resumed is not None and not resumed.new_claim
-    assert after_restart.claim_next() is None
+    assert resumed is not None and resumed.fresh_claim is None, "still claimed, and ours"
+
+
+def test_a_station_holding_its_share_of_claims_claims_no_more(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """Jobs held for a daily limit or sending hours keep their claims: a station holding
+    `at_most` leaves the next files to the others."""
+    config = load_config(station_rules(tmp_path, sandbox, "pc-one"))
+    rule = config.inboxes[0]
+    files = [tmp_path / "inbox" / f"{name}.pdf" for name in ("a", "b")]
+    for path in files:
+        samplepdf.write_pdf(path, [path.name])
+    station = SharedInboxes(config, tmp_path / "pc-one", at_most=1)
+    assert station.admit([(path, rule) for path in files]) == ([], 2)
+    first = station.claim_next()
+    assert first is not None and first.path == files[0]
+    assert station.claim_next() is None and station.waiting == 1
+    station.let_go(first)
+    second = station.claim_next()
+    assert second is not None and second.path == files[1]
+
+
+def test_a_file_another_station_has_is_counted_once_however_often_it_is_asked_about(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    config = load_config(station_rules(tmp_path, sandbox, "pc-one"))
+    rule = config.inboxes[0]
+    scan = tmp_path / "inbox" / "scan.pdf"
+    samplepdf.write_pdf(scan, ["scan"])
+    other = SharedInboxes(config, tmp_path / "pc-two", at_most=4)
+    other.admit([(scan, rule)])
+    assert other.claim_next() is not None
+    passed_over: list[int] = []
+    station = SharedInboxes(
+        config, tmp_path / "pc-one", at_most=4, on_passed_over=passed_over.append
+    )
+    assert station.admit([(scan, rule)]) == ([], 1)
+    assert station.claim_next() is None and passed_over == [1]
+    for _ in range(3):
+        assert station.housekeeping(), "asked about again: it waits in line"
+        assert station.claim_next() is None
+    assert passed_over == [1] and station.waiting == 0
+
+
+def test_originals_a_station_converted_and_kept_do_not_use_up_its_claims(
+    sandbox: Sandbox, tmp_path: Path, make_daemon: MakeDaemon
+) -> None:
+    """After a restart the kept originals are seen again; their final claims are ours, but
+    no job holds them, so they must not count against the claims a station may hold (4)."""
+    rules = station_rules(tmp_path, sandbox, "pc-one", after_success="keep")
+    first_run = start_daemon_process(rules)
+    try:
+        for number in range(5):
+            samplepdf.write_pdf(tmp_path / "inbox" / f"kept-{number}.pdf", [f"kept {number}"])
+        wait_for(lambda: len(files_in(tmp_path / "outbox")) == 5, timeout=60, what="converted")
+    finally:
+        stop_process(first_run)
+    make_daemon(rules)
+    samplepdf.write_pdf(tmp_path / "inbox" / "new.pdf", ["new"])
+    wait_for(lambda: (tmp_path / "outbox" / "new.txt").exists(), timeout=30, what="new one done")
+    assert len(sandbox.ledger()) == 6, "the kept originals were not converted again"

@@ -276,7 +276,7 @@ class Claim:
     gen: int
     record: ClaimRecord
     taken_over_from: str | None = None  # the station whose stale claim this call took over
-    resumed: bool = False  # our own claim from an earlier run of this station
+    resumed: bool = False  # our own claim already (from an earlier run, or this one's)
     _book: ClaimBook | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _lost: bool = field(default=False, repr=False)
@@ -389,10 +389,10 @@ class ClaimBook:
         """Claim `path` (of that size and mtime_ns) for this station.
 
         `inbox` is the watched folder holding it (its parent by default; give it for files in
-        subfolders of a recursive inbox). Returns our Claim (new, resumed from an earlier run
-        of this station, or taken over from a station whose claim went stale: then its
-        `remote_name`/`sent_at`/`state` are the old station's), Taken when another station
-        has it, or Unclaimable when the claims folder cannot be written.
+        subfolders of a recursive inbox). Returns our Claim (new; resumed: already this
+        station's, from an earlier run or this one; or taken over from a station whose claim
+        went stale: then its `remote_name`/`sent_at`/`state` are the old station's), Taken
+        when another station has it, or Unclaimable when the claims folder cannot be written.
         """
         path = Path(path)
         inbox = path.parent if inbox is None else Path(inbox)

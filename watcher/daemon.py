@@ -32,7 +32,6 @@ from watcher.journal import (
     META_PAGES,
     META_SERVICE,
     Journal,
-    local_day,
 )
 from watcher.keys import with_key
 from watcher.logs import log_path
@@ -71,8 +70,12 @@ class Daemon:
         self._client = PdfOcrClient(ClientSettings.from_rules(self.config.api))
         own_files = OwnFiles()  # results we placed: never taken for new files
         self.status = StatusBoard()
+        workers = WORKERS_PER_TURN * self.config.api.concurrency
         self.stations = SharedInboxes(
-            self.config, self.config.files.state_dir, on_passed_over=self._passed_over
+            self.config,
+            self.config.files.state_dir,
+            at_most=workers,
+            on_passed_over=self._passed_over,
         )
         self.holds = QueueHolds()
         self.hooks = HookRunner(self.config, self.journal, on_problem=self._hook_failed)
@@ -95,7 +98,7 @@ class Daemon:
         self.pool = WorkerPool(
             self.journal,
             self.runner,
-            WORKERS_PER_TURN * self.config.api.concurrency,
+            workers,
             stop=self.stop_event,
             on_hold=self._hold,
             on_idle=self._notify,
@@ -200,105 +203,122 @@ class Daemon:
         if waiting:
             self.status.arrived(waiting)
             self.pool.wake()
-        return self._journal_files(admitted)[1]
+        return self._journal_files(admitted)
 
     def take_shared_file(self) -> bool:
         """Asked by a worker with nothing to do: claims the next file waiting in a shared
-        inbox and journals it (hashing a big one here: this worker is free). False when no
-        file waits. Claiming only what a free worker takes leaves the rest of a batch to the
-        other stations' free workers."""
+        inbox and journals it (hashing a big one here: this worker is free). True when it
+        took a waiting file from the line (journaled or not: the worker then looks again),
+        False when none could be taken. Claiming only what a free worker takes leaves the
+        rest of a batch to the other stations' free workers."""
+        if not self.pool.may_send():  # paused or held since the worker looked
+            return False
         admitted = self.stations.claim_next()
         if admitted is None:
             return False
-        path = admitted.path
-        try:
-            journaled, unread = self._journal_files([admitted], counted=True)
-        except WatcherError as exc:  # the journal cannot be written: offered again later
-            log.error("%s not taken yet: %s", readable(path.name), exc)
+        path, unread = admitted.path, list[Path]()
+        new: NewJob | None = None  # a taken-over file (sent_as) has no fresh claim to let go
+        added: list[Job] = []
+        try:  # nothing is journaled if this raises
+            if admitted.sent_as:
+                journaled = self._adopt(admitted, unread)
+            else:
+                new = self._read(admitted, unread, intake=False)
+                added = self.journal.add_many([new]) if new else []
+                journaled = bool(added)
+        except Exception as exc:  # offered again at the watcher's next rescan, to any station
+            if isinstance(exc, WatcherError):  # the journal cannot be written
+                log.error("%s not taken yet: %s", readable(path.name), exc)
+            else:
+                log.exception("%s not taken yet", readable(path.name))
             self._not_journaled(admitted, let_go=True)
             self.inbox.release([path])
             return False
-        if not journaled:  # a file known here already keeps its claim
-            self._not_journaled(admitted, let_go=bool(unread) or not path.exists())
+        if new is not None:
+            self._recorded([new], added, counted=admitted.counted)
+        if not journaled:
+            # Gone or unreadable (no record): let go. Else the journal knows the file (a copy
+            # of one of our results, say): its claim keeps the others from converting it.
+            self._not_journaled(admitted, let_go=new is None)
         self.inbox.handed_on([(path, admitted.rule)], set(unread))
         return True
 
     def _not_journaled(self, admitted: Admitted, *, let_go: bool) -> None:
-        self._passed_over(1)
-        if let_go and admitted.new_claim:
-            self.stations.let_go(admitted.path)
+        if admitted.counted:
+            self._passed_over(1)
+        if let_go:
+            self.stations.let_go(admitted)
 
     def _passed_over(self, count: int) -> None:
         self.status.passed_over(count, queue_empty=self._queue_empty)
         self._notify()
 
-    def _journal_files(
-        self, files: Sequence[Admitted], *, counted: bool = False
-    ) -> tuple[int, list[Path]]:
-        """Journals the files admitted, or hands big ones to the intake thread; returns how
-        many were journaled (or handed on) and those that could not be read. `counted`: the
-        files were counted in the batch when they began to wait in a shared inbox, and are
-        hashed here."""
-        new_jobs: list[NewJob] = []
+    def _journal_files(self, files: Sequence[Admitted]) -> list[Path]:
+        """Journals the files admitted in one commit, or hands big ones to the intake
+        thread; returns those that could not be read."""
         unread: list[Path] = []
-        taken = 0  # adopted, or handed to the intake thread
-        for admitted in files:
-            path, rule = admitted.path, admitted.rule
-            if admitted.sent_as:
-                taken += self._adopt(admitted)
-                continue
-            try:
-                if not counted and path.stat().st_size > BIG_FILE_BYTES:
-                    self._intake.submit(path, rule.as_rule(path), rule.path)
-                    taken += 1
-                    continue
-                new_jobs.append(new_job(path, rule.as_rule(path), rule.path))
-            except FileNotFoundError:
-                log.debug("%s went away before it was journaled", readable(path.name))
-            except OSError as exc:
-                log.warning(
-                    "%s cannot be read (%s); it is tried again a few times, then set aside",
-                    readable(path.name),
-                    exc.strerror or exc,
-                )
-                unread.append(path)
-        return taken + self._record(new_jobs, counted=counted), unread
+        new_jobs = [new for admitted in files if (new := self._read(admitted, unread))]
+        self._record(new_jobs)
+        return unread
 
-    def _adopt(self, admitted: Admitted) -> bool:
+    def _read(
+        self, admitted: Admitted, unread: list[Path], *, intake: bool = True
+    ) -> NewJob | None:
+        """The job record of a complete file, hashed here; None when it went away, cannot be
+        read (added to `unread`), or is big and `intake`: then the intake thread hashes and
+        journals it."""
+        path, rule = admitted.path, admitted.rule
+        try:
+            if intake and path.stat().st_size > BIG_FILE_BYTES:
+                self._intake.submit(path, rule.as_rule(path), rule.path)
+                return None
+            return new_job(path, rule.as_rule(path), rule.path)
+        except FileNotFoundError:
+            log.debug("%s went away before it was journaled", readable(path.name))
+        except OSError as exc:
+            log.warning(
+                "%s cannot be read (%s); it is tried again a few times, then set aside",
+                readable(path.name),
+                exc.strerror or exc,
+            )
+            unread.append(path)
+        return None
+
+    def _adopt(self, admitted: Admitted, unread: list[Path]) -> bool:
         """A file taken over from a station that stopped after (maybe) sending it: journaled
         as sent under the name its claim recorded, so it is asked for by that name and never
         sent again by itself (held if the service does not know the name)."""
-        try:
-            new = new_job(admitted.path, admitted.rule.as_rule(admitted.path), admitted.rule.path)
-        except OSError as exc:
-            log.warning("%s cannot be read (%s)", readable(admitted.path.name), exc)
+        new = self._read(admitted, unread, intake=False)
+        if new is None:
             return False
-        added = self.journal.add(replace(new, remote_name=admitted.sent_as or new.remote_name))
-        if added is None:
-            return False
-        sent_at = admitted.sent_at or time.time()
-        job = self.journal.move(
-            added, JobState.UPLOADING, sent_at=sent_at, charged_on=local_day(sent_at)
+        job = self.journal.add_sent(
+            replace(new, remote_name=admitted.sent_as or new.remote_name),
+            admitted.sent_at or time.time(),
         )
-        job = self.journal.move(job, JobState.WAITING_FOR_RESULT)
+        if job is None:
+            return False
         log.info("%s: asking for the result of %s by name", job.display_name, job.remote_name)
+        if not admitted.counted:
+            self.status.arrived(1)
         self.pool.wake()
         return True
 
-    def _record(self, new_jobs: list[NewJob], *, counted: bool = False) -> int:
-        """Journals new jobs in one commit; returns how many were new. `counted`: already
-        counted in the batch (they waited in a shared inbox)."""
-        jobs = self.journal.add_many(new_jobs)
+    def _record(self, new_jobs: list[NewJob]) -> None:
+        """Journals new jobs in one commit."""
+        self._recorded(new_jobs, self.journal.add_many(new_jobs))
+
+    def _recorded(self, offered: list[NewJob], jobs: list[Job], *, counted: bool = False) -> None:
+        """Tells of the jobs journaled (of those offered) and wakes the workers. `counted`:
+        already counted in the batch (they waited in a shared inbox)."""
         for job in jobs:
             log.info("%s: queued (job %d)", job.display_name, job.id)
-        if len(jobs) < len(new_jobs):
-            self._tell_own_copies(new_jobs, {job.source for job in jobs})
+        if len(jobs) < len(offered):
+            self._tell_own_copies(offered, {job.source for job in jobs})
         if jobs:
             if not counted:
                 self.status.arrived(len(jobs))
             self.pool.wake()
             self._notify()
-        return len(jobs)
 
     def _tell_own_copies(self, offered: list[NewJob], added: set[Path]) -> None:
         """Says so, once per file, when a file was not taken because it is a copy of one
@@ -527,9 +547,8 @@ class Daemon:
                 self.resume(by_user=False)
             self._release_held(approve=False, due_before=now)
             self.status.tell_long_outage()
-            again = self.stations.housekeeping()
-            if again:
-                self.enqueue(again)
+            if self.stations.housekeeping():  # files wait: a free worker claims them
+                self.pool.wake()
             if time.monotonic() - self._compacted_at > DAY:
                 self._compact_journal()
             delay = min(HOUSEKEEPING_SECONDS, self.stations.lease_seconds / 3)

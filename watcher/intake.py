@@ -61,7 +61,7 @@ def new_job(path: Path, rule: Rule, inbox: Path | None) -> NewJob:
 
 # What the intake thread hands back: the jobs recorded, or (path, reason) for a file that
 # could not be read.
-Recorded = Callable[[list[NewJob]], object]
+Recorded = Callable[[list[NewJob]], None]
 Unreadable = Callable[[Path, Rule, str], None]
 
 

@@ -361,6 +361,22 @@ class Journal:
                     added.append(_queued_job(new, cursor.lastrowid, now))
         return added
 
+    def add_sent(self, new: NewJob, sent_at: float) -> Job | None:
+        """Records a job another station sent (or may have) as `new.remote_name`: queued,
+        sent and waiting for its result in one commit, so that no crash leaves it queued,
+        to be sent again; None when the file is already known or gone (see `add_many`)."""
+        now = time.time()
+        with self._transaction() as db:
+            if not new.source.is_file():
+                return None
+            cursor = db.execute(_INSERT_NEW, (*new_job_row(new, now), *_ownership(new)))
+            if cursor.rowcount != 1 or cursor.lastrowid is None:
+                return None
+            job = _queued_job(new, cursor.lastrowid, now)
+            sent = {"sent_at": sent_at, "charged_on": local_day(sent_at)}
+            job = self._update(db, job, JobState.UPLOADING, sent)
+            return self._update(db, job, JobState.WAITING_FOR_RESULT, {})
+
     def result_copied(self, new: NewJob) -> Job | None:
         """The job whose result this new file is a copy of, in the same format: converting
         it again would be paid for nothing, and in a loop where an outbox feeds an inbox."""

@@ -16,6 +16,7 @@ file it saw settle would hold most of a batch while the other ran dry.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -36,14 +37,25 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Admitted:
     """A file this station may journal; `sent_as`/`sent_at` when it took over another
-    station's claim after that station had (maybe) sent it. `new_claim`: claimed just now,
-    for no job of this station yet (so `let_go` may release it if it is not journaled)."""
+    station's claim after that station had (maybe) sent it. `counted`: counted in the batch
+    when it began to wait. `fresh_claim`: the claim taken just now, for no job of this
+    station (the only kind `let_go` releases)."""
 
     path: Path
     rule: InboxRule
     sent_as: str | None = None
     sent_at: float | None = None
-    new_claim: bool = False
+    counted: bool = False
+    fresh_claim: Claim | None = None
+
+
+@dataclass(frozen=True)
+class _Waiting:
+    """A file of a shared inbox that waits for a free worker."""
+
+    inbox: Path
+    serial: int  # its admission: one admitted again meanwhile is another
+    counted: bool  # counted in the batch (not a file asked about again, nor one of our jobs)
 
 
 class SharedInboxes:
@@ -53,15 +65,19 @@ class SharedInboxes:
         self,
         config: Config,
         state_dir: Path,
+        *,
+        at_most: int,
         on_passed_over: Callable[[int], None] = lambda count: None,
     ):
         self.lease_seconds = config.watch.claim_lease
         self._book = ClaimBook(station_id(state_dir), self.lease_seconds)
+        self._at_most = at_most  # claims held for jobs (held or deferred ones too) at a time
+        self._on_passed_over = on_passed_over  # counted waiting files another station took
         self._lock = threading.Lock()  # guards the dicts below
         self._by_source: dict[Path, Claim] = {}
         self._taken: dict[Path, tuple[InboxRule, int, int]] = {}  # asked again later
-        self._waiting: dict[Path, Path] = {}  # file → its inbox: settled, not claimed yet
-        self._on_passed_over = on_passed_over  # waiting files that went to another station
+        self._waiting: dict[Path, _Waiting] = {}  # oldest first
+        self._serials = itertools.count()
         self._told: set[Path] = set()  # inboxes whose claims folder cannot be written
         self._shared: frozenset[Path] = frozenset()
         self._rules: dict[Path, InboxRule] = {}
@@ -77,18 +93,25 @@ class SharedInboxes:
 
     def admit(self, files: Sequence[tuple[Path, InboxRule]]) -> tuple[list[Admitted], int]:
         """The files this station may journal now (those not in a shared inbox), and how
-        many more now wait in a shared inbox, in arrival order, until a worker asks for one
-        (`claim_next`)."""
+        many files more the batch counts: those that now wait in a shared inbox, in arrival
+        order, until a worker asks for one (`claim_next`)."""
         admitted: list[Admitted] = []
+        counted = 0
         with self._lock:
-            before = len(self._waiting)
             for path, rule in files:
                 if self.is_shared(rule.path):
-                    self._waiting.pop(path, None)  # a new version goes to the back
-                    self._waiting[path] = rule.path
+                    counted += self._wait(path, rule.path, count=path not in self._by_source)
                 else:
                     admitted.append(Admitted(path, rule))
-            return admitted, len(self._waiting) - before
+        return admitted, counted
+
+    def _wait(self, path: Path, inbox: Path, *, count: bool) -> bool:
+        """Puts a file at the back of the waiting line (under the lock); True if it is
+        counted in the batch now."""
+        earlier = self._waiting.pop(path, None)
+        counted = earlier.counted if earlier else count
+        self._waiting[path] = _Waiting(inbox, next(self._serials), counted)
+        return counted and earlier is None
 
     @property
     def waiting(self) -> int:
@@ -98,46 +121,67 @@ class SharedInboxes:
     def claim_next(self) -> Admitted | None:
         """For a worker with nothing to do: the first waiting file this station can claim
         (those another station has are asked about again by `housekeeping`). None once no
-        file is waiting."""
+        file waits, or while this station's jobs hold `at_most` claims (jobs held for a
+        daily limit or sending hours, or waiting to be tried again, leave the others'
+        workers the rest)."""
         while True:
             with self._lock:
-                if not self._waiting:
+                if not self._waiting or len(self._by_source) >= self._at_most:
                     return None
                 path = next(iter(self._waiting))
-                inbox = self._waiting.pop(path)
-            rule = self._rules.get(inbox)  # the rules may have changed while it waited
+                entry = self._waiting.pop(path)
+            rule = self._rules.get(entry.inbox)  # the rules may have changed while it waited
             if rule is None:  # no longer an inbox
-                self._on_passed_over(1)
+                self._passed_over(entry)
                 continue
-            if not self.is_shared(inbox):
-                return Admitted(path, rule)
+            if not self.is_shared(entry.inbox):
+                return Admitted(path, rule, counted=entry.counted)
             try:
                 stat = path.stat()
-            except OSError:
-                self._on_passed_over(1)  # gone: the watcher's business
+            except OSError:  # gone: the watcher's business
+                self._passed_over(entry)
                 continue
             outcome = self._book.claim(path, stat.st_size, stat.st_mtime_ns, inbox=rule.path)
             if isinstance(outcome, Claim):
-                return self._held(path, rule, outcome)
-            self._on_passed_over(1)
-            if isinstance(outcome, Taken):
+                if not self._done_here(path, outcome):
+                    return self._held(path, rule, outcome, entry.counted)
+            elif isinstance(outcome, Taken):
                 self._taken_by_another(path, rule, stat.st_size, stat.st_mtime_ns, outcome)
             else:
                 self._unclaimable(rule.path, outcome)
+            self._passed_over(entry)
 
-    def let_go(self, path: Path) -> None:
-        """A file claimed just now (`Admitted.new_claim`) was not journaled: it could not be
-        read, or is gone. Its claim is released, so that it can be offered again, to any
-        station. Never for a file a job of this station holds: that would let another
-        station send it again."""
-        claim = self._forget(path)
-        if claim is not None:
-            self._end(claim, final=False)
-
-    def _held(self, path: Path, rule: InboxRule, claim: Claim) -> Admitted:
+    def _done_here(self, path: Path, claim: Claim) -> bool:
+        """Our own final claim, and no job of ours on it: an original this station converted
+        and left in the inbox (seen again after a restart). Not held as a job's claim, which
+        would count against `at_most` for ever."""
         with self._lock:
-            # Else a job of ours holds it already (this run's, or an earlier run's: resumed).
-            new_claim = not claim.resumed and path not in self._by_source
+            return claim.state == DONE and path not in self._by_source
+
+    def _passed_over(self, entry: _Waiting) -> None:
+        if entry.counted:
+            self._on_passed_over(1)
+
+    def let_go(self, admitted: Admitted) -> None:
+        """A file claimed just now was not journaled (it could not be read, is gone, or the
+        journal could not be written): its claim is released, so that it can be offered
+        again, to any station. Only a `fresh_claim` that is still this station's: a claim a
+        job of ours holds (or one taken over after another station sent the file) is kept,
+        or another station could send the file again."""
+        claim = admitted.fresh_claim
+        if claim is None:
+            return
+        with self._lock:
+            if self._by_source.get(admitted.path) is not claim:
+                return
+            del self._by_source[admitted.path]
+        self._end(claim, final=False)
+
+    def _held(self, path: Path, rule: InboxRule, claim: Claim, counted: bool) -> Admitted:
+        with self._lock:
+            # Not fresh: a job of ours holds it (this run's, or an earlier run's: resumed),
+            # or it is taken over from a station that may have sent it.
+            fresh = not (claim.resumed or claim.taken_over_from or path in self._by_source)
             self._by_source[path] = claim
             self._taken.pop(path, None)
         if claim.taken_over_from:
@@ -147,9 +191,10 @@ class SharedInboxes:
                 claim.taken_over_from,
                 f" after sending it as {claim.remote_name}" if claim.sent_at else "",
             )
+        fresh_claim = claim if fresh else None
         if claim.sent_at and claim.remote_name:
-            return Admitted(path, rule, claim.remote_name, claim.sent_at, new_claim)
-        return Admitted(path, rule, new_claim=new_claim)
+            return Admitted(path, rule, claim.remote_name, claim.sent_at, counted, fresh_claim)
+        return Admitted(path, rule, counted=counted, fresh_claim=fresh_claim)
 
     def _taken_by_another(
         self, path: Path, rule: InboxRule, size: int, mtime_ns: int, taken: Taken
@@ -193,7 +238,7 @@ class SharedInboxes:
         moved) keeps a final claim, so that no other station converts, and pays, again."""
         claim = self._forget(job.source)
         if claim is not None:
-            self._end(claim, final=job.source.exists() and job.original_at is None)
+            self._end(claim, final=job.original_at is None and _present(job.source))
 
     @staticmethod
     def _end(claim: Claim, *, final: bool) -> None:
@@ -220,12 +265,15 @@ class SharedInboxes:
                 lost.append(job)
         return lost
 
-    def housekeeping(self) -> list[tuple[Path, InboxRule]]:
-        """Renews this station's claims, sweeps the claims folders, and returns the files
-        another station had that may be ours now (its claim went stale, or was released)."""
+    def housekeeping(self) -> bool:
+        """Renews this station's claims, sweeps the claims folders, forgets the waiting files
+        that are gone (another station's now), and puts back in line the files another
+        station had that may be ours now (its claim went stale, or was released). True
+        when files wait, for a free worker to claim."""
         with self._lock:
             claims = list(self._by_source.values())
             taken = dict(self._taken)
+            waiting = [(path, entry.serial) for path, entry in self._waiting.items()]
         for claim in self._book.renew(claims):
             log.warning("%s: another PC took it over", readable(claim.path.name))
             self._forget(claim.path)
@@ -234,25 +282,25 @@ class SharedInboxes:
                 self._book.sweep(inbox)
             except OSError as exc:
                 log.debug("sweeping the claims in %s: %s", inbox, exc)
-        with self._lock:
-            waiting = list(self._waiting)
-        gone = [path for path in waiting if not path.exists()]  # another station's now
-        with self._lock:
-            passed_over = sum(self._waiting.pop(path, None) is not None for path in gone)
-        if passed_over:
-            self._on_passed_over(passed_over)
-        again: list[tuple[Path, InboxRule]] = []
+        gone = [(path, serial) for path, serial in waiting if not _present(path)]
+        for path, serial in gone:
+            with self._lock:
+                entry = self._waiting.get(path)
+                if entry is None or entry.serial != serial:
+                    continue  # admitted again meanwhile: a new file of that name
+                del self._waiting[path]
+            self._passed_over(entry)
         for path, (rule, size, mtime_ns) in taken.items():
             try:
                 stat = path.stat()
             except OSError:
                 stat = None
-            if stat is None or (stat.st_size, stat.st_mtime_ns) != (size, mtime_ns):
-                with self._lock:
+            with self._lock:
+                if stat is None or (stat.st_size, stat.st_mtime_ns) != (size, mtime_ns):
                     self._taken.pop(path, None)  # gone, or a new version the watcher sees
-                continue
-            again.append((path, rule))
-        return again
+                elif path in self._taken:
+                    self._wait(path, rule.path, count=False)
+        return bool(self._waiting)
 
     def _claim_of(self, job: Job) -> Claim | None:
         with self._lock:
@@ -261,3 +309,15 @@ class SharedInboxes:
     def _forget(self, source: Path) -> Claim | None:
         with self._lock:
             return self._by_source.pop(source, None)
+
+
+def _present(path: Path) -> bool:
+    """Whether a file is still there; True when a share cannot tell now (it keeps a claim,
+    and a waiting file in line, rather than giving either up on a network hiccup)."""
+    try:
+        path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        return True
+    return True
