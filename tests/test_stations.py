@@ -4,9 +4,11 @@ as the judge. Each file is converted and paid once, and delivered once."""
 
 from __future__ import annotations
 
+import shutil
 import signal
 from pathlib import Path
 
+import pytest
 from test_daemon import (
     MakeDaemon,
     files_in,
@@ -19,13 +21,22 @@ from test_daemon import (
 from watcher import samplepdf
 from watcher.claims import CLAIMS_DIR
 from watcher.config import load_config
+from watcher.errors import TakenOver
+from watcher.intake import new_job
 from watcher.jobs import ACTIVE_STATES
+from watcher.journal import Journal
 from watcher.sandbox import Sandbox
 from watcher.stations import SharedInboxes
 
 
 def station_rules(
-    root: Path, box: Sandbox, station: str, *, lease: float = 60.0, after_success: str = "archive"
+    root: Path,
+    box: Sandbox,
+    station: str,
+    *,
+    lease: float = 60.0,
+    after_success: str = "archive",
+    outformat: str = "txt",
 ) -> Path:
     """One station's rules: its own state folder, the shared inbox and outbox."""
     rules = root / f"{station}.toml"
@@ -36,7 +47,7 @@ def station_rules(
         f'[files]\noutbox = "{root / "outbox"}"\narchive = "{root / "archive"}"\n'
         f'failed = "{root / "failed"}"\nstate_dir = "{root / station}"\n'
         f'after_success = "{after_success}"\n\n'
-        f'[[inbox]]\npath = "{root / "inbox"}"\noutformat = "txt"\n'
+        f'[[inbox]]\npath = "{root / "inbox"}"\noutformat = "{outformat}"\n'
     )
     (root / "inbox").mkdir(exist_ok=True)
     return rules
@@ -121,7 +132,7 @@ def test_a_paused_station_claims_nothing_and_shows_what_waits(
 def test_only_a_claim_taken_just_now_for_no_job_may_be_let_go(
     sandbox: Sandbox, tmp_path: Path
 ) -> None:
-    """`fresh_claim` is what keeps a station from releasing, for a file it cannot read once
+    """`fresh` is what keeps a station from releasing, for a file it cannot read once
     more, the claim its own job (of this run or an earlier one) holds: another station
     would then send the file again."""
     config = load_config(station_rules(tmp_path, sandbox, "pc-one"))
@@ -131,16 +142,16 @@ def test_only_a_claim_taken_just_now_for_no_job_may_be_let_go(
     station = SharedInboxes(config, tmp_path / "pc-one", at_most=4)
     assert station.admit([(scan, rule)]) == ([], 1)
     first = station.claim_next()
-    assert first is not None and first.fresh_claim is not None and first.counted
+    assert first is not None and first.fresh and first.counted
     assert station.admit([(scan, rule)]) == ([], 0)  # offered again while its job runs
     again = station.claim_next()
-    assert again is not None and again.fresh_claim is None and not again.counted
+    assert again is not None and not again.fresh and not again.counted
     station.let_go(first)  # a late let-go of the first look: the job's claim now
     station.let_go(again)
     after_restart = SharedInboxes(config, tmp_path / "pc-one", at_most=4)
     after_restart.admit([(scan, rule)])
     resumed = after_restart.claim_next()
-    assert resumed is not None and resumed.fresh_claim is None, "still claimed, and ours"
+    assert resumed is not None and not resumed.fresh, "still claimed, and ours"
 
 
 def test_a_station_holding_its_share_of_claims_claims_no_more(
@@ -202,3 +213,47 @@ def test_originals_a_station_converted_and_kept_do_not_use_up_its_claims(
     samplepdf.write_pdf(tmp_path / "inbox" / "new.pdf", ["new"])
     wait_for(lambda: (tmp_path / "outbox" / "new.txt").exists(), timeout=30, what="new one done")
     assert len(sandbox.ledger()) == 6, "the kept originals were not converted again"
+
+
+def test_a_shared_file_whose_job_holds_no_claim_is_claimed_before_it_is_sent(
+    sandbox: Sandbox, tmp_path: Path
+) -> None:
+    """A failed file retried back into a shared inbox, a file held through a restart, an
+    inbox a rules edit made shared: the job holds no claim. It is claimed before the upload,
+    or left to the station that has it (TakenOver)."""
+    config = load_config(station_rules(tmp_path, sandbox, "pc-one"))
+    rule = config.inboxes[0]
+    journal = Journal.in_folder(tmp_path / "pc-one")
+    station = SharedInboxes(config, tmp_path / "pc-one", at_most=4)
+    other = SharedInboxes(config, tmp_path / "pc-two", at_most=4)
+    jobs = []
+    for name in ("ours.pdf", "theirs.pdf"):
+        path = tmp_path / "inbox" / name
+        samplepdf.write_pdf(path, [name])
+        jobs.append(journal.add(new_job(path, rule.as_rule(path), rule.path)))
+    ours, theirs = jobs
+    assert ours is not None and theirs is not None
+    station.before_submit(ours)  # claimed now
+    other.admit([(ours.source, rule), (theirs.source, rule)])
+    claimed = other.claim_next()
+    assert claimed is not None and claimed.path == theirs.source, "ours is taken"
+    with pytest.raises(TakenOver):
+        station.before_submit(theirs)
+    journal.close()
+
+
+def test_copies_of_our_own_results_in_a_shared_inbox_do_not_use_up_its_claims(
+    sandbox: Sandbox, tmp_path: Path, make_daemon: MakeDaemon
+) -> None:
+    """A result copied back into the shared inbox is not converted again, and its claim,
+    final, is no job's: four of them must not stop a station (4 claims at most) for good."""
+    rules = station_rules(tmp_path, sandbox, "pc-one", outformat="pdf")
+    make_daemon(rules)
+    for number in range(4):
+        samplepdf.write_pdf(tmp_path / "inbox" / f"scan-{number}.pdf", [f"scan {number}"])
+    wait_for(lambda: len(files_in(tmp_path / "outbox")) == 4, timeout=60, what="converted")
+    for result in (tmp_path / "outbox").iterdir():
+        shutil.copy(result, tmp_path / "inbox" / f"copy-of-{result.name}")
+    samplepdf.write_pdf(tmp_path / "inbox" / "new.pdf", ["new"])
+    wait_for(lambda: (tmp_path / "outbox" / "new.pdf").exists(), timeout=30, what="new one")
+    assert len(sandbox.ledger()) == 5, "the copies were not converted"

@@ -39,7 +39,7 @@ from watcher.ownfiles import OwnFiles
 from watcher.rulesfile import RulesFileWatcher
 from watcher.runner import JobRunner, requeue, timing
 from watcher.schedule import SendSchedule
-from watcher.stations import Admitted, SharedInboxes
+from watcher.stations import Admitted, SharedInboxes, present
 from watcher.status import RECENT_LIMIT, Notice, NoticeKind, Snapshot, StatusBoard
 from watcher.turns import ServiceTurns
 from watcher.wording import count
@@ -49,6 +49,7 @@ from watcher.world import in_sandbox
 log = logging.getLogger(__name__)
 
 HOUSEKEEPING_SECONDS = 30.0
+HOUSEKEEPING_RETRY_SECONDS = 5.0  # after a round of timed duties that failed
 # What the tray counts after every change: never the finished jobs of a long history.
 _SHOWN_STATES = (JobState.QUEUED, JobState.HELD, JobState.FAILED)
 DAY = 24 * 3600.0
@@ -217,7 +218,7 @@ class Daemon:
         if admitted is None:
             return False
         path, unread = admitted.path, list[Path]()
-        new: NewJob | None = None  # a taken-over file (sent_as) has no fresh claim to let go
+        new: NewJob | None = None
         added: list[Job] = []
         try:  # nothing is journaled if this raises
             if admitted.sent_as:
@@ -231,23 +232,26 @@ class Daemon:
                 log.error("%s not taken yet: %s", readable(path.name), exc)
             else:
                 log.exception("%s not taken yet", readable(path.name))
-            self._not_journaled(admitted, let_go=True)
+            self._not_journaled(admitted)
             self.inbox.release([path])
             return False
         if new is not None:
             self._recorded([new], added, counted=admitted.counted)
         if not journaled:
-            # Gone or unreadable (no record): let go. Else the journal knows the file (a copy
-            # of one of our results, say): its claim keeps the others from converting it.
-            self._not_journaled(admitted, let_go=new is None)
+            self._not_journaled(admitted, known=new)
         self.inbox.handed_on([(path, admitted.rule)], set(unread))
         return True
 
-    def _not_journaled(self, admitted: Admitted, *, let_go: bool) -> None:
+    def _not_journaled(self, admitted: Admitted, *, known: NewJob | None = None) -> None:
+        """A claimed file that is no job: its claim let go (see SharedInboxes.let_go), or
+        kept for the job of ours that has the file (`known`: it was read, and the journal
+        refused it as one it has)."""
         if admitted.counted:
             self._passed_over(1)
-        if let_go:
+        if known is None or not present(admitted.path):
             self.stations.let_go(admitted)
+        elif self.journal.result_copied(known) is not None:
+            self.stations.let_go(admitted, final=True)
 
     def _passed_over(self, count: int) -> None:
         self.status.passed_over(count, queue_empty=self._queue_empty)
@@ -536,30 +540,40 @@ class Daemon:
         account hold, release yesterday's daily-limit holds, tell about a long outage.
         Sleeps until the next one is due."""
         while not self.stop_event.is_set():
-            if self.rules_file is not None and self.rules_file.take_due():
-                self.reload_rules()
-            now = time.time()
-            paused_until = self.holds.paused_until
-            if paused_until is not None and paused_until <= now:
-                self.unpause()
-            if self.holds.retry_due():
-                log.info("trying the held queue again")
-                self.resume(by_user=False)
-            self._release_held(approve=False, due_before=now)
-            self.status.tell_long_outage()
-            if self.stations.housekeeping():  # files wait: a free worker claims them
-                self.pool.wake()
-            if time.monotonic() - self._compacted_at > DAY:
-                self._compact_journal()
-            delay = min(HOUSEKEEPING_SECONDS, self.stations.lease_seconds / 3)
-            paused_until = self.holds.paused_until
-            if paused_until is not None and paused_until != math.inf:
-                delay = min(delay, max(0.05, paused_until - now))
-            reload_in = self.rules_file.seconds_until_due() if self.rules_file else None
-            if reload_in is not None:
-                delay = min(delay, max(0.05, reload_in))
+            try:
+                delay = self._timed_duties()
+            except Exception:  # a full disk, a bug: the claims must still be renewed
+                log.exception("the timed duties failed; they are tried again shortly")
+                delay = HOUSEKEEPING_RETRY_SECONDS
             self._wakeup.wait(delay)
             self._wakeup.clear()
+
+    def _timed_duties(self) -> float:
+        """One round of `_housekeeping`'s duties, the claims on shared inboxes first (another
+        station takes over a claim that is not renewed); the seconds until the next round."""
+        if self.stations.housekeeping():  # files wait: a free worker claims them
+            self.pool.wake()
+        if self.rules_file is not None and self.rules_file.take_due():
+            self.reload_rules()
+        now = time.time()
+        paused_until = self.holds.paused_until
+        if paused_until is not None and paused_until <= now:
+            self.unpause()
+        if self.holds.retry_due():
+            log.info("trying the held queue again")
+            self.resume(by_user=False)
+        self._release_held(approve=False, due_before=now)
+        self.status.tell_long_outage()
+        if time.monotonic() - self._compacted_at > DAY:
+            self._compact_journal()
+        delay = min(HOUSEKEEPING_SECONDS, self.stations.lease_seconds / 3)
+        paused_until = self.holds.paused_until
+        if paused_until is not None and paused_until != math.inf:
+            delay = min(delay, max(0.05, paused_until - now))
+        reload_in = self.rules_file.seconds_until_due() if self.rules_file else None
+        if reload_in is not None:
+            delay = min(delay, max(0.05, reload_in))
+        return delay
 
     def _compact_journal(self) -> None:
         days = self.config.files.history_days
@@ -634,7 +648,8 @@ class Daemon:
         for job in self.journal.jobs(states=(JobState.FAILED,)):
             if job.original_at is None:
                 self.runner.file_failed_original(job)
-        for job in self.stations.resume(active):
+        held = self.journal.jobs(states=(JobState.HELD,))  # their claims kept, renewed
+        for job in self.stations.resume([*active, *held]):
             if job.state in (JobState.QUEUED, JobState.UPLOADING, JobState.WAITING_FOR_RESULT):
                 log.info("%s: another PC on the shared inbox took it over", job.display_name)
                 self.journal.move(job, JobState.DROPPED, error="taken over by another PC")

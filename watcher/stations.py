@@ -29,7 +29,7 @@ from watcher.errors import TakenOver, TransientError
 from watcher.inbox import switched_on
 from watcher.jobs import Job, readable
 
-__all__ = ["Admitted", "SharedInboxes"]
+__all__ = ["Admitted", "SharedInboxes", "present"]
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +38,16 @@ log = logging.getLogger(__name__)
 class Admitted:
     """A file this station may journal; `sent_as`/`sent_at` when it took over another
     station's claim after that station had (maybe) sent it. `counted`: counted in the batch
-    when it began to wait. `fresh_claim`: the claim taken just now, for no job of this
-    station (the only kind `let_go` releases)."""
+    when it began to wait. `claim`: the claim it was admitted with; `fresh` if taken just
+    now, for no job of this station (the only kind `let_go` releases)."""
 
     path: Path
     rule: InboxRule
     sent_as: str | None = None
     sent_at: float | None = None
     counted: bool = False
-    fresh_claim: Claim | None = None
+    claim: Claim | None = None
+    fresh: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class SharedInboxes:
         self._by_source: dict[Path, Claim] = {}
         self._taken: dict[Path, tuple[InboxRule, int, int]] = {}  # asked again later
         self._waiting: dict[Path, _Waiting] = {}  # oldest first
+        self._unsure: dict[Path, _Waiting] = {}  # could not be looked at: in line again later
         self._serials = itertools.count()
         self._told: set[Path] = set()  # inboxes whose claims folder cannot be written
         self._shared: frozenset[Path] = frozenset()
@@ -138,8 +140,12 @@ class SharedInboxes:
                 return Admitted(path, rule, counted=entry.counted)
             try:
                 stat = path.stat()
-            except OSError:  # gone: the watcher's business
+            except FileNotFoundError:  # gone: the watcher's business
                 self._passed_over(entry)
+                continue
+            except OSError:  # a share that does not answer now: asked again by housekeeping
+                with self._lock:
+                    self._unsure[path] = entry
                 continue
             outcome = self._book.claim(path, stat.st_size, stat.st_mtime_ns, inbox=rule.path)
             if isinstance(outcome, Claim):
@@ -162,20 +168,21 @@ class SharedInboxes:
         if entry.counted:
             self._on_passed_over(1)
 
-    def let_go(self, admitted: Admitted) -> None:
-        """A file claimed just now was not journaled (it could not be read, is gone, or the
-        journal could not be written): its claim is released, so that it can be offered
-        again, to any station. Only a `fresh_claim` that is still this station's: a claim a
-        job of ours holds (or one taken over after another station sent the file) is kept,
-        or another station could send the file again."""
-        claim = admitted.fresh_claim
-        if claim is None:
+    def let_go(self, admitted: Admitted, *, final: bool = False) -> None:
+        """A file claimed just now was not journaled. It could not be read, is gone, or the
+        journal could not be written: a `fresh` claim is released, so that the file can be
+        offered again, to any station; another is kept (a job of ours holds it, or another
+        station sent the file: released, it could be sent again). `final`: the file is a
+        copy of one of our results: its claim stays, final, so that no station converts
+        it. Either way only if it is still the claim the file was admitted with."""
+        claim = admitted.claim
+        if claim is None or not (final or admitted.fresh):
             return
         with self._lock:
             if self._by_source.get(admitted.path) is not claim:
                 return
             del self._by_source[admitted.path]
-        self._end(claim, final=False)
+        self._end(claim, final=final)
 
     def _held(self, path: Path, rule: InboxRule, claim: Claim, counted: bool) -> Admitted:
         with self._lock:
@@ -191,10 +198,9 @@ class SharedInboxes:
                 claim.taken_over_from,
                 f" after sending it as {claim.remote_name}" if claim.sent_at else "",
             )
-        fresh_claim = claim if fresh else None
         if claim.sent_at and claim.remote_name:
-            return Admitted(path, rule, claim.remote_name, claim.sent_at, counted, fresh_claim)
-        return Admitted(path, rule, counted=counted, fresh_claim=fresh_claim)
+            return Admitted(path, rule, claim.remote_name, claim.sent_at, counted, claim, fresh)
+        return Admitted(path, rule, counted=counted, claim=claim, fresh=fresh)
 
     def _taken_by_another(
         self, path: Path, rule: InboxRule, size: int, mtime_ns: int, taken: Taken
@@ -221,7 +227,22 @@ class SharedInboxes:
         station owns the file now; TransientError when the claim cannot be written."""
         claim = self._claim_of(job)
         if claim is None:
-            return
+            if not self.is_shared(job.inbox):
+                return
+            # A job of a shared inbox whose claim we do not hold (a failed file retried into
+            # the inbox, an inbox the rules made shared, a hold through a restart): claimed
+            # now, or left to the station that has it.
+            outcome = self._book.claim(job.source, job.size, job.mtime_ns, inbox=job.inbox)
+            if isinstance(outcome, Taken):
+                raise TakenOver(f"another PC on this shared inbox has it: {outcome.reason}")
+            if isinstance(outcome, Unclaimable):
+                raise TransientError(outcome.reason)
+            if outcome.sent_at:  # taken over from a station that sent it: never sent again
+                raise TakenOver(  # not renewed here: whoever takes it next asks by name
+                    f"another PC on this shared inbox sent it as {outcome.remote_name}"
+                )
+            with self._lock:
+                self._by_source[job.source] = claim = outcome
         try:
             claim.update("uploading", remote_name=job.remote_name, sent_at=job.sent_at)
         except ClaimLost:
@@ -238,7 +259,7 @@ class SharedInboxes:
         moved) keeps a final claim, so that no other station converts, and pays, again."""
         claim = self._forget(job.source)
         if claim is not None:
-            self._end(claim, final=job.original_at is None and _present(job.source))
+            self._end(claim, final=job.original_at is None and present(job.source))
 
     @staticmethod
     def _end(claim: Claim, *, final: bool) -> None:
@@ -267,9 +288,9 @@ class SharedInboxes:
 
     def housekeeping(self) -> bool:
         """Renews this station's claims, sweeps the claims folders, forgets the waiting files
-        that are gone (another station's now), and puts back in line the files another
-        station had that may be ours now (its claim went stale, or was released). True
-        when files wait, for a free worker to claim."""
+        that are gone (another station's now), and puts back in line the files that could
+        not be looked at and those another station had that may be ours now (its claim went
+        stale, or was released). True when files wait, for a free worker to claim."""
         with self._lock:
             claims = list(self._by_source.values())
             taken = dict(self._taken)
@@ -282,7 +303,7 @@ class SharedInboxes:
                 self._book.sweep(inbox)
             except OSError as exc:
                 log.debug("sweeping the claims in %s: %s", inbox, exc)
-        gone = [(path, serial) for path, serial in waiting if not _present(path)]
+        gone = [(path, serial) for path, serial in waiting if not present(path)]
         for path, serial in gone:
             with self._lock:
                 entry = self._waiting.get(path)
@@ -290,6 +311,11 @@ class SharedInboxes:
                     continue  # admitted again meanwhile: a new file of that name
                 del self._waiting[path]
             self._passed_over(entry)
+        with self._lock:
+            for path, entry in self._unsure.items():
+                if path not in self._waiting:
+                    self._waiting[path] = entry
+            self._unsure.clear()
         for path, (rule, size, mtime_ns) in taken.items():
             try:
                 stat = path.stat()
@@ -311,7 +337,7 @@ class SharedInboxes:
             return self._by_source.pop(source, None)
 
 
-def _present(path: Path) -> bool:
+def present(path: Path) -> bool:
     """Whether a file is still there; True when a share cannot tell now (it keeps a claim,
     and a waiting file in line, rather than giving either up on a network hiccup)."""
     try:
