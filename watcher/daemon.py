@@ -235,22 +235,23 @@ class Daemon:
             self._not_journaled(admitted)
             self.inbox.release([path])
             return False
-        if new is not None:
-            self._recorded([new], added, counted=admitted.counted)
+        copies = self._recorded([new], added, counted=admitted.counted) if new else set()
         if not journaled:
-            self._not_journaled(admitted, known=new)
+            self._not_journaled(admitted, read=new is not None, own_copy=path in copies)
         self.inbox.handed_on([(path, admitted.rule)], set(unread))
         return True
 
-    def _not_journaled(self, admitted: Admitted, *, known: NewJob | None = None) -> None:
+    def _not_journaled(
+        self, admitted: Admitted, *, read: bool = False, own_copy: bool = False
+    ) -> None:
         """A claimed file that is no job: its claim let go (see SharedInboxes.let_go), or
-        kept for the job of ours that has the file (`known`: it was read, and the journal
-        refused it as one it has)."""
+        kept for the job of ours that has the file (`read`: the journal refused it as one
+        it has; `own_copy`: as a copy of one of our results)."""
         if admitted.counted:
             self._passed_over(1)
-        if known is None or not present(admitted.path):
+        if not read or not present(admitted.path):
             self.stations.let_go(admitted)
-        elif self.journal.result_copied(known) is not None:
+        elif own_copy:
             self.stations.let_go(admitted, final=True)
 
     def _passed_over(self, count: int) -> None:
@@ -311,33 +312,41 @@ class Daemon:
         """Journals new jobs in one commit."""
         self._recorded(new_jobs, self.journal.add_many(new_jobs))
 
-    def _recorded(self, offered: list[NewJob], jobs: list[Job], *, counted: bool = False) -> None:
-        """Tells of the jobs journaled (of those offered) and wakes the workers. `counted`:
-        already counted in the batch (they waited in a shared inbox)."""
+    def _recorded(
+        self, offered: list[NewJob], jobs: list[Job], *, counted: bool = False
+    ) -> set[Path]:
+        """Tells of the jobs journaled (of those offered) and wakes the workers; returns the
+        files refused as copies of our own results. `counted`: already counted in the batch
+        (they waited in a shared inbox)."""
         for job in jobs:
             log.info("%s: queued (job %d)", job.display_name, job.id)
+        copies = set()
         if len(jobs) < len(offered):
-            self._tell_own_copies(offered, {job.source for job in jobs})
+            copies = self._tell_own_copies(offered, {job.source for job in jobs})
         if jobs:
             if not counted:
                 self.status.arrived(len(jobs))
             self.pool.wake()
             self._notify()
+        return copies
 
-    def _tell_own_copies(self, offered: list[NewJob], added: set[Path]) -> None:
+    def _tell_own_copies(self, offered: list[NewJob], added: set[Path]) -> set[Path]:
         """Says so, once per file, when a file was not taken because it is a copy of one
-        of our own results (the others were files already known)."""
+        of our own results (the others were files already known); returns those files."""
+        copies: set[Path] = set()
         for new in offered:
             if new.source in added:
                 continue
             original = self.journal.result_copied(new)
             if original is not None:
+                copies.add(new.source)
                 log.info(
                     "%s is a copy of our own result %s (from %s); it is not converted again",
                     readable(new.source.name),
                     original.output,
                     original.display_name,
                 )
+        return copies
 
     def set_aside_unreadable(self, path: Path, rule: Rule, reason: str) -> None:
         """A file that cannot be read, after a few tries: into the failed folder with a

@@ -349,30 +349,17 @@ class Journal:
         if not new_jobs:
             return []
         now = time.time()
-        added: list[Job] = []
         with self._transaction() if len(new_jobs) > 1 else self._writing() as db:
-            for new in new_jobs:
-                # A job moves its original away before it records where it went, so a file
-                # found here, under the lock, is still owned by a job that has not said so.
-                if not new.source.is_file():
-                    continue
-                cursor = db.execute(_INSERT_NEW, (*new_job_row(new, now), *_ownership(new)))
-                if cursor.rowcount == 1 and cursor.lastrowid is not None:
-                    added.append(_queued_job(new, cursor.lastrowid, now))
-        return added
+            return [job for new in new_jobs if (job := _insert_new(db, new, now))]
 
     def add_sent(self, new: NewJob, sent_at: float) -> Job | None:
         """Records a job another station sent (or may have) as `new.remote_name`: queued,
         sent and waiting for its result in one commit, so that no crash leaves it queued,
         to be sent again; None when the file is already known or gone (see `add_many`)."""
-        now = time.time()
         with self._transaction() as db:
-            if not new.source.is_file():
+            job = _insert_new(db, new, time.time())
+            if job is None:
                 return None
-            cursor = db.execute(_INSERT_NEW, (*new_job_row(new, now), *_ownership(new)))
-            if cursor.rowcount != 1 or cursor.lastrowid is None:
-                return None
-            job = _queued_job(new, cursor.lastrowid, now)
             sent = {"sent_at": sent_at, "charged_on": local_day(sent_at)}
             job = self._update(db, job, JobState.UPLOADING, sent)
             return self._update(db, job, JobState.WAITING_FOR_RESULT, {})
@@ -801,6 +788,18 @@ _INSERT_NEW = (
     "AND NOT EXISTS (SELECT 1 FROM jobs WHERE output_hash = ? AND outformat = ?) "
     "AND NOT EXISTS (SELECT 1 FROM own_results WHERE output_hash = ? AND outformat = ?)"
 )
+
+
+def _insert_new(db: sqlite3.Connection, new: NewJob, now: float) -> Job | None:
+    """Inserts a new job (queued) under the caller's lock, or None (see `add_many`)."""
+    # A job moves its original away before it records where it went, so a file found here,
+    # under the lock, is still owned by a job that has not said so.
+    if not new.source.is_file():
+        return None
+    cursor = db.execute(_INSERT_NEW, (*new_job_row(new, now), *_ownership(new)))
+    if cursor.rowcount != 1 or cursor.lastrowid is None:
+        return None
+    return _queued_job(new, cursor.lastrowid, now)
 
 
 def _ownership(new: NewJob) -> tuple[Any, ...]:

@@ -237,8 +237,7 @@ class StatusBoard:
             self.tell(
                 NoticeKind.FILE_FAILED, "Conversion failed", f"{job.display_name}: {job.error}"
             )
-        if summary and queue_empty():
-            self.tell(NoticeKind.BATCH_DONE, "Batch finished", summary)
+        self._tell_if_over(summary, queue_empty)
 
     def passed_over(self, count: int, *, queue_empty: Callable[[], bool]) -> None:
         """Files counted in `arrived` while they waited in a shared inbox, which another
@@ -246,6 +245,10 @@ class StatusBoard:
         with self._lock:
             self._batch.not_converted += count
             summary = self._batch.summary_if_over()
+        self._tell_if_over(summary, queue_empty)
+
+    def _tell_if_over(self, summary: str | None, queue_empty: Callable[[], bool]) -> None:
+        """`queue_empty` is asked only once the batch counts every file as finished."""
         if summary and queue_empty():
             self.tell(NoticeKind.BATCH_DONE, "Batch finished", summary)
 
