@@ -116,10 +116,12 @@ def test_a_paused_station_claims_nothing_and_shows_what_waits(
     sandbox: Sandbox, tmp_path: Path, make_daemon: MakeDaemon
 ) -> None:
     one = make_daemon(station_rules(tmp_path, sandbox, "pc-one"))
+    shown: list[int] = []  # what the tray is told, not a fresh look
+    one.add_listener(lambda snapshot: shown.append(snapshot.queued))
     one.pause(None)
     for name in ("a.pdf", "b.pdf"):
         samplepdf.write_pdf(tmp_path / "inbox" / name, [name])
-    wait_for(lambda: one.snapshot().queued == 2, what="both files waiting")
+    wait_for(lambda: shown and shown[-1] == 2, what="both files shown waiting")
     assert one.journal.jobs() == [] and not list((tmp_path / "inbox" / CLAIMS_DIR).glob("*"))
     two = make_daemon(station_rules(tmp_path, sandbox, "pc-two"))
     wait_for(lambda: len(files_in(tmp_path / "archive")) == 2, what="converted by the other")

@@ -204,6 +204,7 @@ class Daemon:
         if waiting:
             self.status.arrived(waiting)
             self.pool.wake()
+            self._notify()  # the tray counts them (waiting, while paused or held)
         return self._journal_files(admitted)
 
     def take_shared_file(self) -> bool:
